@@ -1,0 +1,126 @@
+"""What every dialect shares: the endpoint it talks to and the error mapping."""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Protocol
+
+import msgspec
+
+from msgflux import exceptions as exc
+from msgflux._transport.types import SSEEvent
+from msgflux.models.request import Delta
+
+__all__ = ["Endpoint", "Quirks", "StreamDecoder", "error_from_status", "join_url"]
+
+
+class Quirks(msgspec.Struct, frozen=True):
+    """How one provider departs from its dialect's reference behaviour.
+
+    ``max_tokens_field``: the body field for the output limit.
+    ``strict_schema``: accepts ``json_schema`` with ``strict: true``.
+    ``stream_usage``: accepts ``stream_options.include_usage``.
+    ``prefill``: ``continue`` (a trailing assistant turn is continued and only the
+    continuation comes back), ``echo`` (the reply repeats the prefix), or
+    ``unsupported``.
+    ``prefill_fields``: extra body fields that make the server continue the turn.
+    ``reasoning``: where ``reasoning_effort`` goes (``top`` level or OpenRouter's
+    ``reasoning`` object).
+    """
+
+    max_tokens_field: str = "max_tokens"
+    strict_schema: bool = True
+    stream_usage: bool = True
+    prefill: Literal["continue", "echo", "unsupported"] = "continue"
+    prefill_fields: dict[str, Any] | None = None
+    prefill_message_flag: str | None = None
+    reasoning: Literal["top", "object"] = "top"
+
+
+class Endpoint(msgspec.Struct, frozen=True):
+    """Where and how to reach one provider: base URL, key, extra headers, quirks."""
+
+    provider: str
+    base_url: str
+    api_key: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+    quirks: Quirks = Quirks()
+    api_version: str | None = None
+
+    def __repr__(self) -> str:  # never show the key
+        key = "set" if self.api_key else "unset"
+        return f"Endpoint(provider={self.provider!r}, base_url={self.base_url!r}, api_key={key})"
+
+
+class StreamDecoder(Protocol):
+    """Turns SSE events of one stream into Deltas; ``done`` once the end marker came."""
+
+    done: bool
+
+    def feed(self, event: SSEEvent) -> Delta | None: ...
+
+
+def join_url(base: str, path: str) -> str:
+    return base.rstrip("/") + path
+
+
+_STATUS_ERRORS: dict[int, type[exc.ProviderError]] = {
+    400: exc.BadRequestError,
+    401: exc.AuthenticationError,
+    403: exc.PermissionDeniedError,
+    404: exc.NotFoundError,
+    408: exc.ServerError,
+    409: exc.ConflictError,
+    413: exc.BadRequestError,
+    422: exc.UnprocessableEntityError,
+    429: exc.RateLimitError,
+    529: exc.OverloadedError,
+}
+
+
+def error_from_status(
+    status: int | None,
+    message: str,
+    *,
+    provider: str,
+    code: str | None = None,
+    error_type: str | None = None,
+    body: str | None = None,
+    request_id: str | None = None,
+    retry_after: float | None = None,
+) -> exc.ProviderError:
+    """The typed error for an HTTP status (or an in-band error type when status is None)."""
+    kind = (error_type or "").lower()
+    if "overloaded" in kind:
+        cls: type[exc.ProviderError] = exc.OverloadedError
+    elif status is None:
+        cls = _IN_BAND_ERRORS.get(kind, exc.APIStatusError)
+    elif status in _STATUS_ERRORS:
+        cls = _STATUS_ERRORS[status]
+    elif status >= 500:
+        cls = exc.ServerError
+    else:
+        cls = exc.APIStatusError
+    return cls(
+        message or f"HTTP {status}",
+        status=status,
+        provider=provider,
+        code=code,
+        error_type=error_type,
+        body=body,
+        request_id=request_id,
+        retry_after=retry_after,
+    )
+
+
+# Error types that arrive inside a 200 stream (no status to go by).
+_IN_BAND_ERRORS: dict[str, type[exc.ProviderError]] = {
+    "rate_limit_error": exc.RateLimitError,
+    "rate_limit_exceeded": exc.RateLimitError,
+    "api_error": exc.ServerError,
+    "server_error": exc.ServerError,
+    "internal_server_error": exc.ServerError,
+    "invalid_request_error": exc.BadRequestError,
+    "authentication_error": exc.AuthenticationError,
+    "permission_error": exc.PermissionDeniedError,
+    "not_found_error": exc.NotFoundError,
+}

@@ -1,0 +1,441 @@
+"""The OpenAI Chat Completions dialect (also every OpenAI-compatible server).
+
+Pure translations: ChatRequest → HttpRequest, response bytes → Completion,
+one SSE event → Delta, error body → typed error. Wire structs are decoded by
+msgspec straight from bytes; unknown fields are ignored so servers may add
+their own.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from msgflux import __version__
+from msgflux._transport.types import HttpRequest, SSEEvent
+from msgflux.exceptions import ProviderError, ResponseError
+from msgflux.models.dialects.base import Endpoint, error_from_status, join_url
+from msgflux.models.request import (
+    AudioPart,
+    ChatRequest,
+    Completion,
+    Delta,
+    FilePart,
+    ImagePart,
+    Message,
+    Part,
+    TextPart,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+)
+
+__all__ = ["StreamDecoder", "build_request", "parse_error", "parse_response", "stream_decoder"]
+
+_USER_AGENT = f"msgflux/{__version__}"
+_encode = msgspec.json.Encoder().encode
+
+
+# ---------------------------------------------------------------- request
+
+
+def build_request(request: ChatRequest, endpoint: Endpoint) -> HttpRequest:
+    quirks = endpoint.quirks
+    messages = [_message(m) for m in request.messages]
+    if request.prefill is not None:
+        prefill: dict[str, Any] = {"role": "assistant", "content": request.prefill}
+        if quirks.prefill_message_flag:
+            prefill[quirks.prefill_message_flag] = True
+        messages.append(prefill)
+    body: dict[str, Any] = {"model": request.model, "messages": messages}
+    if request.temperature is not None:
+        body["temperature"] = request.temperature
+    if request.top_p is not None:
+        body["top_p"] = request.top_p
+    if request.max_tokens is not None:
+        body[quirks.max_tokens_field] = request.max_tokens
+    if request.stop:
+        body["stop"] = list(request.stop)
+    if request.seed is not None:
+        body["seed"] = request.seed
+    if request.reasoning_effort is not None:
+        if quirks.reasoning == "object":
+            body["reasoning"] = {"effort": request.reasoning_effort}
+        else:
+            body["reasoning_effort"] = request.reasoning_effort
+    if request.tools:
+        body["tools"] = [_tool(t) for t in request.tools]
+        if request.tool_choice is not None:
+            choice = request.tool_choice
+            body["tool_choice"] = (
+                {"type": "function", "function": {"name": choice.name}}
+                if choice.mode == "tool"
+                else choice.mode
+            )
+        if request.parallel_tool_calls is not None:
+            body["parallel_tool_calls"] = request.parallel_tool_calls
+    if request.output is not None:
+        out = request.output
+        schema: dict[str, Any] = {"name": out.name}
+        if out.description:
+            schema["description"] = out.description
+        if quirks.strict_schema:
+            schema["schema"] = out.strict_schema
+            schema["strict"] = True
+        else:
+            schema["schema"] = out.schema
+        body["response_format"] = {"type": "json_schema", "json_schema": schema}
+    if request.prefill is not None and quirks.prefill_fields:
+        body.update(quirks.prefill_fields)
+    if request.stream:
+        body["stream"] = True
+        if quirks.stream_usage:
+            body["stream_options"] = {"include_usage": True}
+    if request.extra:
+        body.update(request.extra)
+    headers = [
+        ("content-type", "application/json"),
+        ("accept", "text/event-stream" if request.stream else "application/json"),
+        ("user-agent", _USER_AGENT),
+    ]
+    if endpoint.api_key:
+        headers.append(("authorization", f"Bearer {endpoint.api_key}"))
+    headers.extend(endpoint.headers)
+    return HttpRequest(
+        "POST",
+        join_url(endpoint.base_url, "/chat/completions"),
+        tuple(headers),
+        _encode(body),
+        request.stream,
+    )
+
+
+def _message(message: Message) -> dict[str, Any]:
+    out: dict[str, Any] = {"role": message.role}
+    content = message.content
+    if content is None or isinstance(content, str):
+        out["content"] = content
+    else:
+        out["content"] = [_part(p) for p in content]
+    if message.tool_calls:
+        out["tool_calls"] = [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+            for c in message.tool_calls
+        ]
+    if message.tool_call_id is not None:
+        out["tool_call_id"] = message.tool_call_id
+    if message.name is not None:
+        out["name"] = message.name
+    return out
+
+
+def _part(part: Part) -> dict[str, Any]:
+    if isinstance(part, TextPart):
+        return {"type": "text", "text": part.text}
+    if isinstance(part, ImagePart):
+        image: dict[str, Any] = {"url": part.url}
+        if part.detail is not None:
+            image["detail"] = part.detail
+        return {"type": "image_url", "image_url": image}
+    if isinstance(part, AudioPart):
+        return {"type": "input_audio", "input_audio": {"data": part.data, "format": part.format}}
+    assert isinstance(part, FilePart)
+    file: dict[str, Any] = {}
+    if part.file_id is not None:
+        file["file_id"] = part.file_id
+    if part.data is not None:
+        file["file_data"] = part.data
+    elif part.url is not None:
+        file["file_data"] = part.url
+    if part.filename is not None:
+        file["filename"] = part.filename
+    return {"type": "file", "file": file}
+
+
+def _tool(tool: Any) -> dict[str, Any]:
+    function: dict[str, Any] = {"name": tool.name}
+    if tool.description is not None:
+        function["description"] = tool.description
+    function["parameters"] = (
+        tool.parameters if tool.parameters is not None else {"type": "object", "properties": {}}
+    )
+    if tool.strict is not None:
+        function["strict"] = tool.strict
+    return {"type": "function", "function": function}
+
+
+# ---------------------------------------------------------------- wire structs
+
+
+class _Function(msgspec.Struct):
+    name: str | None = None
+    arguments: str | None = None
+
+
+class _ToolCall(msgspec.Struct):
+    index: int | None = None
+    id: str | None = None
+    function: _Function | None = None
+
+
+class _Message(msgspec.Struct):
+    content: str | list[Any] | None = None
+    reasoning_content: str | None = None
+    reasoning: str | None = None
+    tool_calls: list[_ToolCall] | None = None
+    refusal: str | None = None
+
+
+class _Choice(msgspec.Struct):
+    message: _Message | None = None
+    finish_reason: str | None = None
+
+
+class _PromptDetails(msgspec.Struct):
+    cached_tokens: int | None = None
+
+
+class _CompletionDetails(msgspec.Struct):
+    reasoning_tokens: int | None = None
+
+
+class _Usage(msgspec.Struct):
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    total_tokens: int | None = None
+    prompt_tokens_details: _PromptDetails | None = None
+    completion_tokens_details: _CompletionDetails | None = None
+    prompt_cache_hit_tokens: int | None = None  # DeepSeek's spelling of cached tokens
+
+
+class _Error(msgspec.Struct):
+    message: str | None = None
+    type: str | None = None
+    code: str | int | None = None
+
+
+class _Response(msgspec.Struct):
+    id: str | None = None
+    model: str | None = None
+    choices: list[_Choice] | None = None
+    usage: _Usage | None = None
+    error: _Error | str | None = None
+
+
+class _Delta(msgspec.Struct, gc=False):
+    content: str | None = None
+    reasoning_content: str | None = None
+    reasoning: str | None = None
+    tool_calls: list[_ToolCall] | None = None
+
+
+class _ChunkChoice(msgspec.Struct, gc=False):
+    delta: _Delta | None = None
+    finish_reason: str | None = None
+    index: int = 0
+
+
+class _Chunk(msgspec.Struct, gc=False):
+    id: str | None = None
+    model: str | None = None
+    choices: list[_ChunkChoice] | None = None
+    usage: _Usage | None = None
+    error: _Error | str | None = None
+
+
+_response_decoder = msgspec.json.Decoder(_Response)
+_chunk_decoder = msgspec.json.Decoder(_Chunk)
+
+_FINISH = {"function_call": "tool_calls", "eos": "stop", "end_turn": "stop", "max_tokens": "length"}
+
+
+def _finish(reason: str | None) -> str | None:
+    return _FINISH.get(reason, reason) if reason is not None else None
+
+
+def _usage(u: _Usage | None) -> Usage | None:
+    if u is None:
+        return None
+    prompt = u.prompt_tokens or 0
+    completion = u.completion_tokens or 0
+    cached = u.prompt_tokens_details.cached_tokens if u.prompt_tokens_details else None
+    if cached is None:
+        cached = u.prompt_cache_hit_tokens
+    return Usage(
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        total_tokens=u.total_tokens if u.total_tokens is not None else prompt + completion,
+        cached_tokens=cached,
+        reasoning_tokens=(
+            u.completion_tokens_details.reasoning_tokens if u.completion_tokens_details else None
+        ),
+    )
+
+
+def _text(content: str | list[Any] | None) -> str | None:
+    if content is None or isinstance(content, str):
+        return content
+    # Some servers answer with content parts; keep their text.
+    return "".join(p.get("text", "") for p in content if isinstance(p, dict))
+
+
+# ---------------------------------------------------------------- response
+
+
+def parse_response(body: bytes, request: ChatRequest | None = None, provider: str = "openai"
+                   ) -> Completion:
+    try:
+        wire = _response_decoder.decode(body)
+    except msgspec.DecodeError as e:
+        raise ResponseError(
+            f"{provider} returned a body that is not a chat completion ({e})",
+            raw=body[:2000].decode("utf-8", "replace"),
+        ) from None
+    if wire.error is not None:
+        raise _in_band_error(wire.error, provider, body)
+    if not wire.choices:
+        raise ResponseError(
+            f"{provider} returned a chat completion with no choices",
+            raw=body[:2000].decode("utf-8", "replace"),
+        )
+    choice = wire.choices[0]
+    message = choice.message or _Message()
+    calls = tuple(
+        ToolCall(
+            id=c.id or f"call_{i}",
+            name=(c.function.name if c.function else None) or "",
+            arguments=(c.function.arguments if c.function else None) or "",
+        )
+        for i, c in enumerate(message.tool_calls or ())
+    )
+    reasoning = message.reasoning_content or message.reasoning
+    finish = _finish(choice.finish_reason)
+    if calls and finish == "stop":
+        finish = "tool_calls"  # some servers say "stop" for a tool-call turn
+    return Completion(
+        text=_text(message.content) if message.content is not None else message.refusal,
+        reasoning=reasoning,
+        tool_calls=calls,
+        finish_reason=finish,
+        native_finish_reason=choice.finish_reason,
+        usage=_usage(wire.usage),
+        model=wire.model,
+        id=wire.id,
+    )
+
+
+# ---------------------------------------------------------------- stream
+
+
+class StreamDecoder:
+    """OpenAI chunks → Deltas. ``[DONE]`` ends the stream."""
+
+    __slots__ = ("done", "provider")
+
+    def __init__(self, provider: str = "openai") -> None:
+        self.done = False
+        self.provider = provider
+
+    def feed(self, event: SSEEvent) -> Delta | None:
+        data = event.data
+        if data[:6] == b"[DONE]":
+            self.done = True
+            return Delta(done=True)
+        try:
+            chunk = _chunk_decoder.decode(data)
+        except msgspec.DecodeError as e:
+            raise ResponseError(
+                f"{self.provider} sent a stream chunk that is not valid JSON ({e})",
+                raw=data[:2000].decode("utf-8", "replace"),
+            ) from None
+        if chunk.error is not None:
+            raise _in_band_error(chunk.error, self.provider, data)
+        usage = _usage(chunk.usage) if chunk.usage is not None else None
+        if not chunk.choices:
+            if usage is None:
+                return None
+            return Delta(usage=usage, model=chunk.model, id=chunk.id)
+        choice = chunk.choices[0]
+        d = choice.delta
+        text = reasoning = None
+        calls = None
+        if d is not None:
+            text = d.content or None
+            reasoning = d.reasoning_content or d.reasoning or None
+            if d.tool_calls:
+                calls = tuple(
+                    ToolCallDelta(
+                        index=c.index if c.index is not None else i,
+                        id=c.id,
+                        name=c.function.name if c.function else None,
+                        arguments=c.function.arguments if c.function else None,
+                    )
+                    for i, c in enumerate(d.tool_calls)
+                )
+        return Delta(
+            text=text,
+            reasoning=reasoning,
+            tool_calls=calls,
+            finish_reason=_finish(choice.finish_reason),
+            native_finish_reason=choice.finish_reason,
+            usage=usage,
+            model=chunk.model,
+            id=chunk.id,
+        )
+
+
+def stream_decoder(request: ChatRequest | None = None, provider: str = "openai") -> StreamDecoder:
+    return StreamDecoder(provider)
+
+
+# ---------------------------------------------------------------- errors
+
+
+class _ErrorBody(msgspec.Struct):
+    error: _Error | str | None = None
+    message: str | None = None
+    detail: Any = None
+
+
+def parse_error(status: int, headers: list[tuple[str, str]], body: bytes, provider: str,
+                retry_after: float | None = None) -> ProviderError:
+    message = code = kind = None
+    try:
+        wire = msgspec.json.decode(body, type=_ErrorBody)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        wire = None
+    if wire is not None:
+        if isinstance(wire.error, _Error):
+            message, kind = wire.error.message, wire.error.type
+            code = str(wire.error.code) if wire.error.code is not None else None
+        elif isinstance(wire.error, str):
+            message = wire.error
+        message = message or wire.message or (str(wire.detail) if wire.detail else None)
+    text = body.decode("utf-8", "replace")
+    request_id = next((v for k, v in headers if k in ("x-request-id", "request-id")), None)
+    return error_from_status(
+        status,
+        message or text[:500] or f"HTTP {status}",
+        provider=provider,
+        code=code,
+        error_type=kind,
+        body=text[:4000],
+        request_id=request_id,
+        retry_after=retry_after,
+    )
+
+
+def _in_band_error(error: _Error | str, provider: str, raw: bytes) -> ProviderError:
+    if isinstance(error, str):
+        return error_from_status(None, error, provider=provider,
+                                 body=raw.decode("utf-8", "replace"))
+    status = error.code if isinstance(error.code, int) else None
+    return error_from_status(
+        status,
+        error.message or "error",
+        provider=provider,
+        code=str(error.code) if error.code is not None else None,
+        error_type=error.type,
+        body=raw.decode("utf-8", "replace")[:4000],
+    )

@@ -1,0 +1,175 @@
+"""Caller input → neutral :class:`~msgflux.models.request.Message` values.
+
+Accepts a string, a list of ChatML dicts (OpenAI message shape, which is also
+what ``ChatBlock`` builds and what ``ToolCallAggregator.get_messages()``
+returns) or neutral Messages. Anything else fails here, before the network,
+with the position and the expected shape. The caller's objects are only read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+
+from msgflux.exceptions import MessageFormatError
+from msgflux.models.request import (
+    AudioPart,
+    FilePart,
+    ImagePart,
+    Message,
+    Part,
+    ReasoningBlock,
+    TextPart,
+    ToolCall,
+)
+
+__all__ = ["to_messages"]
+
+_ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant",
+          "tool": "tool"}
+_encode = msgspec.json.Encoder().encode
+
+
+def to_messages(messages: Any, system_prompt: str | None = None) -> tuple[Message, ...]:
+    """Normalise ``messages`` and put ``system_prompt`` first.
+
+    When the messages already open with a system message, ``system_prompt``
+    is joined to it (prompt first) rather than adding a second one.
+    """
+    if isinstance(messages, str):
+        out = [Message("user", messages)]
+    elif isinstance(messages, dict):
+        out = [_message(messages, 0)]
+    elif isinstance(messages, Sequence) and not isinstance(messages, (bytes, bytearray)):
+        out = [
+            m if isinstance(m, Message) else _message(m, i) for i, m in enumerate(messages)
+        ]
+    else:
+        raise MessageFormatError(
+            f"messages must be a str or a list of message dicts, got {type(messages).__name__}. "
+            'Example: [{"role": "user", "content": "Hello"}]'
+        )
+    if system_prompt is not None:
+        if not isinstance(system_prompt, str):
+            raise MessageFormatError(
+                f"system_prompt must be a str, got {type(system_prompt).__name__}"
+            )
+        if out and out[0].role == "system" and isinstance(out[0].content, str):
+            out[0] = Message("system", f"{system_prompt}\n\n{out[0].content}")
+        else:
+            out.insert(0, Message("system", system_prompt))
+    if not out:
+        raise MessageFormatError("messages is empty: give at least one user message")
+    return tuple(out)
+
+
+def _message(raw: Any, index: int) -> Message:
+    if not isinstance(raw, dict):
+        raise MessageFormatError(
+            f"messages[{index}] must be a dict like {{'role': 'user', 'content': '...'}}, "
+            f"got {type(raw).__name__}"
+        )
+    role = _ROLES.get(raw.get("role"))  # type: ignore[arg-type]
+    if role is None:
+        raise MessageFormatError(
+            f"messages[{index}] has role {raw.get('role')!r}; "
+            "use 'system', 'user', 'assistant' or 'tool'"
+        )
+    content = raw.get("content")
+    if content is not None and not isinstance(content, str):
+        content = _parts(content, index)
+    tool_calls = raw.get("tool_calls")
+    calls = tuple(_tool_call(c, index) for c in tool_calls) if tool_calls else ()
+    if role == "tool":
+        call_id = raw.get("tool_call_id")
+        if not isinstance(call_id, str):
+            raise MessageFormatError(f"messages[{index}] is a tool message without tool_call_id")
+        return Message("tool", content if content is not None else "", tool_call_id=call_id,
+                       name=raw.get("name"))
+    if content is None and not calls and role != "assistant":
+        raise MessageFormatError(f"messages[{index}] ({role}) has no content")
+    blocks = raw.get("thinking_blocks")
+    name = raw.get("name")
+    return Message(
+        role,  # type: ignore[arg-type]
+        content,
+        tool_calls=calls,
+        name=name if isinstance(name, str) else None,
+        reasoning=tuple(_block(b, index) for b in blocks) if blocks else (),
+    )
+
+
+def _parts(content: Any, index: int) -> tuple[Part, ...]:
+    if isinstance(content, dict):
+        content = [content]
+    if not isinstance(content, (list, tuple)):
+        raise MessageFormatError(
+            f"messages[{index}].content must be a str or a list of content parts, "
+            f"got {type(content).__name__}"
+        )
+    return tuple(_part(p, index) for p in content)
+
+
+def _part(raw: Any, index: int) -> Part:
+    if isinstance(raw, str):
+        return TextPart(raw)
+    if isinstance(raw, (TextPart, ImagePart, AudioPart, FilePart)):
+        return raw
+    if not isinstance(raw, dict):
+        raise MessageFormatError(f"messages[{index}] has a content part of type "
+                                 f"{type(raw).__name__}; parts are dicts with a 'type'")
+    kind = raw.get("type")
+    try:
+        if kind == "text":
+            return TextPart(str(raw["text"]))
+        if kind == "image_url":
+            image = raw["image_url"]
+            if isinstance(image, str):
+                return ImagePart(image)
+            return ImagePart(str(image["url"]), image.get("detail"))
+        if kind == "input_audio":
+            audio = raw["input_audio"]
+            return AudioPart(str(audio["data"]), str(audio["format"]))
+        if kind == "file":
+            file = raw["file"]
+            data = file.get("file_data")
+            media = None
+            if isinstance(data, str) and data.startswith("data:"):
+                media = data[5:data.find(";")] if ";" in data else None
+            return FilePart(data=data, file_id=file.get("file_id"), url=file.get("url"),
+                            filename=file.get("filename"), media_type=media)
+    except (KeyError, TypeError, AttributeError) as e:
+        raise MessageFormatError(
+            f"messages[{index}] has a malformed {kind!r} part (missing {e}); "
+            "see ChatBlock for the expected shapes"
+        ) from None
+    raise MessageFormatError(
+        f"messages[{index}] has a content part of type {kind!r}; supported: "
+        "'text', 'image_url', 'input_audio', 'file'"
+    )
+
+
+def _tool_call(raw: Any, index: int) -> ToolCall:
+    try:
+        function = raw["function"]
+        arguments = function.get("arguments")
+        if arguments is None:
+            arguments = "{}"
+        elif not isinstance(arguments, str):
+            arguments = _encode(arguments).decode()
+        return ToolCall(str(raw["id"]), str(function["name"]), arguments, raw.get("signature"))
+    except (KeyError, TypeError, AttributeError):
+        raise MessageFormatError(
+            f"messages[{index}] has a malformed tool call; expected "
+            '{"id": ..., "type": "function", "function": {"name": ..., "arguments": "..."}}'
+        ) from None
+
+
+def _block(raw: Any, index: int) -> ReasoningBlock:
+    if not isinstance(raw, dict):
+        raise MessageFormatError(f"messages[{index}].thinking_blocks holds a non-dict")
+    if raw.get("type") == "redacted_thinking":
+        return ReasoningBlock(redacted=str(raw.get("data", "")))
+    return ReasoningBlock(str(raw.get("thinking", "")), raw.get("signature"))

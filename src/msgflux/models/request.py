@@ -1,0 +1,213 @@
+"""Provider-neutral request and response vocabulary.
+
+Everything above the dialects speaks only these types; each dialect translates
+them to and from one wire protocol. They are frozen msgspec Structs: cheap to
+build, hashable where it matters (the cache key is their msgpack encoding), and
+never shaped after one provider — a field exists because several protocols
+have the concept.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+__all__ = [
+    "AudioPart",
+    "ChatRequest",
+    "Completion",
+    "Delta",
+    "FilePart",
+    "ImagePart",
+    "Message",
+    "OutputSchema",
+    "Part",
+    "ReasoningBlock",
+    "TextPart",
+    "ToolCall",
+    "ToolCallDelta",
+    "ToolChoice",
+    "ToolSpec",
+    "Usage",
+]
+
+Role = Literal["system", "user", "assistant", "tool"]
+
+
+# ---------------------------------------------------------------- content
+
+
+class TextPart(msgspec.Struct, frozen=True, tag="text"):
+    text: str
+
+
+class ImagePart(msgspec.Struct, frozen=True, tag="image"):
+    """An image by URL: ``https://…`` or a ``data:<media type>;base64,…`` URL."""
+
+    url: str
+    detail: str | None = None
+
+
+class AudioPart(msgspec.Struct, frozen=True, tag="audio"):
+    """Base64 audio ``data`` in ``format`` (``wav``, ``mp3``…)."""
+
+    data: str
+    format: str
+
+
+class FilePart(msgspec.Struct, frozen=True, tag="file"):
+    """A document: inline ``data`` (a base64 data URL), a provider ``file_id`` or a ``url``."""
+
+    data: str | None = None
+    file_id: str | None = None
+    url: str | None = None
+    filename: str | None = None
+    media_type: str | None = None
+
+
+Part = TextPart | ImagePart | AudioPart | FilePart
+
+
+class ToolCall(msgspec.Struct, frozen=True):
+    """A complete tool call; ``arguments`` is the raw JSON text the model wrote."""
+
+    id: str
+    name: str
+    arguments: str
+    signature: str | None = None  # opaque provider token that must travel back (Gemini)
+
+
+class ReasoningBlock(msgspec.Struct, frozen=True):
+    """One block of model reasoning, kept intact so it can be sent back in a tool loop.
+
+    ``signature`` authenticates the text (Anthropic); ``redacted`` holds an
+    encrypted block whose text is withheld.
+    """
+
+    text: str = ""
+    signature: str | None = None
+    redacted: str | None = None
+
+
+class Message(msgspec.Struct, frozen=True):
+    role: Role
+    content: str | tuple[Part, ...] | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
+    name: str | None = None
+    reasoning: tuple[ReasoningBlock, ...] = ()
+
+
+# ---------------------------------------------------------------- request
+
+
+class ToolSpec(msgspec.Struct, frozen=True):
+    """A function the model may call; ``parameters`` is a JSON Schema object."""
+
+    name: str
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class ToolChoice(msgspec.Struct, frozen=True):
+    """``mode`` is ``auto``, ``required``, ``none`` or ``tool`` (then ``name`` is set)."""
+
+    mode: Literal["auto", "required", "none", "tool"]
+    name: str | None = None
+
+
+class OutputSchema(msgspec.Struct, frozen=True):
+    """The JSON shape asked of the model.
+
+    ``schema`` is the logical JSON Schema (references inlined); ``strict_schema``
+    the same shape lowered to what strict modes accept (every object closed,
+    every property required, maps as entry lists). A dialect sends whichever its
+    provider takes; decoding restores either shape.
+    """
+
+    name: str
+    schema: dict[str, Any]
+    strict_schema: dict[str, Any]
+    description: str | None = None
+
+
+class ChatRequest(msgspec.Struct, frozen=True):
+    """One chat completion request, independent of any provider."""
+
+    model: str
+    messages: tuple[Message, ...]
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = None
+    stop: tuple[str, ...] | None = None
+    seed: int | None = None
+    reasoning_effort: str | None = None
+    tools: tuple[ToolSpec, ...] = ()
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    output: OutputSchema | None = None
+    prefill: str | None = None
+    stream: bool = False
+    extra: dict[str, Any] | None = None  # provider-specific body fields, passed through
+
+
+# ---------------------------------------------------------------- response
+
+
+class Usage(msgspec.Struct):
+    """Token counts. ``prompt_tokens`` includes ``cached_tokens`` (read from cache)
+    and ``cache_write_tokens`` (written to cache); ``completion_tokens`` includes
+    ``reasoning_tokens``."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    cached_tokens: int | None = None
+    cache_write_tokens: int | None = None
+    reasoning_tokens: int | None = None
+
+
+class Completion(msgspec.Struct):
+    """A finished (non-streamed) answer."""
+
+    text: str | None = None
+    reasoning: str | None = None
+    reasoning_blocks: tuple[ReasoningBlock, ...] = ()
+    tool_calls: tuple[ToolCall, ...] = ()
+    finish_reason: str | None = None
+    native_finish_reason: str | None = None
+    usage: Usage | None = None
+    model: str | None = None
+    id: str | None = None
+
+
+class ToolCallDelta(msgspec.Struct, gc=False):
+    """A fragment of tool call ``index``; ``id``/``name`` usually come only first."""
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str | None = None
+    signature: str | None = None
+
+
+class Delta(msgspec.Struct, gc=False):
+    """What one stream event adds. ``done`` marks the protocol's own end marker.
+
+    ``reasoning_signature`` closes the current reasoning block;
+    ``reasoning_redacted`` is a whole redacted block.
+    """
+
+    text: str | None = None
+    reasoning: str | None = None
+    reasoning_signature: str | None = None
+    reasoning_redacted: str | None = None
+    tool_calls: tuple[ToolCallDelta, ...] | None = None
+    finish_reason: str | None = None
+    native_finish_reason: str | None = None
+    usage: Usage | None = None
+    model: str | None = None
+    id: str | None = None
+    done: bool = False

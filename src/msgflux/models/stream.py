@@ -1,0 +1,158 @@
+"""Streams: folding Deltas into an answer, and pulling Deltas off the wire.
+
+:class:`StreamAssembler` is pure: it folds Deltas (text, reasoning blocks,
+tool-call fragments, usage, finish reason) and says what the stream turned out
+to be. :class:`SyncSource` and :class:`AsyncSource` pull SSE events from an
+open transport stream through a dialect's decoder; they are plain generators so
+each chunk costs a few attribute lookups, nothing more.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+from msgflux.exceptions import StreamError
+from msgflux.models.request import Delta, ReasoningBlock, Usage
+from msgflux.models.tool_calls import ToolCallAggregator
+
+__all__ = ["AsyncSource", "StreamAssembler", "SyncSource"]
+
+
+class StreamAssembler:
+    """Accumulates one streamed answer."""
+
+    __slots__ = ("_block_text", "blocks", "finish_reason", "id", "model", "native_finish_reason",
+                 "reasoning_parts", "text_parts", "tools", "usage")
+
+    def __init__(self) -> None:
+        self.text_parts: list[str] = []
+        self.reasoning_parts: list[str] = []
+        self._block_text: list[str] = []
+        self.blocks: list[ReasoningBlock] = []
+        self.tools: ToolCallAggregator | None = None
+        self.finish_reason: str | None = None
+        self.native_finish_reason: str | None = None
+        self.usage: Usage | None = None
+        self.model: str | None = None
+        self.id: str | None = None
+
+    def add(self, delta: Delta) -> str | None:
+        """Fold one Delta; returns its text, if any, for the caller to hand on."""
+        text = delta.text
+        if text:
+            self.text_parts.append(text)
+        if delta.reasoning:
+            self.reasoning_parts.append(delta.reasoning)
+            self._block_text.append(delta.reasoning)
+        if delta.reasoning_signature is not None:
+            self.blocks.append(ReasoningBlock("".join(self._block_text),
+                                              delta.reasoning_signature))
+            self._block_text = []
+        if delta.reasoning_redacted is not None:
+            self.blocks.append(ReasoningBlock(redacted=delta.reasoning_redacted))
+        if delta.tool_calls:
+            tools = self.tools
+            if tools is None:
+                tools = self.tools = ToolCallAggregator()
+            for call in delta.tool_calls:
+                tools.process(call.index, call.id, call.name, call.arguments)
+                if call.signature is not None:
+                    tools._entries[call.index].signature = call.signature
+        if delta.finish_reason is not None:
+            self.finish_reason = delta.finish_reason
+            self.native_finish_reason = delta.native_finish_reason
+        if delta.usage is not None:
+            self.usage = delta.usage
+        if delta.model is not None and self.model is None:
+            self.model = delta.model
+        if delta.id is not None and self.id is None:
+            self.id = delta.id
+        return text
+
+    @property
+    def text(self) -> str:
+        return "".join(self.text_parts)
+
+    @property
+    def reasoning(self) -> str | None:
+        return "".join(self.reasoning_parts) if self.reasoning_parts else None
+
+    def reasoning_blocks(self) -> tuple[ReasoningBlock, ...]:
+        """Closed blocks, plus the unsigned text still open (e.g. OpenAI-style reasoning)."""
+        if self._block_text:
+            return (*self.blocks, ReasoningBlock("".join(self._block_text)))
+        return tuple(self.blocks)
+
+    def aggregator(self) -> ToolCallAggregator | None:
+        """The tool calls (with the turn's text and reasoning), if the model made any."""
+        tools = self.tools
+        if tools is None:
+            return None
+        tools.text = self.text or None
+        tools.reasoning = self.reasoning
+        tools.reasoning_blocks = self.reasoning_blocks()
+        return tools
+
+    def broken(self, message: str) -> StreamError:
+        """A StreamError carrying everything received so far."""
+        calls = list(self.tools.tool_calls.values()) if self.tools is not None else []
+        return StreamError(message, partial_text=self.text,
+                           partial_reasoning=self.reasoning or "", partial_tool_calls=calls)
+
+
+class SyncSource:
+    """Deltas of one open sync stream. ``deltas`` is a generator; ``close()`` drops it."""
+
+    __slots__ = ("decoder", "deltas", "stream")
+
+    def __init__(self, stream: Any, decoder: Any) -> None:
+        self.stream = stream
+        self.decoder = decoder
+        self.deltas: Iterator[Delta] = self._pull()
+
+    def _pull(self) -> Iterator[Delta]:
+        feed = self.decoder.feed
+        decoder = self.decoder
+        try:
+            for event in self.stream:
+                delta = feed(event)
+                if delta is not None:
+                    yield delta
+                    if decoder.done:
+                        return
+        finally:
+            self.stream.close()
+
+    def close(self) -> None:
+        self.deltas.close()
+
+
+class AsyncSource:
+    """Deltas of one open async stream, bound to the loop that opened it."""
+
+    __slots__ = ("decoder", "deltas", "loop", "stream")
+
+    def __init__(self, stream: Any, decoder: Any) -> None:
+        self.stream = stream
+        import asyncio
+
+        self.decoder = decoder
+        self.loop = asyncio.get_running_loop()
+        self.deltas: AsyncIterator[Delta] = self._pull()
+
+    async def _pull(self) -> AsyncIterator[Delta]:
+        feed = self.decoder.feed
+        decoder = self.decoder
+        try:
+            async for event in self.stream:
+                delta = feed(event)
+                if delta is not None:
+                    yield delta
+                    if decoder.done:
+                        return
+        finally:
+            await self.stream.aclose()
+
+    async def aclose(self) -> None:
+        await self.deltas.aclose()  # type: ignore[attr-defined]

@@ -1,0 +1,218 @@
+"""``ToolCallAggregator``: tool calls as the model proposed them, and their results.
+
+It reassembles calls from stream fragments (several calls per delta, fragments
+interleaved, ``id``/``name`` only on the first one), hands them out in OpenAI
+shape with parsed arguments, collects results, and writes the messages that
+continue the conversation.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from msgflux.exceptions import MessageFormatError, ToolCallArgumentsError
+from msgflux.models.request import ReasoningBlock, ToolCall
+
+__all__ = ["ToolCallAggregator"]
+
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.decode
+_MISSING = object()
+
+
+class _Entry:
+    __slots__ = ("arguments", "id", "name", "result", "signature")
+
+    def __init__(self, id: str | None, name: str | None) -> None:
+        self.id = id
+        self.name = name
+        self.arguments: list[str] = []
+        self.result: Any = _MISSING
+        self.signature: str | None = None
+
+
+class ToolCallAggregator:
+    """Tool calls of one assistant turn.
+
+    ``get_calls()`` → ``[{"id", "type": "function", "function": {"name", "arguments": dict}}]``;
+    ``insert_results(call_id, result)`` (or one dict ``{call_id: result}``);
+    ``get_messages()`` → the assistant message with ``tool_calls`` plus one
+    ``tool`` message per call. ``text`` and ``reasoning`` keep what the model
+    said alongside the calls.
+    """
+
+    __slots__ = ("_entries", "reasoning", "reasoning_blocks", "text")
+
+    def __init__(self, reasoning: str | None = None) -> None:
+        self._entries: dict[int, _Entry] = {}
+        self.text: str | None = None
+        self.reasoning = reasoning
+        self.reasoning_blocks: tuple[ReasoningBlock, ...] = ()
+
+    @classmethod
+    def from_calls(cls, calls: tuple[ToolCall, ...] | list[ToolCall]) -> ToolCallAggregator:
+        agg = cls()
+        for i, call in enumerate(calls):
+            agg.process(i, call.id, call.name, call.arguments)
+            if call.signature is not None:
+                agg._entries[i].signature = call.signature
+        return agg
+
+    # -------------------------------------------------------------- assembling
+
+    def process(self, call_index: int, tool_id: str | None = None, name: str | None = None,
+                arguments: str | None = None) -> None:
+        """Add one fragment of call ``call_index``."""
+        entry = self._entries.get(call_index)
+        if entry is None:
+            entry = self._entries[call_index] = _Entry(tool_id or None, name or None)
+        else:
+            if tool_id and not entry.id:
+                entry.id = tool_id
+            if name and not entry.name:
+                entry.name = name
+        if arguments:
+            entry.arguments.append(arguments)
+
+    @property
+    def tool_calls(self) -> dict[int, dict[str, Any]]:
+        """Index → ``{"id", "name", "arguments"}`` with the raw argument text (0.5.1 shape)."""
+        return {
+            i: {"id": e.id, "name": e.name, "arguments": "".join(e.arguments)}
+            for i, e in self._entries.items()
+        }
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __bool__(self) -> bool:
+        return True
+
+    def __repr__(self) -> str:
+        names = [e.name for e in self._entries.values()]
+        return f"ToolCallAggregator(calls={names!r})"
+
+    # -------------------------------------------------------------- reading
+
+    def _ordered(self) -> list[tuple[int, _Entry]]:
+        return sorted(self._entries.items())
+
+    @staticmethod
+    def _call_id(index: int, entry: _Entry) -> str:
+        return entry.id or f"call_{index}"
+
+    def get_calls(self) -> list[dict[str, Any]]:
+        """The calls with their arguments parsed into dicts (empty arguments → ``{}``)."""
+        calls = []
+        for index, entry in self._ordered():
+            calls.append({
+                "id": self._call_id(index, entry),
+                "type": "function",
+                "function": {"name": entry.name or "", "arguments": self._arguments(entry)},
+            })
+        return calls
+
+    def _arguments(self, entry: _Entry) -> dict[str, Any]:
+        raw = "".join(entry.arguments).strip()
+        if not raw:
+            return {}
+        try:
+            value = _decode(raw)
+        except msgspec.DecodeError as e:
+            raise ToolCallArgumentsError(
+                f"The arguments of tool call {entry.name!r} are not valid JSON ({e}); "
+                "the raw text is in .raw",
+                raw=raw, tool_name=entry.name, call_id=entry.id,
+            ) from None
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise ToolCallArgumentsError(
+                f"The arguments of tool call {entry.name!r} are JSON but not an object: "
+                f"{raw[:200]}",
+                raw=raw, tool_name=entry.name, call_id=entry.id,
+            )
+        return value
+
+    def to_tool_calls(self) -> tuple[ToolCall, ...]:
+        """The calls as neutral :class:`ToolCall` values (raw argument text)."""
+        return tuple(
+            ToolCall(self._call_id(i, e), e.name or "", "".join(e.arguments) or "{}", e.signature)
+            for i, e in self._ordered()
+        )
+
+    # -------------------------------------------------------------- results
+
+    def insert_results(self, call_id: str | dict[str, Any], result: Any = _MISSING) -> None:
+        """Record the result of call ``call_id`` (or of each id in one dict)."""
+        if isinstance(call_id, dict):
+            if result is not _MISSING:
+                raise TypeError("insert_results takes (call_id, result) or one dict, not both")
+            for key, value in call_id.items():
+                self.insert_results(key, value)
+            return
+        if result is _MISSING:
+            raise TypeError("insert_results(call_id, result): the result is missing")
+        for index, entry in self._entries.items():
+            if self._call_id(index, entry) == call_id:
+                entry.result = result
+                return
+        known = [self._call_id(i, e) for i, e in self._ordered()]
+        raise MessageFormatError(f"No tool call with id {call_id!r}; the calls are {known!r}")
+
+    def get_messages(self) -> list[dict[str, Any]]:
+        """The assistant turn that made the calls, then one ``tool`` message per result."""
+        ordered = self._ordered()
+        missing = [e.name or self._call_id(i, e) for i, e in ordered if e.result is _MISSING]
+        if missing:
+            raise MessageFormatError(
+                f"No result for tool call(s) {missing!r}: providers reject a tool-call turn "
+                "without every result. Call insert_results(call['id'], result) for each call."
+            )
+        assistant: dict[str, Any] = {"role": "assistant", "content": self.text or None}
+        calls = []
+        for index, entry in ordered:
+            call: dict[str, Any] = {
+                "id": self._call_id(index, entry),
+                "type": "function",
+                "function": {"name": entry.name or "",
+                             "arguments": "".join(entry.arguments) or "{}"},
+            }
+            if entry.signature is not None:
+                call["signature"] = entry.signature
+            calls.append(call)
+        assistant["tool_calls"] = calls
+        if self.reasoning_blocks:
+            assistant["thinking_blocks"] = [_block_dict(b) for b in self.reasoning_blocks]
+        messages = [assistant]
+        for index, entry in ordered:
+            result = entry.result
+            content = result if isinstance(result, str) else _encode(result).decode()
+            messages.append(
+                {"role": "tool", "tool_call_id": self._call_id(index, entry), "content": content}
+            )
+        return messages
+
+    def copy(self) -> ToolCallAggregator:
+        """An independent copy (results included)."""
+        other = ToolCallAggregator(self.reasoning)
+        other.text = self.text
+        other.reasoning_blocks = self.reasoning_blocks
+        for index, entry in self._entries.items():
+            clone = _Entry(entry.id, entry.name)
+            clone.arguments = list(entry.arguments)
+            clone.result = entry.result
+            clone.signature = entry.signature
+            other._entries[index] = clone
+        return other
+
+
+def _block_dict(block: ReasoningBlock) -> dict[str, Any]:
+    if block.redacted is not None:
+        return {"type": "redacted_thinking", "data": block.redacted}
+    out: dict[str, Any] = {"type": "thinking", "thinking": block.text}
+    if block.signature is not None:
+        out["signature"] = block.signature
+    return out

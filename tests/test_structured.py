@@ -1,0 +1,108 @@
+"""generation_schema: strict lowering, restoring and validation (pure)."""
+
+from __future__ import annotations
+
+import enum
+from typing import Any, Literal, Optional
+
+import jsonschema
+import msgspec
+import pytest
+
+from msgflux import exceptions as exc
+from msgflux.models.structured import compile_schema, decode_structured
+
+
+class Color(enum.Enum):
+    RED = "red"
+    BLUE = "blue"
+
+
+class Address(msgspec.Struct):
+    street: str
+    city: str
+
+
+class Person(msgspec.Struct):
+    name: str
+    age: int
+    address: Address
+    tags: list[str]
+    scores: dict[str, float]
+    nickname: Optional[str] = None  # noqa: UP045 - the typing.Optional spelling is under test
+    email: str | None = None
+    level: Literal["junior", "senior"] = "junior"
+    color: Color = Color.RED
+    active: bool = True
+
+
+def walk(node):
+    if isinstance(node, dict):
+        yield node
+        for v in node.values():
+            yield from walk(v)
+    elif isinstance(node, list):
+        for v in node:
+            yield from walk(v)
+
+
+def test_strict_schema_is_closed_and_complete() -> None:
+    out = compile_schema(Person).output
+    strict = out.strict_schema
+    for node in walk(strict):
+        assert "$ref" not in node and "default" not in node and "title" not in node
+        if node.get("type") == "object":
+            assert node["additionalProperties"] is False
+            assert set(node["required"]) == set(node["properties"])
+    assert strict["properties"]["scores"]["type"] == "array"  # map lowered to entries
+    assert out.name == "Person"
+    # The strict schema is itself a valid JSON Schema.
+    jsonschema.Draft202012Validator.check_schema(strict)
+
+
+def test_decode_lowered_shape_restores_defaults_and_maps() -> None:
+    compiled = compile_schema(Person)
+    text = (
+        '{"name":"Ann","age":30,"address":{"street":"1 Main","city":"NYC"},"tags":["a"],'
+        '"scores":[{"key":"math","value":9.5}],"nickname":null,"email":null,'
+        '"level":null,"color":null,"active":null}'
+    )
+    jsonschema.validate(msgspec.json.decode(text), compiled.output.strict_schema)
+    result = decode_structured(compiled, text)
+    assert result == {
+        "name": "Ann", "age": 30, "address": {"street": "1 Main", "city": "NYC"},
+        "tags": ["a"], "scores": {"math": 9.5}, "nickname": None, "email": None,
+        "level": "junior", "color": "red", "active": True,
+    }
+    assert result.address.city == "NYC"  # attribute access, nested too
+    assert isinstance(result["color"], str)  # Enum values, not Enum objects
+
+
+def test_decode_logical_shape_too() -> None:
+    compiled = compile_schema(Person)
+    text = ('{"name":"B","age":1,"address":{"street":"s","city":"c"},"tags":[],'
+            '"scores":{"x":1},"color":"blue"}')
+    assert decode_structured(compiled, text).scores == {"x": 1.0}
+
+
+def test_validation_errors_keep_raw_text() -> None:
+    compiled = compile_schema(Person)
+    with pytest.raises(exc.StructuredOutputError) as info:
+        decode_structured(compiled, '{"name": "x"}')
+    assert info.value.raw == '{"name": "x"}'
+    with pytest.raises(exc.StructuredOutputError):
+        decode_structured(compiled, '{"name": "x", "age": "old"')
+
+
+def test_bad_schemas_fail_clearly() -> None:
+    class Loose(msgspec.Struct):
+        anything: Any
+
+    with pytest.raises(exc.InvalidParameterError, match="Any"):
+        compile_schema(Loose)
+    with pytest.raises(exc.InvalidParameterError, match=r"msgspec\.Struct"):
+        compile_schema(dict)
+
+
+def test_compile_is_cached_per_type() -> None:
+    assert compile_schema(Person) is compile_schema(Person)
