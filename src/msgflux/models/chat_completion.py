@@ -36,6 +36,8 @@ from msgflux.models.request import (
     ChatRequest,
     Completion,
     Delta,
+    ImagePart,
+    TextPart,
     ToolChoice,
     ToolSpec,
     Usage,
@@ -299,12 +301,15 @@ class ChatCompletionModel:
                 raise InvalidParameterError("extra_body must be a dict")
             extra = {**(extra or {}), **extra_body}
         stop = opts.get("stop")
+        max_tokens = opts.get("max_tokens")
+        if max_tokens is None and getattr(self._dialect, "REQUIRES_MAX_TOKENS", False):
+            max_tokens = self._profile_output_limit()
         request = ChatRequest(
             model=self.model_id,
             messages=msgs,
             temperature=opts.get("temperature"),
             top_p=opts.get("top_p"),
-            max_tokens=opts.get("max_tokens"),
+            max_tokens=max_tokens,
             stop=(stop,) if isinstance(stop, str) else (tuple(stop) if stop else None),
             seed=opts.get("seed"),
             reasoning_effort=opts.get("reasoning_effort"),
@@ -327,13 +332,39 @@ class ChatCompletionModel:
             _policy(max_retries) if max_retries is not None else self._policy,
         )
 
+    def _profile_output_limit(self) -> int | None:
+        """The model's output limit from its profile (for dialects that require max_tokens)."""
+        profile = self.profile
+        limit = profile.limits.output if profile is not None else None
+        return limit or None
+
     def _check(self, request: ChatRequest) -> None:
         profile = self.profile
         if profile is None:
             return
         from msgflux.models.profiles import check_request
 
-        check_request(profile, request)
+        chars = 0
+        images = False
+        for message in request.messages:
+            content = message.content
+            if isinstance(content, str):
+                chars += len(content)
+            elif content:
+                for part in content:
+                    if isinstance(part, TextPart):
+                        chars += len(part.text)
+                    elif isinstance(part, ImagePart):
+                        images = True
+        check_request(
+            profile,
+            has_tools=bool(request.tools),
+            has_schema=request.output is not None,
+            has_images=images,
+            # ~4 characters a token in English; divide by 6 so the estimate stays low.
+            estimated_prompt_tokens=chars // 6,
+            max_tokens=request.max_tokens,
+        )
 
     # -------------------------------------------------------------- shaping answers
 
@@ -353,13 +384,17 @@ class ChatCompletionModel:
         profile = self.profile
         if profile is None:
             return None
-        from msgflux.models.profiles import usage_cost
-
-        return usage_cost(profile, usage)
+        return profile.cost.calculate(
+            input_tokens=usage.prompt_tokens,
+            output_tokens=usage.completion_tokens,
+            cached_tokens=usage.cached_tokens or 0,
+            cache_write_tokens=usage.cache_write_tokens or 0,
+            reasoning_tokens=usage.reasoning_tokens or 0,
+        )
 
     def _with_prefill(self, text: str | None, prefill: str | None) -> str:
         text = text or ""
-        if prefill is not None and self._row.quirks.prefill == "continue":
+        if prefill is not None and not self._row.quirks.prefill_echoed(stream=False):
             return prefill + text
         return text
 
@@ -494,10 +529,10 @@ class _StreamCall:
             request.tool_choice is not None and request.tool_choice.mode == "none"
         )
         self.known_type = None if tools_possible else self.default_type
-        # A 'continue' server sends only the continuation: the prefix leads the stream.
+        # When the server streams only the continuation, the prefix leads the stream.
         prefill = request.prefill
-        self.lead = (Delta(text=prefill) if prefill and model._row.quirks.prefill == "continue"
-                     else None)
+        echoed = model._row.quirks.prefill_echoed(stream=True)
+        self.lead = Delta(text=prefill) if prefill and not echoed else None
 
     def open_sync(self) -> SyncSource:
         from msgflux.models.stream import SyncSource

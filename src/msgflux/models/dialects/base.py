@@ -19,9 +19,11 @@ class Quirks(msgspec.Struct, frozen=True):
     ``max_tokens_field``: the body field for the output limit.
     ``strict_schema``: accepts ``json_schema`` with ``strict: true``.
     ``stream_usage``: accepts ``stream_options.include_usage``.
-    ``prefill``: ``continue`` (a trailing assistant turn is continued and only the
-    continuation comes back), ``echo`` (the reply repeats the prefix), or
+    ``prefill``: ``continue`` (a trailing assistant turn is continued) or
     ``unsupported``.
+    ``prefill_echo``: when the reply repeats the prefix — ``never`` (only the
+    continuation comes back), ``always``, or ``non-stream`` (llama.cpp's server
+    echoes it in whole replies but streams only the continuation).
     ``prefill_fields``: extra body fields that make the server continue the turn.
     ``reasoning``: where ``reasoning_effort`` goes (``top`` level or OpenRouter's
     ``reasoning`` object).
@@ -30,10 +32,16 @@ class Quirks(msgspec.Struct, frozen=True):
     max_tokens_field: str = "max_tokens"
     strict_schema: bool = True
     stream_usage: bool = True
-    prefill: Literal["continue", "echo", "unsupported"] = "continue"
+    prefill: Literal["continue", "unsupported"] = "continue"
+    prefill_echo: Literal["never", "always", "non-stream"] = "never"
     prefill_fields: dict[str, Any] | None = None
     prefill_message_flag: str | None = None
     reasoning: Literal["top", "object"] = "top"
+
+    def prefill_echoed(self, stream: bool) -> bool:
+        """Does the server's reply already start with the prefilled text?"""
+        echo = self.prefill_echo
+        return echo == "always" or (echo == "non-stream" and not stream)
 
 
 class Endpoint(msgspec.Struct, frozen=True):

@@ -65,7 +65,7 @@ def _row(pid: str, dialect: str, base_url: str | None, keys: tuple[str, ...] | N
 
 
 _NO_PREFILL = Quirks(prefill="unsupported")
-_ECHO = Quirks(prefill="echo")
+_LLAMACPP = Quirks(prefill_echo="non-stream")
 
 # What we know beyond models.dev. Keys: provider ids as users type them.
 _TABLE: dict[str, Provider] = {
@@ -106,9 +106,9 @@ _TABLE: dict[str, Provider] = {
         _row("lmstudio", "openai", "http://127.0.0.1:1234/v1", local=True, name="LM Studio"),
         _row("sglang", "openai", "http://localhost:30000/v1", local=True, name="SGLang"),
         _row("llamacpp-server", "openai", "http://localhost:8080/v1", local=True,
-             base_env=("LLAMACPP_SERVER_BASE_URL", "LLAMACPP_BASE_URL"), quirks=_ECHO,
+             base_env=("LLAMACPP_SERVER_BASE_URL", "LLAMACPP_BASE_URL"), quirks=_LLAMACPP,
              name="llama.cpp server"),
-        _row("llamacpp", "openai", None, local=True, engine="llamacpp", quirks=_ECHO,
+        _row("llamacpp", "openai", None, local=True, engine="llamacpp", quirks=_LLAMACPP,
              base_env=(), name="llama.cpp (embedded)"),
     )
 }
