@@ -1,0 +1,90 @@
+"""Turning I/O failures into msgflux errors with messages that say what to do.
+
+Shared by the sync and async clients so both speak alike. Messages name the
+peer as ``host:port`` and never include request headers or URL queries.
+"""
+
+from __future__ import annotations
+
+from msgflux.exceptions import (
+    APIConnectionError,
+    APITimeoutError,
+    ConnectTimeoutError,
+    FirstByteTimeoutError,
+    IdleTimeoutError,
+    TotalTimeoutError,
+    TransportError,
+)
+
+__all__ = [
+    "connect_failed",
+    "connection_broken",
+    "protocol_error",
+    "timeout_error",
+]
+
+_TIMEOUTS: dict[str, tuple[type[APITimeoutError], str]] = {
+    "connect": (ConnectTimeoutError, "connecting to {where} (TCP and TLS)"),
+    "first_byte": (FirstByteTimeoutError, "waiting for {where} to start its response"),
+    "idle": (IdleTimeoutError, "{where} sent nothing mid-response"),
+    "total": (TotalTimeoutError, "the request to {where} did not finish"),
+}
+
+
+def timeout_error(kind: str, value: float, where: str, url: str | None = None) -> APITimeoutError:
+    """The typed error for timeout ``kind`` (connect, first_byte, idle, total)."""
+    cls, what = _TIMEOUTS[kind]
+    return cls(
+        f"{kind} timeout: {what.format(where=where)} for {value:g} s; "
+        f"raise it with the model's timeout= argument ({kind}=...) if the server is just slow",
+        url=url,
+    )
+
+
+def connect_failed(where: str, exc: BaseException, url: str | None = None) -> TransportError:
+    """Could not open a connection (DNS, refused, unreachable, TLS)."""
+    import ssl  # only reached on failure; ssl is loaded anyway for https
+
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        err = APIConnectionError(
+            f"TLS certificate verification failed for {where}: {exc.verify_message}; "
+            "behind an intercepting proxy point SSL_CERT_FILE at its CA bundle",
+            url=url,
+        )
+        err.retryable = False  # the same certificate will fail the same way
+        return err
+    reason = _reason(exc)
+    return APIConnectionError(f"could not connect to {where}: {reason}", url=url)
+
+
+def connection_broken(
+    where: str, exc: BaseException | str | None, *, received: bool, url: str | None = None
+) -> APIConnectionError:
+    """The connection failed or closed after the request was sent."""
+    if exc is None:
+        reason = "the server closed the connection"
+    elif isinstance(exc, str):
+        reason = exc
+    else:
+        reason = _reason(exc)
+    if received:
+        msg = f"connection to {where} broke before the response was complete: {reason}"
+    else:
+        msg = f"connection to {where} closed before a response arrived: {reason}"
+    return APIConnectionError(msg, url=url)
+
+
+def protocol_error(where: str, detail: str, url: str | None = None) -> TransportError:
+    """The server broke HTTP/1.1 framing (not retried: it would do it again)."""
+    return TransportError(f"invalid HTTP response from {where}: {detail}", url=url)
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused (is the server running and the port right?)"
+    if isinstance(exc, ConnectionResetError):
+        return "connection reset by peer"
+    if isinstance(exc, BrokenPipeError):
+        return "broken pipe (the server closed the connection)"
+    text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    return text

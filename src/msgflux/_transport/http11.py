@@ -1,0 +1,291 @@
+"""HTTP/1.1 client side, sans-I/O: request bytes out, response events in.
+
+:func:`encode_request` serialises a request head. :class:`ResponseParser`
+wraps ``httptools.HttpResponseParser`` (llhttp) and exposes status, headers
+(lower-case names, latin-1 values), body bytes (``Content-Encoding`` already
+undone) and end of message. It knows Content-Length, chunked and
+read-until-close bodies, and tells a body that ended early from one that
+ended properly: :meth:`ResponseParser.feed_eof` raises :class:`IncompleteResponseError`
+unless the body was close-delimited. Neither function touches a socket.
+
+One parser serves one connection for its whole life (llhttp resets itself
+between keep-alive messages); call :meth:`ResponseParser.start` before each request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import httptools
+
+from msgflux._transport.decompress import DecompressionError, Decompressor, new_decompressor
+from msgflux.exceptions import InvalidParameterError
+
+__all__ = [
+    "IncompleteResponseError",
+    "ProtocolError",
+    "ResponseParser",
+    "encode_request",
+]
+
+USER_AGENT = "msgflux-python"
+_MAX_HEADER_BYTES = 256 * 1024
+# Headers the transport owns: a caller's value would break framing or pooling.
+_OWNED = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive", "upgrade"})
+_DEFAULTED = frozenset({"host", "user-agent", "accept", "accept-encoding"})
+
+
+class ProtocolError(Exception):
+    """The server's bytes are not valid HTTP/1.1 (or use something we never asked for)."""
+
+
+class IncompleteResponseError(ProtocolError):
+    """The connection ended before the response did; ``received`` says if any byte came."""
+
+    def __init__(self, message: str, *, received: bool) -> None:
+        super().__init__(message)
+        self.received = received
+
+
+def encode_request(
+    method: str,
+    target: str,
+    host: str,
+    headers: Iterable[tuple[str, str]],
+    body: bytes | None,
+    *,
+    accept_encoding: str = "identity",
+    extra: tuple[tuple[str, str], ...] = (),
+) -> bytes:
+    """Serialise a request head (the body is sent after it, unchanged).
+
+    The caller's headers come first, in order. The transport sets
+    ``Content-Length`` (when there is a body or the method implies one) and
+    ``Connection: keep-alive``, and supplies ``Host``, ``User-Agent``,
+    ``Accept`` and ``Accept-Encoding`` unless the caller gave them. A header
+    name or value holding CR or LF is refused (it would smuggle a header).
+    """
+    lines = [f"{method} {target} HTTP/1.1\r\n"]
+    given: set[str] = set()
+    for name, value in (*headers, *extra):
+        low = name.lower()
+        if low in _OWNED:
+            continue
+        given.add(low)
+        lines.append(f"{name}: {value}\r\n")
+    if "host" not in given:
+        lines.append(f"Host: {host}\r\n")
+    if "user-agent" not in given:
+        lines.append(f"User-Agent: {USER_AGENT}\r\n")
+    if "accept" not in given:
+        lines.append("Accept: */*\r\n")
+    if "accept-encoding" not in given:
+        lines.append(f"Accept-Encoding: {accept_encoding}\r\n")
+    if body is not None:
+        lines.append(f"Content-Length: {len(body)}\r\n")
+    elif method in ("POST", "PUT", "PATCH"):
+        lines.append("Content-Length: 0\r\n")
+    lines.append("Connection: keep-alive\r\n\r\n")
+    head = "".join(lines)
+    # One C-level count instead of a per-header check: every line ends in
+    # exactly one CRLF (plus the blank line), so any other CR or LF came from
+    # a name or value.
+    n = len(lines) + 1
+    if head.count("\n") != n or head.count("\r") != n:
+        raise InvalidParameterError(_bad_header(lines, "contains a line break"))
+    try:
+        return head.encode("latin-1")
+    except UnicodeEncodeError:
+        raise InvalidParameterError(_bad_header(lines, "holds non-latin-1 characters")) from None
+
+
+def _bad_header(lines: list[str], problem: str) -> str:
+    for line in lines[1:-1]:
+        body = line[:-2]
+        if "\r" in body or "\n" in body or not body.isascii():
+            try:
+                body.encode("latin-1")
+            except UnicodeEncodeError:
+                pass
+            else:
+                if "\r" not in body and "\n" not in body:
+                    continue
+            name = body.partition(":")[0].strip()[:60]
+            # Name only: the value may be an API key.
+            return f"HTTP header {name!r} {problem}; header values must be single-line latin-1 text"
+    return f"the request line or a header {problem}"
+
+
+class ResponseParser:
+    """Incremental response parser for one connection (see module docstring).
+
+    Typical use: ``start()``; ``feed(data)`` for every read, checking
+    ``headers_done``; ``take_body()`` for body bytes; ``complete`` for the
+    end; ``feed_eof()`` when the peer closes. ``keep_alive`` is valid once
+    ``complete``.
+    """
+
+    __slots__ = (
+        "_body",
+        "_decoder",
+        "_eof_delimited",
+        "_head_only",
+        "_header_bytes",
+        "_parser",
+        "body_bytes",
+        "buffered",
+        "complete",
+        "headers",
+        "headers_done",
+        "keep_alive",
+        "received",
+        "status",
+    )
+
+    def __init__(self) -> None:
+        self._parser = httptools.HttpResponseParser(self)
+        self.start()
+
+    def start(self, *, head_only: bool = False) -> None:
+        """Prepare for the next response (``head_only`` for a HEAD request)."""
+        self._head_only = head_only
+        self._body: list[bytes] = []
+        self._decoder: Decompressor | None = None
+        self._eof_delimited = False
+        self._header_bytes = 0
+        self.body_bytes = 0  # wire bytes of the body so far
+        self.buffered = 0  # decoded body bytes waiting in take_body()
+        self.status = 0
+        self.headers: list[tuple[str, str]] = []
+        self.headers_done = False
+        self.complete = False
+        self.keep_alive = False
+        self.received = False
+
+    # ------------------------------------------------------------ input
+
+    def feed(self, data: bytes) -> None:
+        """Parse bytes from the connection; raise :class:`ProtocolError` on garbage."""
+        self.received = True
+        if self.complete:
+            self.keep_alive = False  # unsolicited bytes: never reuse
+            return
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            raise ProtocolError("unexpected protocol upgrade") from None
+        except httptools.HttpParserError as exc:
+            if self.complete:
+                self.keep_alive = False  # garbage after a full response
+                return
+            cause = exc.__context__
+            if isinstance(cause, ProtocolError):
+                raise cause from None
+            if isinstance(cause, DecompressionError):
+                raise ProtocolError(str(cause)) from None
+            raise ProtocolError(str(exc) or type(exc).__name__) from None
+
+    def feed_eof(self) -> None:
+        """The peer closed; end a close-delimited body or raise :class:`IncompleteResponseError`."""
+        if self.complete:
+            return
+        if self.headers_done and self._eof_delimited:
+            try:
+                self._finish()
+            except DecompressionError as exc:
+                # A close-delimited body whose compression is cut short: the
+                # connection ended early, not a malformed response.
+                raise IncompleteResponseError(str(exc), received=True) from None
+            self.keep_alive = False
+            return
+        if not self.headers_done:
+            raise IncompleteResponseError(
+                "the server closed the connection before sending the full response head",
+                received=self.received,
+            )
+        raise IncompleteResponseError(
+            f"the server closed the connection mid-body after {self.body_bytes} bytes",
+            received=True,
+        )
+
+    def take_body(self) -> bytes:
+        """Body bytes received since the last call (decoded), possibly empty."""
+        body = self._body
+        if not body:
+            return b""
+        data = body[0] if len(body) == 1 else b"".join(body)
+        body.clear()
+        self.buffered = 0
+        return data
+
+    def header(self, name: str) -> str | None:
+        """The first value of header ``name`` (lower-case), or ``None``."""
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return None
+
+    # ------------------------------------------------------------ llhttp callbacks
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_bytes += len(name) + len(value)
+        if self._header_bytes > _MAX_HEADER_BYTES:
+            raise ProtocolError("response headers larger than 256 KiB")
+        self.headers.append((name.decode("latin-1").lower(), value.decode("latin-1")))
+
+    def on_headers_complete(self) -> None:
+        status = self._parser.get_status_code()
+        if 100 <= status < 200:
+            if status == 101:
+                raise ProtocolError("unexpected 101 Switching Protocols")
+            self.headers = []  # interim response (100 Continue, 103 Early Hints): skip
+            return
+        self.status = status
+        self.headers_done = True
+        framed = False
+        encoding = None
+        for name, value in self.headers:
+            if name == "content-length" or (
+                name == "transfer-encoding" and "chunked" in value.lower()
+            ):
+                framed = True
+            elif name == "content-encoding":
+                encoding = value
+        no_body = self._head_only or status in (204, 304)
+        self._eof_delimited = not framed and not no_body
+        if encoding is not None and not no_body:
+            self._decoder = new_decompressor(encoding)
+        if self._head_only:
+            # llhttp cannot know this answers HEAD and would wait for the
+            # Content-Length bytes; end here and never reuse the connection.
+            self._finish()
+            self.keep_alive = False
+
+    def on_body(self, body: bytes) -> None:
+        if self.complete:
+            return
+        self.body_bytes += len(body)
+        decoder = self._decoder
+        if decoder is not None:
+            body = decoder.decompress(body)
+            if not body:
+                return
+        self.buffered += len(body)
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        if not self.headers_done:
+            return  # end of an interim 1xx response
+        if self.complete:
+            return
+        self._finish()
+        self.keep_alive = self._parser.should_keep_alive()
+
+    def _finish(self) -> None:
+        decoder = self._decoder
+        if decoder is not None:
+            tail = decoder.flush()
+            if tail:
+                self.buffered += len(tail)
+                self._body.append(tail)
+        self.complete = True

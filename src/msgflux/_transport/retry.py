@@ -1,0 +1,159 @@
+"""The retry driver: generic, knows nothing of providers.
+
+An attempt function raises a :class:`~msgflux.exceptions.MsgfluxError`; when
+its ``retryable`` is true the driver waits and tries again, up to
+``policy.max_retries`` more times. The wait is exponential backoff with full
+jitter, or the server's ``retry_after`` (capped) when the error carries one.
+Anything else propagates at once. Streams must only be retried before their
+first event reached the caller: that is the caller's to ensure, by retrying
+just the part that opens the stream.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import TypeVar
+
+import msgspec
+
+from msgflux.exceptions import MsgfluxError
+
+__all__ = [
+    "RETRYABLE_STATUS",
+    "RetryPolicy",
+    "acall_with_retries",
+    "call_with_retries",
+    "retry_after_from_headers",
+]
+
+T = TypeVar("T")
+
+#: Statuses worth another attempt (error mappers mark these errors retryable).
+RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
+
+
+class RetryPolicy(msgspec.Struct, frozen=True):
+    """How many times to retry and how long to wait in between (seconds)."""
+
+    max_retries: int = 2
+    backoff_base: float = 0.5
+    backoff_max: float = 8.0
+    retry_after_max: float = 60.0
+
+    def delay(self, attempt: int, retry_after: float | None = None) -> float:
+        """Seconds to wait before retry number ``attempt`` (0-based).
+
+        The server's ``retry_after`` wins, capped at ``retry_after_max``;
+        otherwise full jitter: uniform in ``[0, min(backoff_max, base * 2**attempt)]``.
+        """
+        if retry_after is not None:
+            return min(max(retry_after, 0.0), self.retry_after_max)
+        ceiling = min(self.backoff_max, self.backoff_base * 2.0 ** min(attempt, 62))
+        return random.uniform(0.0, ceiling)
+
+
+def retry_after_from_headers(
+    headers: Mapping[str, str] | Iterable[tuple[str, str]] | None,
+) -> float | None:
+    """The server's retry hint in seconds, or ``None``.
+
+    Reads ``retry-after-ms`` (milliseconds, used by OpenAI and Azure) first,
+    then ``retry-after`` as delta-seconds or an HTTP date. Header names are
+    matched case-insensitively; negative or unparsable values give ``None``
+    (a date in the past gives ``0.0``).
+    """
+    if not headers:
+        return None
+    pairs = headers.items() if isinstance(headers, Mapping) else headers
+    ms = seconds = None
+    for name, value in pairs:
+        low = name.lower()
+        if low == "retry-after-ms" and ms is None:
+            ms = value
+        elif low == "retry-after" and seconds is None:
+            seconds = value
+    if ms is not None:
+        try:
+            value_ms = float(ms)
+        except ValueError:
+            value_ms = -1.0
+        if value_ms >= 0 and value_ms == value_ms:  # not NaN
+            return value_ms / 1000.0
+    if seconds is None:
+        return None
+    text = seconds.strip()
+    try:
+        value_s = float(text)
+    except ValueError:
+        return _from_http_date(text)
+    return value_s if value_s >= 0 and value_s == value_s and value_s != float("inf") else None
+
+
+def _from_http_date(text: str) -> float | None:
+    from email.utils import parsedate_to_datetime
+
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    if when.tzinfo is None:  # "-0000" dates: RFC 9110 dates are UTC
+        from datetime import timezone
+
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, when.timestamp() - time.time())
+
+
+def call_with_retries(
+    attempt_fn: Callable[[], T],
+    policy: RetryPolicy,
+    sleep: Callable[[float], object] = time.sleep,
+    on_retry: Callable[[int, MsgfluxError, float], object] | None = None,
+) -> T:
+    """Call ``attempt_fn()``; retry retryable msgflux errors per ``policy``.
+
+    ``on_retry(retry_number, error, delay)`` runs before each wait (logging,
+    metrics). The last error propagates unchanged when retries run out.
+    """
+    retries = 0
+    while True:
+        try:
+            return attempt_fn()
+        except MsgfluxError as exc:
+            if not exc.retryable or retries >= policy.max_retries:
+                raise
+            wait = policy.delay(retries, exc.retry_after)
+            retries += 1
+            if on_retry is not None:
+                on_retry(retries, exc, wait)
+            if wait > 0:
+                sleep(wait)
+
+
+async def acall_with_retries(
+    attempt_fn: Callable[[], Awaitable[T]],
+    policy: RetryPolicy,
+    sleep: Callable[[float], Awaitable[object]] | None = None,
+    on_retry: Callable[[int, MsgfluxError, float], object] | None = None,
+) -> T:
+    """Async :func:`call_with_retries`; ``sleep`` defaults to ``asyncio.sleep``."""
+    if sleep is None:
+        import asyncio
+
+        sleep = asyncio.sleep
+    retries = 0
+    while True:
+        try:
+            return await attempt_fn()
+        except MsgfluxError as exc:
+            if not exc.retryable or retries >= policy.max_retries:
+                raise
+            wait = policy.delay(retries, exc.retry_after)
+            retries += 1
+            if on_retry is not None:
+                on_retry(retries, exc, wait)
+            if wait > 0:
+                await sleep(wait)

@@ -1,0 +1,469 @@
+"""Blocking HTTP/1.1 client: a thread-safe keep-alive pool over ``socket`` + ``ssl``.
+
+One call is one attempt (retries live in :mod:`msgflux._transport.retry`),
+except that a pooled connection found dead before any response byte is
+replaced by a fresh one once, transparently: servers close idle keep-alive
+connections at will, and the request never reached them.
+
+Timeouts (:class:`Timeouts`) are enforced per read with the socket timeout,
+clipped to the attempt's ``total`` deadline, so neither a silent server nor a
+stalled stream can hang the caller.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import suppress
+from time import monotonic
+from typing import TYPE_CHECKING
+
+from msgflux._transport.attempt import Attempt
+from msgflux._transport.errors import connect_failed, protocol_error
+from msgflux._transport.http11 import IncompleteResponseError, ProtocolError, ResponseParser
+from msgflux._transport.proxy import Route, connect_request, parse_connect_response
+from msgflux._transport.routing import Prepared, Router
+from msgflux._transport.sse import SSEDecoder
+from msgflux._transport.tls import default_ssl_context
+from msgflux._transport.types import HttpRequest, HttpResponse, SSEEvent, Timeouts
+from msgflux.exceptions import APIConnectionError, MsgfluxError
+
+if TYPE_CHECKING:
+    import ssl
+
+
+__all__ = ["SyncStreamResponse", "SyncTransport"]
+
+_READ_SIZE = 65536
+_COALESCE = 65536  # bodies up to this size go out in the same write as the head
+_DEFAULT_TIMEOUTS = Timeouts()
+
+try:
+    from select import POLLIN, poll
+except ImportError:  # pragma: no cover - Windows
+    poll = None  # type: ignore[assignment]
+
+
+class _StaleConnectionError(Exception):
+    """A reused connection died before any response byte: retry on a fresh one."""
+
+
+class _Conn:
+    """One socket with its parser; used by one thread at a time."""
+
+    __slots__ = ("_timeout", "generation", "idle_since", "parser", "route", "sock")
+
+    def __init__(self, sock: socket.socket, route: Route, generation: int) -> None:
+        self.sock = sock
+        self.route = route
+        self.generation = generation
+        self.parser = ResponseParser()
+        self.idle_since = 0.0
+        self._timeout: float | None = -1.0
+
+    def settimeout(self, value: float | None) -> None:
+        if value != self._timeout:  # skip the syscall when unchanged
+            self.sock.settimeout(value)
+            self._timeout = value
+
+    def close(self) -> None:
+        with suppress(OSError):
+            self.sock.close()
+
+    def looks_dead(self) -> bool:
+        """An idle keep-alive socket that is readable was closed (or spoke out of turn)."""
+        if poll is None:  # pragma: no cover
+            return False
+        p = poll()
+        p.register(self.sock, POLLIN)
+        return bool(p.poll(0))
+
+
+def _recv(conn: _Conn, attempt: Attempt, kind: str) -> bytes:
+    wait, which = attempt.budget(kind, monotonic())
+    conn.settimeout(wait)
+    try:
+        return conn.sock.recv(_READ_SIZE)
+    except TimeoutError:
+        raise attempt.timeout(which) from None
+
+
+class SyncTransport:
+    """Blocking HTTP/1.1 transport with a keep-alive pool keyed by route.
+
+    ``ssl_context``: TLS settings (default: system CAs, verification on).
+    ``proxy``/``trust_env``: see :class:`~msgflux._transport.routing.Router`.
+    ``max_idle_per_host``: idle connections kept per route.
+    ``idle_expiry``: idle connections older than this (seconds) are not reused.
+    Thread-safe; usable as a context manager; :meth:`close` closes idle
+    sockets, and in-flight ones when they are released, and the transport
+    stays usable.
+    """
+
+    def __init__(
+        self,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        proxy: str | None = None,
+        trust_env: bool = True,
+        max_idle_per_host: int = 32,
+        idle_expiry: float = 30.0,
+    ) -> None:
+        self._ssl_context = ssl_context
+        self._router = Router(proxy, trust_env)
+        self._max_idle = max_idle_per_host
+        self._idle_expiry = idle_expiry
+        self._lock = threading.Lock()
+        self._idle: dict[tuple, list[_Conn]] = {}
+        self._generation = 0
+
+    # ------------------------------------------------------------ public API
+
+    def send(self, req: HttpRequest, timeouts: Timeouts = _DEFAULT_TIMEOUTS) -> HttpResponse:
+        """One attempt; returns any status (4xx/5xx included) with the whole body."""
+        conn, attempt = self._start(req, timeouts)
+        p = conn.parser
+        try:
+            while not p.complete:
+                data = _recv(conn, attempt, "idle")
+                if data:
+                    p.feed(data)
+                else:
+                    p.feed_eof()
+            response = HttpResponse(p.status, p.headers, p.take_body())
+        except MsgfluxError:
+            conn.close()
+            raise
+        except (OSError, ProtocolError) as exc:
+            conn.close()
+            raise attempt.broken(exc, conn.parser.received) from None
+        except BaseException:
+            conn.close()
+            raise
+        self._release(conn)
+        return response
+
+    def open_stream(
+        self, req: HttpRequest, timeouts: Timeouts = _DEFAULT_TIMEOUTS
+    ) -> SyncStreamResponse:
+        """Send and return once the status line and headers have arrived."""
+        conn, attempt = self._start(req, timeouts)
+        return SyncStreamResponse(self, conn, attempt)
+
+    def close(self) -> None:
+        """Close idle connections; busy ones are closed when released."""
+        with self._lock:
+            self._generation += 1
+            pools = list(self._idle.values())
+            self._idle.clear()
+        for pool in pools:
+            for conn in pool:
+                conn.close()
+
+    def __enter__(self) -> SyncTransport:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        idle = sum(len(v) for v in self._idle.values())
+        return f"<SyncTransport idle_connections={idle}>"
+
+    # ------------------------------------------------------------ one attempt
+
+    def _start(self, req: HttpRequest, timeouts: Timeouts) -> tuple[_Conn, Attempt]:
+        prep = self._router.prepare(req)
+        route = prep.route
+        attempt = Attempt(timeouts, prep.target, route.where, monotonic())
+        head_only = req.method == "HEAD"
+        conn = self._checkout(route)
+        if conn is not None:
+            try:
+                self._exchange(conn, prep, attempt, head_only, reused=True)
+                return conn, attempt
+            except _StaleConnectionError:
+                conn.close()
+        conn = self._connect(route, attempt)
+        self._exchange(conn, prep, attempt, head_only, reused=False)
+        return conn, attempt
+
+    def _exchange(
+        self, conn: _Conn, prep: Prepared, attempt: Attempt, head_only: bool, *, reused: bool
+    ) -> None:
+        """Write the request and read up to the end of the response head."""
+        p = conn.parser
+        p.start(head_only=head_only)
+        body = prep.body
+        sock = conn.sock
+        try:
+            wait, which = attempt.budget("idle", monotonic())
+            conn.settimeout(wait)
+            try:
+                if body and len(body) > _COALESCE:
+                    sock.sendall(prep.head)
+                    sock.sendall(body)
+                else:
+                    sock.sendall(prep.head + body if body else prep.head)
+            except TimeoutError:
+                raise attempt.timeout(which) from None
+            kind = "first_byte"
+            while not p.headers_done:
+                data = _recv(conn, attempt, kind)
+                kind = "idle"
+                if data:
+                    p.feed(data)
+                else:
+                    p.feed_eof()
+        except MsgfluxError:
+            conn.close()
+            raise
+        except (OSError, ProtocolError) as exc:
+            if reused and not p.received and isinstance(exc, (OSError, IncompleteResponseError)):
+                raise _StaleConnectionError from None
+            conn.close()
+            raise attempt.broken(exc, conn.parser.received) from None
+        except BaseException:
+            conn.close()
+            raise
+
+    def _connect(self, route: Route, attempt: Attempt) -> _Conn:
+        wait, which = attempt.budget("connect", monotonic())
+        deadline = monotonic() + wait if wait is not None else None
+        try:
+            sock = socket.create_connection((route.host, route.port), timeout=wait)
+        except TimeoutError:
+            raise attempt.timeout(which) from None
+        except OSError as exc:
+            raise connect_failed(route.where, exc, attempt.target.safe_url) from None
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if route.tunnel is not None:
+                self._open_tunnel(sock, route, attempt, deadline, which)
+            if route.tls_host is not None:
+                ctx = self._ssl_context or default_ssl_context()
+                sock.settimeout(_left(deadline, attempt, which))
+                sock = ctx.wrap_socket(sock, server_hostname=route.tls_host)
+        except MsgfluxError:
+            sock.close()
+            raise
+        except TimeoutError:
+            sock.close()
+            raise attempt.timeout(which) from None
+        except OSError as exc:
+            sock.close()
+            raise connect_failed(route.where, exc, attempt.target.safe_url) from None
+        return _Conn(sock, route, self._generation)
+
+    def _open_tunnel(
+        self,
+        sock: socket.socket,
+        route: Route,
+        attempt: Attempt,
+        deadline: float | None,
+        which: str,
+    ) -> None:
+        assert route.tunnel is not None
+        sock.settimeout(_left(deadline, attempt, which))
+        sock.sendall(connect_request(route.tunnel, route.proxy_auth))
+        buf = b""
+        while True:
+            sock.settimeout(_left(deadline, attempt, which))
+            data = sock.recv(4096)
+            if not data:
+                raise APIConnectionError(
+                    f"proxy closed the connection while opening a tunnel to {route.where}",
+                    url=attempt.target.safe_url,
+                )
+            buf += data
+            head = parse_connect_response(buf)
+            if head is not None:
+                break
+            if len(buf) > 65536:
+                raise protocol_error(route.where, "proxy response head too large")
+        status, reason, used = head
+        if not 200 <= status < 300:
+            err = APIConnectionError(
+                f"proxy refused to open a tunnel to {route.where}: {status} {reason}".rstrip(),
+                url=attempt.target.safe_url,
+            )
+            err.retryable = status in (502, 503, 504)
+            raise err
+        if used != len(buf):
+            raise protocol_error(route.where, "proxy sent data before the TLS handshake")
+
+    # ------------------------------------------------------------ pool
+
+    def _checkout(self, route: Route) -> _Conn | None:
+        key = route.key
+        while True:
+            with self._lock:
+                pool = self._idle.get(key)
+                if not pool:
+                    return None
+                conn = pool.pop()
+            if monotonic() - conn.idle_since > self._idle_expiry or conn.looks_dead():
+                conn.close()
+                continue
+            return conn
+
+    def _release(self, conn: _Conn) -> None:
+        p = conn.parser
+        if not (p.complete and p.keep_alive):
+            conn.close()
+            return
+        conn.idle_since = monotonic()
+        with self._lock:
+            if conn.generation == self._generation:
+                pool = self._idle.get(conn.route.key)
+                if pool is None:
+                    pool = self._idle[conn.route.key] = []
+                if len(pool) < self._max_idle:
+                    pool.append(conn)
+                    return
+        conn.close()
+
+
+def _left(deadline: float | None, attempt: Attempt, which: str) -> float | None:
+    if deadline is None:
+        return None
+    left = deadline - monotonic()
+    if left <= 0:
+        raise attempt.timeout(which)
+    return left
+
+
+class SyncStreamResponse:
+    """A response whose body is read on demand.
+
+    ``status`` and ``headers`` are available at once. Iterate for
+    :class:`SSEEvent` values, or use :meth:`iter_bytes` / :meth:`read`. The
+    idle and total timeouts keep applying while reading. :meth:`close` (or
+    leaving a ``with`` block) returns the connection to the pool when the body
+    was read to the end, and closes it otherwise. After SSE iteration,
+    :attr:`sse_tail` holds the bytes of an event the server did not terminate
+    (``b""`` normally): non-blank means the stream was cut short.
+    """
+
+    __slots__ = ("_attempt", "_conn", "_transport", "headers", "sse_tail", "status")
+
+    def __init__(self, transport: SyncTransport, conn: _Conn, attempt: Attempt) -> None:
+        self._transport = transport
+        self._conn: _Conn | None = conn
+        self._attempt = attempt
+        self.status: int = conn.parser.status
+        self.headers: list[tuple[str, str]] = conn.parser.headers
+        self.sse_tail = b""
+
+    def header(self, name: str) -> str | None:
+        """The first value of header ``name`` (lower-case), or ``None``."""
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return None
+
+    def _next_chunk(self) -> bytes:
+        """The next piece of body (decoded); ``b""`` at the end."""
+        conn = self._conn
+        if conn is None:
+            return b""
+        p = conn.parser
+        try:
+            data = p.take_body()
+            while not data and not p.complete:
+                raw = _recv(conn, self._attempt, "idle")
+                if raw:
+                    p.feed(raw)
+                else:
+                    p.feed_eof()
+                data = p.take_body()
+        except MsgfluxError:
+            self._discard()
+            raise
+        except (OSError, ProtocolError) as exc:
+            self._discard()
+            raise self._attempt.broken(exc, conn.parser.received) from None
+        except BaseException:
+            self._discard()
+            raise
+        if not data:
+            self.close()
+        return data
+
+    def iter_bytes(self) -> Iterator[bytes]:
+        """Body pieces as they arrive (decoded), until the end of the body."""
+        while True:
+            data = self._next_chunk()
+            if not data:
+                return
+            yield data
+
+    def read(self) -> bytes:
+        """The rest of the body (e.g. the error body of a non-2xx answer)."""
+        return b"".join(self.iter_bytes())
+
+    def __iter__(self) -> Iterator[SSEEvent]:
+        decoder = SSEDecoder()
+        feed = decoder.feed
+        next_chunk = self._next_chunk
+        while True:
+            data = next_chunk()
+            if not data:
+                break
+            events = feed(data)
+            if events:
+                yield from events
+        decoder.close()
+        self.sse_tail = decoder.pending
+
+    def close(self) -> None:
+        """Release the connection (pooled only if the body was read to the end)."""
+        conn = self._conn
+        if conn is None:
+            return
+        self._conn = None
+        p = conn.parser
+        if not p.complete:
+            _drain_nowait(conn)
+        self._transport._release(conn)
+
+    def _discard(self) -> None:
+        conn = self._conn
+        if conn is not None:
+            self._conn = None
+            conn.close()
+
+    def __enter__(self) -> SyncStreamResponse:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        # Never touch the pool here (its lock may be held by this thread).
+        conn = self._conn
+        if conn is not None:
+            self._conn = None
+            conn.close()
+
+    def __repr__(self) -> str:
+        return f"<SyncStreamResponse {self.status} {self._attempt.where}>"
+
+
+def _drain_nowait(conn: _Conn) -> None:
+    """Read what already arrived: often just the chunked terminator after the
+    last event, and then the connection can be reused."""
+    p = conn.parser
+    try:
+        conn.settimeout(0.0)
+        for _ in range(4):
+            data = conn.sock.recv(_READ_SIZE)
+            if not data:
+                return
+            p.feed(data)
+            p.take_body()
+            if p.complete:
+                return
+    except (OSError, ProtocolError):
+        return
