@@ -167,6 +167,8 @@ class TypedXMLParser(BaseTypedParser):
             return to_dotdict(_dict(root))
         except (ValueError, OverflowError, msgspec.DecodeError) as exc:
             raise TypedParserError(f"typed_xml: {exc}", raw=text) from exc
+        except RecursionError:
+            raise TypedParserError("typed_xml: the answer is nested too deeply", raw=text) from None
 
     @classmethod
     def encode(cls, obj: Any) -> str:
@@ -176,6 +178,8 @@ class TypedXMLParser(BaseTypedParser):
         other types go through :func:`msgspec.to_builtins` first. Raises
         :class:`~msgflux.exceptions.InvalidParameterError` for a non-mapping or for text
         with characters XML 1.0 cannot carry (NUL and most other control characters).
+        ``decode(encode(obj)) == obj`` for such values, except for an empty mapping:
+        it encodes to ``""``, and :meth:`decode` refuses an answer without elements.
         """
         data = obj if isinstance(obj, Mapping) else msgspec.to_builtins(obj)
         if not isinstance(data, Mapping):
