@@ -1,0 +1,1 @@
+"""Helpers of the ``msgflux`` command (:mod:`msgflux.cli`), imported only by it."""
