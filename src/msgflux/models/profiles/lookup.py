@@ -441,9 +441,8 @@ def refresh_profiles(*, timeout: float = 30.0, url: str = MODELS_DEV_URL) -> Ref
     The only function here that uses the network. On failure the current data stays
     in use and the error is raised (see :func:`msgflux.models._modelsdev.refresh`).
     """
-    result = _modelsdev.refresh(timeout=timeout, url=url)
-    _resolver()  # the new data gives a new mapping: drop indexes built from the old one
-    return result
+    # The new data comes as a new mapping, so _resolver() rebuilds its indexes on next use.
+    return _modelsdev.refresh(timeout=timeout, url=url)
 
 
 def ensure_profiles_loaded(*, background: bool = False) -> None:
