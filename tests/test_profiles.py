@@ -38,7 +38,6 @@ from msgflux.models.profiles import (
     list_model_profiles,
     refresh_profiles,
     resolve_provider_id,
-    usage_cost,
 )
 
 
@@ -362,23 +361,6 @@ def test_context_tiers_price_the_whole_request() -> None:
     )
     tiered = [p for p in list_model_profiles() if p.cost.tiers]
     assert tiered, "models.dev lists context tiers (e.g. above 200k tokens)"
-
-
-def test_usage_cost_reads_normalised_usage() -> None:
-    profile = get_model_profile("gpt-4o", "openai")
-    usage = SimpleNamespace(
-        prompt_tokens=1000,
-        completion_tokens=500,
-        cached_tokens=200,
-        cache_write_tokens=None,
-        reasoning_tokens=None,
-    )
-    assert usage_cost(profile, usage) == pytest.approx(0.00725)
-    assert usage_cost(profile, {"prompt_tokens": 1000, "completion_tokens": 500}) == (
-        pytest.approx(0.0075)
-    )
-    assert usage_cost(None, usage) is None
-    assert usage_cost(profile, None) is None
 
 
 # ---------------------------------------------------------------- capability checks

@@ -30,7 +30,6 @@ from msgflux.models.profiles.types import (
     ModelProfile,
     ProviderProfile,
 )
-from msgflux.models.profiles.usage import usage_cost
 
 __all__ = [
     "CostTier",
@@ -48,5 +47,4 @@ __all__ = [
     "list_model_profiles",
     "refresh_profiles",
     "resolve_provider_id",
-    "usage_cost",
 ]
