@@ -426,6 +426,9 @@ class ScriptedServer:
     def close(self, timeout: float = 5.0) -> None:
         """Stop: close every socket and join every thread."""
         self._stop.set()
+        # shutdown() wakes threads blocked in accept()/recv() at once.
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
         with self._lock:
             socks = list(self._socks)
         for s in socks:
@@ -706,6 +709,8 @@ class ConnectProxy:
 
     def close(self) -> None:
         self._stop.set()
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
         self._listener.close()
         with self._lock:
             socks = list(self._socks)

@@ -76,6 +76,7 @@ class _Conn(asyncio.Protocol):
         self.error: ProtocolError | None = None
         self.timed_out: str | None = None
         self.timer: asyncio.TimerHandle | None = None
+        self.timer_when = 0.0
         self.attempt: Attempt | None = None
         self.sent_at = 0.0
         self.last_read = 0.0
@@ -167,8 +168,7 @@ class _Conn(asyncio.Protocol):
             self.want = want
             self.wait_start = loop.time()
             waiter = self.waiter = loop.create_future()
-            if self.timer is None:
-                self._arm()
+            self._arm()
             if self.paused:
                 self.paused = False
                 self.transport.resume_reading()  # type: ignore[union-attr]
@@ -201,8 +201,16 @@ class _Conn(asyncio.Protocol):
         return kind, deadline
 
     def _arm(self) -> None:
+        """Make sure a timer fires no later than the current deadline."""
         _, deadline = self._deadline()
+        timer = self.timer
+        if timer is not None:
+            if self.timer_when <= deadline:
+                return  # fires early, then re-arms itself
+            timer.cancel()
+            self.timer = None
         if deadline != INF:
+            self.timer_when = deadline
             self.timer = self.loop.call_at(deadline, self._on_timer)
 
     def _on_timer(self) -> None:
@@ -216,6 +224,7 @@ class _Conn(asyncio.Protocol):
             self.timed_out = kind
             self._wake()
         elif deadline != INF:
+            self.timer_when = deadline
             self.timer = self.loop.call_at(deadline, self._on_timer)
 
     # ------------------------------------------------------------ lifecycle

@@ -166,6 +166,8 @@ class ResponseParser:
 
     def feed(self, data: bytes) -> None:
         """Parse bytes from the connection; raise :class:`ProtocolError` on garbage."""
+        if not data:
+            return
         self.received = True
         if self.complete:
             self.keep_alive = False  # unsolicited bytes: never reuse
@@ -227,13 +229,21 @@ class ResponseParser:
 
     # ------------------------------------------------------------ llhttp callbacks
 
+    def on_message_begin(self) -> None:
+        if self.complete:
+            self.keep_alive = False  # a second response nobody asked for
+
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self.complete:
+            return
         self._header_bytes += len(name) + len(value)
         if self._header_bytes > _MAX_HEADER_BYTES:
             raise ProtocolError("response headers larger than 256 KiB")
         self.headers.append((name.decode("latin-1").lower(), value.decode("latin-1")))
 
     def on_headers_complete(self) -> None:
+        if self.complete:
+            return
         status = self._parser.get_status_code()
         if 100 <= status < 200:
             if status == 101:
