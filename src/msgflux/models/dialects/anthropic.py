@@ -1,0 +1,791 @@
+"""The Anthropic Messages dialect (``POST /v1/messages``).
+
+Pure translations, like the openai dialect: ChatRequest → HttpRequest,
+response bytes → Completion, one SSE event → Delta, error body → typed error.
+
+How the neutral request maps onto Messages:
+
+- system messages, wherever they stand, become the top-level ``system``;
+- tool results become ``tool_result`` blocks in a user turn, and consecutive
+  turns of one role are merged (the API wants user and assistant to alternate);
+- assistant turns carry their signed thinking blocks first, so a tool loop
+  sends Claude's reasoning back intact; unsigned reasoning (another provider's)
+  is dropped because Anthropic cannot verify it;
+- ``max_tokens`` is required: :data:`DEFAULT_MAX_TOKENS` when the request has none;
+- structured output uses ``output_config.format`` on models that have it
+  (Claude 4.5 and later) and otherwise a forced tool whose input is the answer;
+  either way the answer comes back as ``text``, never as a tool call;
+- ``reasoning_effort`` becomes ``thinking`` (a token budget, or adaptive
+  thinking with an effort level on Claude 4.6 and later).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from typing import Any
+
+import msgspec
+
+from msgflux import __version__
+from msgflux._transport.types import HttpRequest, SSEEvent
+from msgflux.exceptions import (
+    CapabilityError,
+    InvalidParameterError,
+    MessageFormatError,
+    ProviderError,
+    ResponseError,
+)
+from msgflux.models.dialects._media import guess_media_type, is_http_url, split_data_url
+from msgflux.models.dialects._schema import prune_schema
+from msgflux.models.dialects.base import Endpoint, error_from_status, join_url
+from msgflux.models.request import (
+    AudioPart,
+    ChatRequest,
+    Completion,
+    Delta,
+    FilePart,
+    ImagePart,
+    Message,
+    Part,
+    ReasoningBlock,
+    TextPart,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+)
+
+__all__ = [
+    "API_VERSION",
+    "DEFAULT_MAX_TOKENS",
+    "StreamDecoder",
+    "build_request",
+    "claude_version",
+    "parse_error",
+    "parse_response",
+    "stream_decoder",
+]
+
+API_VERSION = "2023-06-01"
+"""The ``anthropic-version`` header sent unless ``Endpoint.api_version`` says otherwise."""
+
+DEFAULT_MAX_TOKENS = 4096
+"""``max_tokens`` when the request has none (the API requires the field; the model
+layer normally fills it from the model profile's output limit first)."""
+
+MIN_THINKING_BUDGET = 1024  # the smallest budget_tokens the API accepts
+
+# reasoning_effort → budget_tokens (manual thinking, Claude 3.7 to 4.5).
+_BUDGETS = {"minimal": 1024, "low": 2048, "medium": 8192, "high": 16384, "xhigh": 32000,
+            "max": 32000}
+# reasoning_effort → output_config.effort (adaptive thinking, Claude 4.6 and later).
+_EFFORTS = {"minimal": "low", "low": "low", "medium": "medium", "high": "high", "xhigh": "max",
+            "max": "max"}
+
+_FILES_BETA = "files-api-2025-04-14"  # documents referenced by file_id (Files API)
+_USER_AGENT = f"msgflux/{__version__}"
+_encode = msgspec.json.Encoder().encode
+
+
+# ---------------------------------------------------------------- models
+
+
+_CLAUDE = re.compile(
+    r"claude-(?:(\d+)(?:[-.](\d{1,2}))?-(?:opus|sonnet|haiku|instant)"
+    r"|(?:opus|sonnet|haiku)-(\d+)(?:[-.](\d{1,2}))?)(?=$|[-@:_])"
+)
+
+
+@functools.lru_cache(maxsize=256)
+def claude_version(model: str) -> tuple[int, int] | None:
+    """``(major, minor)`` of a Claude model id in either naming scheme, else ``None``.
+
+    ``claude-3-5-sonnet-20241022`` → (3, 5); ``claude-sonnet-4-20250514`` → (4, 0);
+    ``claude-opus-4-1`` → (4, 1). Ids of other models served over this dialect
+    (MiniMax, Kimi…) give ``None`` and get the most widely accepted request shape.
+    """
+    m = _CLAUDE.search(model.lower())
+    if m is None:
+        return None
+    major = m.group(1) or m.group(3)
+    minor = m.group(2) or m.group(4)
+    return (int(major), int(minor or 0))
+
+
+def _native_output(version: tuple[int, int] | None) -> bool:
+    # output_config.format (and strict tools) are generally available from Claude 4.5 on.
+    return version is not None and version >= (4, 5)
+
+
+def _adaptive(version: tuple[int, int] | None) -> bool:
+    # Claude 4.6 deprecates budget_tokens for adaptive thinking; 4.7 rejects budgets.
+    return version is not None and version >= (4, 6)
+
+
+# ---------------------------------------------------------------- request
+
+
+def build_request(request: ChatRequest, endpoint: Endpoint) -> HttpRequest:
+    version = claude_version(request.model)
+    native = _native_output(version)
+    system, messages, betas = _conversation(request)
+    body: dict[str, Any] = {"model": request.model}
+    if system is not None:
+        body["system"] = system
+    body["messages"] = messages
+    max_tokens = request.max_tokens
+    thinking, effort, max_tokens = _thinking(request.reasoning_effort, version, max_tokens)
+    body["max_tokens"] = max_tokens
+    if thinking is not None:
+        body["thinking"] = thinking
+    if request.temperature is not None:
+        body["temperature"] = request.temperature
+    if request.top_p is not None:
+        body["top_p"] = request.top_p
+    if request.stop:
+        body["stop_sequences"] = list(request.stop)
+    # seed: the Messages API has none; there is nothing to map it to.
+    output_config: dict[str, Any] = {}
+    if effort is not None:
+        output_config["effort"] = effort
+    tools = [_tool(t, native) for t in request.tools]
+    choice = _tool_choice(request)
+    out = request.output
+    if out is not None:
+        if native:
+            output_config["format"] = {"type": "json_schema",
+                                       "schema": _native_schema(out.strict_schema)}
+        else:
+            name = _answer_tool(request)
+            tools.append({
+                "name": name,
+                "description": out.description or "Give the answer as this tool's input.",
+                "input_schema": out.schema,
+            })
+            choice = _answer_choice(request, name, thinking is not None)
+    if tools:
+        body["tools"] = tools
+        if choice is not None:
+            body["tool_choice"] = choice
+    if output_config:
+        body["output_config"] = output_config
+    if request.stream:
+        body["stream"] = True
+    if request.extra:
+        body.update(request.extra)
+    headers = [
+        ("content-type", "application/json"),
+        ("accept", "text/event-stream" if request.stream else "application/json"),
+        ("user-agent", _USER_AGENT),
+        ("anthropic-version", endpoint.api_version or API_VERSION),
+    ]
+    if endpoint.api_key:
+        headers.append(("x-api-key", endpoint.api_key))
+    if betas:
+        headers.append(("anthropic-beta", ",".join(sorted(betas))))
+    headers.extend(endpoint.headers)
+    return HttpRequest("POST", _url(endpoint.base_url), tuple(headers), _encode(body),
+                       request.stream)
+
+
+def _url(base: str) -> str:
+    # models.dev rows for Anthropic-compatible services already end in /v1.
+    base = base.rstrip("/")
+    return join_url(base, "/messages" if base.endswith("/v1") else "/v1/messages")
+
+
+def _thinking(effort: str | None, version: tuple[int, int] | None, max_tokens: int | None
+              ) -> tuple[dict[str, Any] | None, str | None, int]:
+    """``(thinking, output effort, max_tokens)`` for ``reasoning_effort``."""
+    if effort is None or effort == "none":
+        return None, None, max_tokens if max_tokens is not None else DEFAULT_MAX_TOKENS
+    if _adaptive(version):
+        if effort.isdigit():  # a token budget: the nearest effort level
+            tokens = int(effort)
+            effort = "low" if tokens <= 2048 else "medium" if tokens <= 8192 else "high"
+        level = _EFFORTS.get(effort, effort)
+        return {"type": "adaptive"}, level, (
+            max_tokens if max_tokens is not None else DEFAULT_MAX_TOKENS)
+    budget = int(effort) if effort.isdigit() else _BUDGETS.get(effort)
+    if budget is None:
+        raise InvalidParameterError(
+            f"reasoning_effort {effort!r} is not understood for Anthropic: use 'none', "
+            "'minimal', 'low', 'medium', 'high', 'xhigh' or a thinking budget in tokens "
+            "such as '4096'."
+        )
+    budget = max(budget, MIN_THINKING_BUDGET)
+    if max_tokens is None:
+        # Nothing capped the answer: give it the default room on top of the thinking.
+        max_tokens = DEFAULT_MAX_TOKENS + budget
+    else:
+        # max_tokens counts thinking too (like OpenAI's reasoning tokens): keep at least
+        # half of it for the answer, and the budget below it as the API requires.
+        budget = max(min(budget, max_tokens // 2), MIN_THINKING_BUDGET)
+        if budget >= max_tokens:
+            max_tokens += budget
+    return {"type": "enabled", "budget_tokens": budget}, None, max_tokens
+
+
+def _tool(tool: Any, native: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": tool.name}
+    if tool.description is not None:
+        out["description"] = tool.description
+    out["input_schema"] = (tool.parameters if tool.parameters is not None
+                           else {"type": "object", "properties": {}})
+    if tool.strict and native:
+        out["strict"] = True  # strict tools exist only where structured outputs do
+    return out
+
+
+def _tool_choice(request: ChatRequest) -> dict[str, Any] | None:
+    choice = request.tool_choice
+    wire: dict[str, Any] | None = None
+    if choice is not None:
+        if choice.mode == "tool":
+            wire = {"type": "tool", "name": choice.name}
+        else:
+            wire = {"type": {"auto": "auto", "required": "any", "none": "none"}[choice.mode]}
+    if request.parallel_tool_calls is False and request.tools and (
+            wire is None or wire["type"] != "none"):
+        wire = wire or {"type": "auto"}
+        wire["disable_parallel_tool_use"] = True
+    return wire
+
+
+def _answer_tool(request: ChatRequest) -> str:
+    """The forced tool's name: the schema's name, kept apart from the caller's tools."""
+    assert request.output is not None
+    name = request.output.name
+    taken = {t.name for t in request.tools}
+    while name in taken:
+        name = f"json_{name}"
+    return name[:64]
+
+
+def _answer_choice(request: ChatRequest, name: str, thinking: bool) -> dict[str, Any]:
+    if thinking:
+        # Forcing a tool is refused while extended thinking is on; the tool stays offered.
+        return {"type": "auto"}
+    choice = request.tool_choice
+    if not request.tools or choice is None or choice.mode == "none":
+        return {"type": "tool", "name": name}
+    if choice.mode == "tool":
+        return {"type": "tool", "name": choice.name}
+    return {"type": "any"}  # one of the caller's tools, or the answer
+
+
+# What output_config.format rejects; the decoder validates these client-side anyway.
+_UNSUPPORTED = frozenset({"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
+                          "multipleOf", "minLength", "maxLength", "maxItems", "uniqueItems",
+                          "minProperties", "maxProperties", "title", "default", "examples"})
+
+
+def _native_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    return prune_schema(schema, lambda key, value: key not in _UNSUPPORTED and not (
+        key == "minItems" and isinstance(value, int) and value > 1))
+
+
+# ---------------------------------------------------------------- messages
+
+
+def _conversation(request: ChatRequest
+                  ) -> tuple[str | list[dict[str, Any]] | None, list[dict[str, Any]], set[str]]:
+    """``(system, messages, beta features needed)``."""
+    system: list[dict[str, Any]] = []
+    turns: list[dict[str, Any]] = []
+    betas: set[str] = set()
+    for index, message in enumerate(request.messages):
+        role = message.role
+        if role == "system":
+            system.extend(b for b in _blocks(message.content, index, betas) if b.get("text"))
+            continue
+        if role == "tool":
+            wire_role = "user"
+            blocks = [_tool_result(message, index, betas)]
+        elif role == "user":
+            wire_role = "user"
+            blocks = _blocks(message.content, index, betas)
+        else:
+            wire_role = "assistant"
+            blocks = _assistant_blocks(message, index)
+            if not blocks:
+                continue  # an empty assistant turn says nothing and the API rejects it
+        if turns and turns[-1]["role"] == wire_role:
+            turns[-1]["content"].extend(blocks)
+        else:
+            turns.append({"role": wire_role, "content": blocks})
+    prefill = request.prefill
+    if prefill is not None:
+        # The API refuses a final assistant turn ending in whitespace; the decoders
+        # drop the whitespace the continuation then starts with.
+        text = prefill.rstrip()
+        if text:
+            block = {"type": "text", "text": text}
+            if turns and turns[-1]["role"] == "assistant":
+                turns[-1]["content"].append(block)
+            else:
+                turns.append({"role": "assistant", "content": [block]})
+    for turn in turns:
+        content = turn["content"]
+        if len(content) == 1 and content[0]["type"] == "text":
+            turn["content"] = content[0]["text"]
+    if not system:
+        return None, turns, betas
+    if all(set(b) == {"type", "text"} for b in system):
+        return "\n\n".join(b["text"] for b in system), turns, betas
+    return system, turns, betas
+
+
+def _blocks(content: str | tuple[Part, ...] | None, index: int, betas: set[str]
+            ) -> list[dict[str, Any]]:
+    if content is None:
+        return []
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}]
+    return [_part(p, index, betas) for p in content]
+
+
+def _part(part: Part, index: int, betas: set[str]) -> dict[str, Any]:
+    if isinstance(part, TextPart):
+        return {"type": "text", "text": part.text}
+    if isinstance(part, ImagePart):
+        return {"type": "image", "source": _source(part.url, index)}
+    if isinstance(part, FilePart):
+        return _document(part, index, betas)
+    assert isinstance(part, AudioPart)
+    raise CapabilityError(
+        f"messages[{index}] holds audio, and Anthropic's Messages API takes no audio input; "
+        "transcribe it first or use a provider with audio input (openai, google)."
+    )
+
+
+def _source(url: str, index: int) -> dict[str, Any]:
+    data = split_data_url(url)
+    if data is not None:
+        return {"type": "base64", "media_type": data[0], "data": data[1]}
+    if is_http_url(url):
+        return {"type": "url", "url": url}
+    raise MessageFormatError(
+        f"messages[{index}] has media at {url[:40]!r}: give an https:// URL or a "
+        "data:<type>;base64,... URL"
+    )
+
+
+def _document(part: FilePart, index: int, betas: set[str]) -> dict[str, Any]:
+    media = part.media_type
+    block: dict[str, Any]
+    if part.file_id is not None:
+        betas.add(_FILES_BETA)
+        kind = "image" if (media or "").startswith("image/") else "document"
+        block = {"type": kind, "source": {"type": "file", "file_id": part.file_id}}
+    elif part.data is not None:
+        data = split_data_url(part.data)
+        media, payload = data if data is not None else (
+            media or guess_media_type(part.filename, "application/pdf"), part.data)
+        if media.startswith("image/"):
+            return {"type": "image",
+                    "source": {"type": "base64", "media_type": media, "data": payload}}
+        if media == "text/plain":
+            import base64  # plain text documents travel as text, not base64
+
+            text = base64.b64decode(payload).decode("utf-8", "replace")
+            block = {"type": "document",
+                     "source": {"type": "text", "media_type": "text/plain", "data": text}}
+        else:
+            block = {"type": "document",
+                     "source": {"type": "base64", "media_type": media, "data": payload}}
+    elif part.url is not None:
+        if (media or guess_media_type(part.url, "")).startswith("image/"):
+            return {"type": "image", "source": _source(part.url, index)}
+        block = {"type": "document", "source": _source(part.url, index)}
+    else:
+        raise MessageFormatError(f"messages[{index}] has a file part with no data, url or id")
+    if part.filename:
+        block["title"] = part.filename
+    return block
+
+
+def _tool_result(message: Message, index: int, betas: set[str]) -> dict[str, Any]:
+    block: dict[str, Any] = {"type": "tool_result", "tool_use_id": message.tool_call_id}
+    content = message.content
+    if isinstance(content, str):
+        if content:
+            block["content"] = content
+    elif content:
+        block["content"] = [_part(p, index, betas) for p in content]
+    return block
+
+
+def _assistant_blocks(message: Message, index: int) -> list[dict[str, Any]]:
+    blocks: list[dict[str, Any]] = []
+    for r in message.reasoning:
+        if r.redacted is not None:
+            blocks.append({"type": "redacted_thinking", "data": r.redacted})
+        elif r.signature:
+            blocks.append({"type": "thinking", "thinking": r.text, "signature": r.signature})
+    content = message.content
+    if isinstance(content, str):
+        if content:
+            blocks.append({"type": "text", "text": content})
+    elif content:
+        blocks.extend({"type": "text", "text": p.text} for p in content
+                      if isinstance(p, TextPart) and p.text)
+    for call in message.tool_calls:
+        blocks.append({"type": "tool_use", "id": call.id, "name": call.name,
+                       "input": msgspec.Raw(_object_json(call, index))})
+    return blocks
+
+
+def _object_json(call: ToolCall, index: int) -> bytes:
+    """The call's arguments as JSON object bytes (``tool_use.input`` must be an object)."""
+    raw = call.arguments.strip().encode() or b"{}"
+    try:
+        value = msgspec.json.decode(raw)
+    except msgspec.DecodeError:
+        value = None
+    if not isinstance(value, dict):
+        raise MessageFormatError(
+            f"messages[{index}]: the arguments of tool call {call.name!r} are not a JSON "
+            f"object ({call.arguments[:100]!r}); Anthropic needs an object as tool input"
+        )
+    return raw
+
+
+# ---------------------------------------------------------------- wire structs
+
+
+class _Block(msgspec.Struct, gc=False):
+    type: str = ""
+    text: str | None = None
+    thinking: str | None = None
+    signature: str | None = None
+    data: str | None = None
+    id: str | None = None
+    name: str | None = None
+    input: msgspec.Raw = msgspec.Raw()  # tool input kept as the JSON text the model wrote
+
+
+class _Usage(msgspec.Struct, gc=False):
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cache_creation_input_tokens: int | None = None
+    cache_read_input_tokens: int | None = None
+
+
+class _Error(msgspec.Struct, gc=False):
+    type: str | None = None
+    message: str | None = None
+    code: int | str | None = None  # OpenAI-style errors from compatible servers
+
+
+class _Message(msgspec.Struct, gc=False):
+    type: str | None = None
+    id: str | None = None
+    model: str | None = None
+    content: list[_Block] | None = None
+    stop_reason: str | None = None
+    usage: _Usage | None = None
+    error: _Error | str | None = None
+
+
+class _EventDelta(msgspec.Struct, gc=False):
+    type: str | None = None
+    text: str | None = None
+    thinking: str | None = None
+    signature: str | None = None
+    partial_json: str | None = None
+    stop_reason: str | None = None
+
+
+class _Event(msgspec.Struct, gc=False):
+    type: str = ""
+    index: int = 0
+    message: _Message | None = None
+    content_block: _Block | None = None
+    delta: _EventDelta | None = None
+    usage: _Usage | None = None
+    error: _Error | str | None = None
+
+
+_message_decoder = msgspec.json.Decoder(_Message)
+_event_decoder = msgspec.json.Decoder(_Event)
+
+_FINISH = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+}
+
+
+def _finish(reason: str | None) -> str | None:
+    return _FINISH.get(reason, reason) if reason is not None else None
+
+
+def _usage(start: _Usage | None, end: _Usage | None = None) -> Usage:
+    """Anthropic's ``input_tokens`` excludes cache reads and writes: add them back."""
+
+    def pick(name: str) -> int | None:
+        value = getattr(end, name) if end is not None else None
+        if value is None and start is not None:
+            value = getattr(start, name)
+        return value
+
+    read = pick("cache_read_input_tokens")
+    write = pick("cache_creation_input_tokens")
+    prompt = (pick("input_tokens") or 0) + (read or 0) + (write or 0)
+    completion = pick("output_tokens") or 0
+    return Usage(prompt_tokens=prompt, completion_tokens=completion,
+                 total_tokens=prompt + completion, cached_tokens=read, cache_write_tokens=write)
+
+
+def _lead_whitespace(request: ChatRequest | None) -> bool:
+    """Was whitespace cut off the prefill (so the continuation's leading one is dropped)?"""
+    prefill = request.prefill if request is not None else None
+    return bool(prefill) and prefill != prefill.rstrip()  # type: ignore[union-attr]
+
+
+def _answer_name(request: ChatRequest | None) -> str | None:
+    """The forced tool carrying a structured answer, when the request used one."""
+    if request is None or request.output is None or _native_output(
+            claude_version(request.model)):
+        return None
+    return _answer_tool(request)
+
+
+# ---------------------------------------------------------------- response
+
+
+def parse_response(body: bytes, request: ChatRequest | None = None, provider: str = "anthropic"
+                   ) -> Completion:
+    try:
+        wire = _message_decoder.decode(body)
+    except msgspec.DecodeError as e:
+        raise ResponseError(
+            f"{provider} returned a body that is not a Messages response ({e})",
+            raw=body[:2000].decode("utf-8", "replace"),
+        ) from None
+    if wire.error is not None or wire.type == "error":
+        raise _in_band_error(wire.error, provider, body)
+    if wire.content is None:
+        raise ResponseError(f"{provider} returned a message without content",
+                            raw=body[:2000].decode("utf-8", "replace"))
+    answer_name = _answer_name(request)
+    texts: list[str] = []
+    thoughts: list[str] = []
+    blocks: list[ReasoningBlock] = []
+    calls: list[ToolCall] = []
+    answer: str | None = None
+    for block in wire.content:
+        kind = block.type
+        if kind == "text":
+            if block.text:
+                texts.append(block.text)
+        elif kind == "thinking":
+            thoughts.append(block.thinking or "")
+            blocks.append(ReasoningBlock(block.thinking or "", block.signature))
+        elif kind == "redacted_thinking":
+            blocks.append(ReasoningBlock(redacted=block.data or ""))
+        elif kind == "tool_use":
+            arguments = bytes(block.input).decode() or "{}"
+            if block.name == answer_name:
+                answer = arguments
+            else:
+                calls.append(ToolCall(block.id or f"toolu_{len(calls)}", block.name or "",
+                                      arguments))
+    text = "".join(texts)
+    if _lead_whitespace(request):
+        text = text.lstrip()
+    finish = _finish(wire.stop_reason)
+    if answer is not None:
+        text = answer
+        if finish == "tool_calls" and not calls:
+            finish = "stop"  # the forced answer tool is the answer, not a call to make
+    reasoning = "".join(thoughts) if thoughts else None
+    return Completion(
+        text=text,
+        reasoning=reasoning,
+        reasoning_blocks=tuple(blocks),
+        tool_calls=tuple(calls),
+        finish_reason=finish,
+        native_finish_reason=wire.stop_reason,
+        usage=_usage(wire.usage) if wire.usage is not None else None,
+        model=wire.model,
+        id=wire.id,
+    )
+
+
+# ---------------------------------------------------------------- stream
+
+
+class StreamDecoder:
+    """Messages stream events → Deltas. ``message_stop`` ends the stream.
+
+    Content blocks are numbered across text, thinking and tool use; tool calls
+    are renumbered 0, 1, … in the order they start. The forced answer tool of a
+    structured request streams its input as text.
+    """
+
+    __slots__ = ("_answer_index", "_answer_name", "_calls", "_lead", "_start", "done",
+                 "provider")
+
+    def __init__(self, request: ChatRequest | None = None, provider: str = "anthropic") -> None:
+        self.done = False
+        self.provider = provider
+        self._calls: dict[int, int] = {}  # content block index → tool call index
+        self._answer_name = _answer_name(request)
+        self._answer_index = -1
+        self._lead = _lead_whitespace(request)
+        self._start: _Usage | None = None
+
+    def feed(self, event: SSEEvent) -> Delta | None:
+        data = event.data
+        try:
+            ev = _event_decoder.decode(data)
+        except msgspec.DecodeError as e:
+            raise ResponseError(
+                f"{self.provider} sent a stream event that is not valid JSON ({e})",
+                raw=data[:2000].decode("utf-8", "replace"),
+            ) from None
+        kind = ev.type
+        if kind == "content_block_delta":
+            d = ev.delta
+            if d is None:
+                return None
+            dk = d.type
+            if dk == "text_delta":
+                return self._text(d.text)
+            if dk == "input_json_delta":
+                if not d.partial_json:
+                    return None
+                if ev.index == self._answer_index:
+                    return Delta(text=d.partial_json)
+                slot = self._calls.get(ev.index)
+                if slot is None:
+                    return None
+                return Delta(tool_calls=(ToolCallDelta(slot, arguments=d.partial_json),))
+            if dk == "thinking_delta":
+                return Delta(reasoning=d.thinking) if d.thinking else None
+            if dk == "signature_delta":
+                return Delta(reasoning_signature=d.signature or "")
+            return None  # citations and future delta kinds carry no text
+        if kind == "content_block_start":
+            return self._block_start(ev.index, ev.content_block)
+        if kind == "message_delta":
+            reason = ev.delta.stop_reason if ev.delta is not None else None
+            finish = _finish(reason)
+            if finish == "tool_calls" and not self._calls and self._answer_index >= 0:
+                finish = "stop"
+            return Delta(finish_reason=finish, native_finish_reason=reason,
+                         usage=_usage(self._start, ev.usage))
+        if kind == "message_start":
+            message = ev.message
+            if message is None:
+                return None
+            self._start = message.usage
+            return Delta(model=message.model, id=message.id)
+        if kind == "message_stop":
+            self.done = True
+            return Delta(done=True)
+        if kind == "error" or ev.error is not None:
+            raise _in_band_error(ev.error, self.provider, data)
+        return None  # ping, content_block_stop, and event types added later
+
+    def _text(self, text: str | None) -> Delta | None:
+        if not text:
+            return None
+        if self._lead:
+            text = text.lstrip()
+            if not text:
+                return None
+            self._lead = False
+        return Delta(text=text)
+
+    def _block_start(self, index: int, block: _Block | None) -> Delta | None:
+        if block is None:
+            return None
+        kind = block.type
+        if kind == "text":
+            return self._text(block.text)
+        if kind == "tool_use":
+            # Input normally streams as input_json_delta after an empty {} here;
+            # a server that sends it whole up front is honoured too.
+            raw = bytes(block.input)
+            arguments = raw.decode() if raw.strip() not in (b"", b"{}") else None
+            if block.name is not None and block.name == self._answer_name:
+                self._answer_index = index
+                return Delta(text=arguments) if arguments else None
+            slot = self._calls[index] = len(self._calls)
+            return Delta(tool_calls=(ToolCallDelta(slot, id=block.id, name=block.name,
+                                                   arguments=arguments),))
+        if kind == "thinking":
+            return Delta(reasoning=block.thinking) if block.thinking else None
+        if kind == "redacted_thinking":
+            return Delta(reasoning_redacted=block.data or "")
+        return None
+
+
+def stream_decoder(request: ChatRequest | None = None, provider: str = "anthropic"
+                   ) -> StreamDecoder:
+    return StreamDecoder(request, provider)
+
+
+# ---------------------------------------------------------------- errors
+
+
+class _ErrorBody(msgspec.Struct):
+    type: str | None = None
+    error: _Error | str | None = None
+    message: str | None = None
+    request_id: str | None = None
+
+
+def parse_error(status: int, headers: list[tuple[str, str]], body: bytes, provider: str,
+                retry_after: float | None = None) -> ProviderError:
+    """``{"type": "error", "error": {"type": "overloaded_error", "message": …}}`` → typed error.
+
+    OpenAI-shaped bodies (compatible servers) are read too.
+    """
+    message = kind = code = request_id = None
+    try:
+        wire = msgspec.json.decode(body, type=_ErrorBody)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        wire = None
+    if wire is not None:
+        if isinstance(wire.error, _Error):
+            message, kind = wire.error.message, wire.error.type
+            code = str(wire.error.code) if wire.error.code is not None else None
+        elif isinstance(wire.error, str):
+            message = wire.error
+        message = message or wire.message
+        request_id = wire.request_id
+    text = body.decode("utf-8", "replace")
+    request_id = next((v for k, v in headers if k in ("request-id", "x-request-id")),
+                      request_id)
+    return error_from_status(
+        status,
+        message or text[:500] or f"HTTP {status}",
+        provider=provider,
+        code=code,
+        error_type=kind,
+        body=text[:4000],
+        request_id=request_id,
+        retry_after=retry_after,
+    )
+
+
+def _in_band_error(error: _Error | str | None, provider: str, raw: bytes) -> ProviderError:
+    text = raw.decode("utf-8", "replace")[:4000]
+    if not isinstance(error, _Error):
+        return error_from_status(None, error or "error", provider=provider, body=text)
+    status = error.code if isinstance(error.code, int) else None
+    return error_from_status(
+        status,
+        error.message or error.type or "error",
+        provider=provider,
+        code=str(error.code) if error.code is not None else None,
+        error_type=error.type,
+        body=text,
+    )
