@@ -1,0 +1,662 @@
+"""The Google Gemini dialect (Gemini API ``generateContent``).
+
+Pure translations, like the openai dialect: ChatRequest → HttpRequest,
+response bytes → Completion, one SSE event (``streamGenerateContent?alt=sse``)
+→ Delta, error body → typed error.
+
+How the neutral request maps onto ``generateContent``:
+
+- system messages become ``systemInstruction``; assistant turns are ``model``
+  contents; tool results are ``functionResponse`` parts in a user content
+  (named after the call they answer, as Gemini matches results by name), and
+  consecutive contents of one role are merged so parallel results travel together;
+- tools are ``functionDeclarations`` with ``parametersJsonSchema``, and
+  structured output is ``responseMimeType: application/json`` plus
+  ``responseJsonSchema``: both take JSON Schema, pruned to the keywords Gemini
+  documents;
+- a function call's ``thoughtSignature`` rides on ``ToolCall.signature`` and is
+  sent back on the same part, which Gemini 3 requires in a tool loop;
+- ``reasoning_effort`` becomes ``thinkingConfig`` (a ``thinkingLevel`` on
+  Gemini 3 and later, a ``thinkingBudget`` before), with thought summaries on;
+- a prefill is a trailing ``model`` content, which Gemini continues.
+
+The stream has no end marker: it ends when the body does, after the chunk that
+carries ``finishReason``.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from typing import Any
+from urllib.parse import quote
+
+import msgspec
+
+from msgflux import __version__
+from msgflux._transport.types import HttpRequest, SSEEvent
+from msgflux.exceptions import (
+    InvalidParameterError,
+    MessageFormatError,
+    ProviderError,
+    ResponseError,
+)
+from msgflux.models.dialects._media import (
+    audio_media_type,
+    guess_media_type,
+    is_http_url,
+    split_data_url,
+)
+from msgflux.models.dialects._schema import prune_schema
+from msgflux.models.dialects.base import Endpoint, error_from_status
+from msgflux.models.request import (
+    AudioPart,
+    ChatRequest,
+    Completion,
+    Delta,
+    FilePart,
+    ImagePart,
+    Message,
+    Part,
+    ReasoningBlock,
+    TextPart,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+)
+
+__all__ = [
+    "API_VERSION",
+    "StreamDecoder",
+    "build_request",
+    "gemini_version",
+    "parse_error",
+    "parse_response",
+    "stream_decoder",
+]
+
+API_VERSION = "v1beta"
+"""The path version used unless ``Endpoint.api_version`` or the base URL names one
+(``parametersJsonSchema`` and ``responseJsonSchema`` need ``v1beta``)."""
+
+# reasoning_effort → thinkingBudget (Gemini 2.5; 24576 is the Flash ceiling).
+_BUDGETS = {"none": 0, "minimal": 512, "low": 1024, "medium": 8192, "high": 24576,
+            "xhigh": 24576, "max": 24576}
+# reasoning_effort → thinkingLevel (Gemini 3 and later).
+_LEVELS = {"none": "minimal", "minimal": "minimal", "low": "low", "medium": "medium",
+           "high": "high", "xhigh": "high", "max": "high"}
+
+# Gemini 3 rejects an unsigned function call in the current tool loop; this value is
+# Google's documented stand-in for calls that came from another model's history.
+_SKIP_SIGNATURE = "skip_thought_signature_validator"
+
+_USER_AGENT = f"msgflux/{__version__}"
+_encode = msgspec.json.Encoder().encode
+_VERSIONED = re.compile(r"/v\d+(?:alpha\d*|beta\d*)?$")
+_GEMINI = re.compile(r"gemini-(\d+)(?:\.(\d+))?")
+
+
+@functools.lru_cache(maxsize=256)
+def gemini_version(model: str) -> tuple[int, int] | None:
+    """``(major, minor)`` of a Gemini model id (``gemini-2.5-flash`` → (2, 5)), else ``None``."""
+    m = _GEMINI.search(model.lower())
+    if m is None:
+        return None
+    return (int(m.group(1)), int(m.group(2) or 0))
+
+
+# ---------------------------------------------------------------- request
+
+
+def build_request(request: ChatRequest, endpoint: Endpoint) -> HttpRequest:
+    version = gemini_version(request.model)
+    system, contents = _contents(request, version)
+    body: dict[str, Any] = {"contents": contents}
+    if system:
+        body["systemInstruction"] = {"parts": system}
+    if request.tools:
+        body["tools"] = [{"functionDeclarations": [_declaration(t) for t in request.tools]}]
+        if request.tool_choice is not None:
+            body["toolConfig"] = {"functionCallingConfig": _calling_config(request)}
+        # parallel_tool_calls: Gemini has no switch for it.
+    config: dict[str, Any] = {}
+    if request.temperature is not None:
+        config["temperature"] = request.temperature
+    if request.top_p is not None:
+        config["topP"] = request.top_p
+    if request.max_tokens is not None:
+        config["maxOutputTokens"] = request.max_tokens
+    if request.stop:
+        config["stopSequences"] = list(request.stop)
+    if request.seed is not None:
+        config["seed"] = request.seed
+    if request.output is not None:
+        config["responseMimeType"] = "application/json"
+        config["responseJsonSchema"] = gemini_schema(request.output.schema)
+    if request.reasoning_effort is not None:
+        config["thinkingConfig"] = _thinking(request.reasoning_effort, version)
+    if config:
+        body["generationConfig"] = config
+    if request.extra:
+        # One level deep, so extra_body={"generationConfig": {"topK": 5}} adds to ours.
+        for key, value in request.extra.items():
+            mine = body.get(key)
+            body[key] = {**mine, **value} if isinstance(mine, dict) and isinstance(
+                value, dict) else value
+    headers = [
+        ("content-type", "application/json"),
+        ("accept", "text/event-stream" if request.stream else "application/json"),
+        ("user-agent", _USER_AGENT),
+    ]
+    if endpoint.api_key:
+        headers.append(("x-goog-api-key", endpoint.api_key))  # never in the URL
+    headers.extend(endpoint.headers)
+    return HttpRequest("POST", _url(endpoint, request.model, request.stream), tuple(headers),
+                       _encode(body), request.stream)
+
+
+def _url(endpoint: Endpoint, model: str, stream: bool) -> str:
+    base = endpoint.base_url.rstrip("/")
+    if not _VERSIONED.search(base):
+        base = f"{base}/{endpoint.api_version or API_VERSION}"
+    name = model if model.startswith(("models/", "tunedModels/")) else f"models/{model}"
+    method = ":streamGenerateContent?alt=sse" if stream else ":generateContent"
+    return f"{base}/{quote(name, safe='/')}{method}"
+
+
+def _thinking(effort: str, version: tuple[int, int] | None) -> dict[str, Any]:
+    if version is not None and version >= (3, 0) and not effort.isdigit():
+        level = _LEVELS.get(effort)
+        if level is not None:
+            return {"thinkingLevel": level, "includeThoughts": True}
+    budget = int(effort) if effort.isdigit() else _BUDGETS.get(effort)
+    if budget is None:
+        raise InvalidParameterError(
+            f"reasoning_effort {effort!r} is not understood for Gemini: use 'none', "
+            "'minimal', 'low', 'medium', 'high' or a thinking budget in tokens such as '2048'."
+        )
+    if budget == 0:
+        return {"thinkingBudget": 0}  # thought summaries exist only while thinking is on
+    return {"thinkingBudget": budget, "includeThoughts": True}
+
+
+def _declaration(tool: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": tool.name}
+    if tool.description is not None:
+        out["description"] = tool.description
+    if tool.parameters is not None:
+        out["parametersJsonSchema"] = gemini_schema(tool.parameters)
+    return out
+
+
+def _calling_config(request: ChatRequest) -> dict[str, Any]:
+    choice = request.tool_choice
+    assert choice is not None
+    if choice.mode == "tool":
+        return {"mode": "ANY", "allowedFunctionNames": [choice.name]}
+    return {"mode": {"auto": "AUTO", "required": "ANY", "none": "NONE"}[choice.mode]}
+
+
+# The JSON Schema keywords Gemini's responseJsonSchema documents; the rest are dropped
+# (msgflux validates the answer against the full schema afterwards anyway).
+_KEYWORDS = frozenset({
+    "$id", "$defs", "$ref", "$anchor", "type", "format", "title", "description", "enum",
+    "items", "prefixItems", "minItems", "maxItems", "minimum", "maximum", "anyOf", "oneOf",
+    "properties", "additionalProperties", "required", "propertyOrdering",
+})
+
+
+def _const_as_enum(node: dict[str, Any]) -> dict[str, Any]:
+    # Gemini has no ``const``; a one-value enum says the same.
+    if "const" in node and "enum" not in node:
+        return {**node, "enum": [node["const"]]}
+    return node
+
+
+def gemini_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """``schema`` pruned to the JSON Schema keywords the Gemini API accepts."""
+    return prune_schema(schema, lambda key, _value: key in _KEYWORDS, _const_as_enum)
+
+
+# ---------------------------------------------------------------- contents
+
+
+def _contents(request: ChatRequest, version: tuple[int, int] | None
+              ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """``(systemInstruction parts, contents)``."""
+    system: list[dict[str, Any]] = []
+    contents: list[dict[str, Any]] = []
+    names: dict[str, str] = {}  # tool call id → function name, for the results
+    for index, message in enumerate(request.messages):
+        role = message.role
+        if role == "system":
+            system.extend(p for p in _parts(message.content, index) if p.get("text"))
+            continue
+        if role == "assistant":
+            wire_role = "model"
+            parts = _model_parts(message, index, names, version)
+            if not parts:
+                continue  # an empty model turn says nothing and the API rejects it
+        elif role == "tool":
+            wire_role = "user"
+            parts = [_function_response(message, index, names)]
+        else:
+            wire_role = "user"
+            parts = _parts(message.content, index)
+        if contents and contents[-1]["role"] == wire_role:
+            contents[-1]["parts"].extend(parts)
+        else:
+            contents.append({"role": wire_role, "parts": parts})
+    if request.prefill:
+        part = {"text": request.prefill}
+        if contents and contents[-1]["role"] == "model":
+            contents[-1]["parts"].append(part)
+        else:
+            contents.append({"role": "model", "parts": [part]})
+    return system, contents
+
+
+def _parts(content: str | tuple[Part, ...] | None, index: int) -> list[dict[str, Any]]:
+    if content is None:
+        return []
+    if isinstance(content, str):
+        return [{"text": content}]
+    return [_part(p, index) for p in content]
+
+
+def _part(part: Part, index: int) -> dict[str, Any]:
+    if isinstance(part, TextPart):
+        return {"text": part.text}
+    if isinstance(part, ImagePart):
+        return _media(part.url, None, "image/jpeg", index)
+    if isinstance(part, AudioPart):
+        return {"inlineData": {"mimeType": audio_media_type(part.format), "data": part.data}}
+    assert isinstance(part, FilePart)
+    default = guess_media_type(part.filename, "application/pdf")
+    if part.data is not None:
+        data = split_data_url(part.data)
+        if data is None:  # bare base64
+            return {"inlineData": {"mimeType": part.media_type or default, "data": part.data}}
+        return {"inlineData": {"mimeType": data[0], "data": data[1]}}
+    uri = part.url or part.file_id
+    if uri is None:
+        raise MessageFormatError(f"messages[{index}] has a file part with no data, url or id")
+    return {"fileData": {"mimeType": part.media_type or guess_media_type(uri, default),
+                         "fileUri": uri}}
+
+
+def _media(url: str, media_type: str | None, default: str, index: int) -> dict[str, Any]:
+    data = split_data_url(url)
+    if data is not None:
+        return {"inlineData": {"mimeType": data[0], "data": data[1]}}
+    if is_http_url(url):
+        return {"fileData": {"mimeType": media_type or guess_media_type(url, default),
+                             "fileUri": url}}
+    raise MessageFormatError(
+        f"messages[{index}] has media at {url[:40]!r}: give an https:// URL or a "
+        "data:<type>;base64,... URL"
+    )
+
+
+def _model_parts(message: Message, index: int, names: dict[str, str],
+                 version: tuple[int, int] | None) -> list[dict[str, Any]]:
+    # Thought summaries are not sent back: Gemini keeps its reasoning context in the
+    # signatures, which travel on the parts they came with.
+    parts: list[dict[str, Any]] = []
+    content = message.content
+    if isinstance(content, str):
+        if content:
+            parts.append({"text": content})
+    elif content:
+        parts.extend({"text": p.text} for p in content if isinstance(p, TextPart) and p.text)
+    calls = message.tool_calls
+    unsigned = version is not None and version >= (3, 0) and not any(c.signature for c in calls)
+    for i, call in enumerate(calls):
+        names[call.id] = call.name
+        part: dict[str, Any] = {"functionCall": {"id": call.id, "name": call.name,
+                                                 "args": msgspec.Raw(_object_json(call, index))}}
+        signature = call.signature or (_SKIP_SIGNATURE if unsigned and i == 0 else None)
+        if signature:
+            part["thoughtSignature"] = signature
+        parts.append(part)
+    return parts
+
+
+def _object_json(call: ToolCall, index: int) -> bytes:
+    """The call's arguments as JSON object bytes (``functionCall.args`` is an object)."""
+    raw = call.arguments.strip().encode() or b"{}"
+    try:
+        value = msgspec.json.decode(raw)
+    except msgspec.DecodeError:
+        value = None
+    if not isinstance(value, dict):
+        raise MessageFormatError(
+            f"messages[{index}]: the arguments of tool call {call.name!r} are not a JSON "
+            f"object ({call.arguments[:100]!r}); Gemini needs an object as function args"
+        )
+    return raw
+
+
+def _function_response(message: Message, index: int, names: dict[str, str]) -> dict[str, Any]:
+    call_id = message.tool_call_id or ""
+    name = names.get(call_id) or message.name
+    if not name:
+        raise MessageFormatError(
+            f"messages[{index}] is a tool result for call {call_id!r}, which no earlier "
+            "assistant message made; Gemini needs the function's name (keep the assistant "
+            "turn from get_messages(), or set 'name' on the tool message)"
+        )
+    content = message.content
+    if not isinstance(content, str):
+        content = "".join(p.text for p in content or () if isinstance(p, TextPart))
+    # ``response`` must be an object: a JSON object result goes as is, anything else
+    # under "output", the key Gemini documents for a function's output.
+    response: Any = None
+    if content.startswith("{"):
+        try:
+            response = msgspec.json.decode(content)
+        except msgspec.DecodeError:
+            response = None
+    if not isinstance(response, dict):
+        response = {"output": content}
+    return {"functionResponse": {"id": call_id, "name": name, "response": response}}
+
+
+# ---------------------------------------------------------------- wire structs
+
+
+class _FunctionCall(msgspec.Struct, gc=False):
+    name: str | None = None
+    args: msgspec.Raw = msgspec.Raw()  # kept as the JSON text the model wrote
+    id: str | None = None
+
+
+class _Part(msgspec.Struct, gc=False, rename="camel"):
+    text: str | None = None
+    thought: bool = False
+    thought_signature: str | None = None
+    function_call: _FunctionCall | None = None
+
+
+class _Content(msgspec.Struct, gc=False):
+    parts: list[_Part] | None = None
+    role: str | None = None
+
+
+class _Candidate(msgspec.Struct, gc=False, rename="camel"):
+    content: _Content | None = None
+    finish_reason: str | None = None
+
+
+class _UsageMetadata(msgspec.Struct, gc=False, rename="camel"):
+    prompt_token_count: int | None = None
+    candidates_token_count: int | None = None
+    total_token_count: int | None = None
+    thoughts_token_count: int | None = None
+    cached_content_token_count: int | None = None
+    tool_use_prompt_token_count: int | None = None
+
+
+class _PromptFeedback(msgspec.Struct, gc=False, rename="camel"):
+    block_reason: str | None = None
+
+
+class _Error(msgspec.Struct, gc=False):
+    code: int | None = None
+    message: str | None = None
+    status: str | None = None
+
+
+class _Response(msgspec.Struct, gc=False, rename="camel"):
+    candidates: list[_Candidate] | None = None
+    usage_metadata: _UsageMetadata | None = None
+    prompt_feedback: _PromptFeedback | None = None
+    model_version: str | None = None
+    response_id: str | None = None
+    error: _Error | None = None
+
+
+_response_decoder = msgspec.json.Decoder(_Response)
+_list_decoder = msgspec.json.Decoder(list[_Response])
+
+_FILTERED = frozenset({"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII",
+                       "IMAGE_SAFETY", "IMAGE_PROHIBITED_CONTENT", "IMAGE_RECITATION"})
+
+
+def _finish(reason: str | None, calls: bool) -> str | None:
+    if reason is None:
+        return None
+    if reason == "STOP":
+        return "tool_calls" if calls else "stop"
+    if reason == "MAX_TOKENS":
+        return "length"
+    if reason in _FILTERED:
+        return "content_filter"
+    return reason.lower()  # MALFORMED_FUNCTION_CALL, OTHER…: named, not disguised as stop
+
+
+def _usage(u: _UsageMetadata) -> Usage:
+    """``candidatesTokenCount`` excludes thoughts; ``promptTokenCount`` includes the cache."""
+    prompt = (u.prompt_token_count or 0) + (u.tool_use_prompt_token_count or 0)
+    thoughts = u.thoughts_token_count
+    completion = (u.candidates_token_count or 0) + (thoughts or 0)
+    return Usage(
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        total_tokens=u.total_token_count if u.total_token_count else prompt + completion,
+        cached_tokens=u.cached_content_token_count,
+        reasoning_tokens=thoughts,
+    )
+
+
+class _Parts:
+    """What the parts of one candidate (or one stream chunk) say."""
+
+    __slots__ = ("blocks", "calls", "reasoning", "text")
+
+    def __init__(self, parts: list[_Part], first_call: int) -> None:
+        text: list[str] = []
+        reasoning: list[str] = []
+        self.blocks: list[ReasoningBlock] = []
+        self.calls: list[ToolCall] = []
+        for part in parts:
+            call = part.function_call
+            if call is not None:
+                n = first_call + len(self.calls)
+                self.calls.append(ToolCall(
+                    call.id or f"call_{n}",
+                    call.name or "",
+                    bytes(call.args).decode() or "{}",
+                    part.thought_signature,
+                ))
+            elif part.thought:
+                if part.text:
+                    reasoning.append(part.text)
+                    self.blocks.append(ReasoningBlock(part.text, part.thought_signature))
+            elif part.text:
+                text.append(part.text)
+        self.text = "".join(text)
+        self.reasoning = "".join(reasoning)
+
+
+# ---------------------------------------------------------------- response
+
+
+def parse_response(body: bytes, request: ChatRequest | None = None, provider: str = "google"
+                   ) -> Completion:
+    try:
+        wire = _response_decoder.decode(body)
+    except msgspec.DecodeError as e:
+        raise ResponseError(
+            f"{provider} returned a body that is not a generateContent response ({e})",
+            raw=body[:2000].decode("utf-8", "replace"),
+        ) from None
+    if wire.error is not None:
+        raise _in_band_error(wire.error, provider, body)
+    usage = _usage(wire.usage_metadata) if wire.usage_metadata is not None else None
+    if not wire.candidates:
+        blocked = wire.prompt_feedback.block_reason if wire.prompt_feedback else None
+        if blocked is None:
+            raise ResponseError(f"{provider} returned no candidates",
+                                raw=body[:2000].decode("utf-8", "replace"))
+        # The prompt itself was blocked: no answer, said the way OpenAI says it.
+        return Completion(text="", finish_reason="content_filter", native_finish_reason=blocked,
+                          usage=usage, model=wire.model_version, id=wire.response_id)
+    candidate = wire.candidates[0]
+    parts = _Parts(candidate.content.parts or [] if candidate.content else [], 0)
+    return Completion(
+        text=parts.text,
+        reasoning=parts.reasoning or None,
+        reasoning_blocks=tuple(parts.blocks),
+        tool_calls=tuple(parts.calls),
+        finish_reason=_finish(candidate.finish_reason, bool(parts.calls)),
+        native_finish_reason=candidate.finish_reason,
+        usage=usage,
+        model=wire.model_version,
+        id=wire.response_id,
+    )
+
+
+# ---------------------------------------------------------------- stream
+
+
+class StreamDecoder:
+    """``streamGenerateContent?alt=sse`` chunks → Deltas.
+
+    Every chunk is a whole ``GenerateContentResponse``; function calls arrive
+    complete, each in one part. There is no end marker, so ``done`` stays
+    False and the stream ends with the body; the last chunk carries
+    ``finishReason`` (which is how a complete stream is told from a cut one).
+    """
+
+    __slots__ = ("_calls", "done", "provider")
+
+    def __init__(self, provider: str = "google") -> None:
+        self.done = False
+        self.provider = provider
+        self._calls = 0
+
+    def feed(self, event: SSEEvent) -> Delta | None:
+        data = event.data
+        try:
+            chunk = _response_decoder.decode(data)
+        except msgspec.DecodeError as e:
+            raise ResponseError(
+                f"{self.provider} sent a stream chunk that is not valid JSON ({e})",
+                raw=data[:2000].decode("utf-8", "replace"),
+            ) from None
+        if chunk.error is not None:
+            raise _in_band_error(chunk.error, self.provider, data)
+        usage = _usage(chunk.usage_metadata) if chunk.usage_metadata is not None else None
+        if not chunk.candidates:
+            blocked = chunk.prompt_feedback.block_reason if chunk.prompt_feedback else None
+            if blocked is not None:
+                return Delta(finish_reason="content_filter", native_finish_reason=blocked,
+                             usage=usage, model=chunk.model_version, id=chunk.response_id)
+            if usage is None:
+                return None
+            return Delta(usage=usage, model=chunk.model_version, id=chunk.response_id)
+        candidate = chunk.candidates[0]
+        content = candidate.content
+        parts = _Parts(content.parts or [] if content else [], self._calls)
+        calls = None
+        if parts.calls:
+            calls = tuple(ToolCallDelta(self._calls + i, id=c.id, name=c.name,
+                                        arguments=c.arguments, signature=c.signature)
+                          for i, c in enumerate(parts.calls))
+            self._calls += len(parts.calls)
+        return Delta(
+            text=parts.text or None,
+            reasoning=parts.reasoning or None,
+            tool_calls=calls,
+            finish_reason=_finish(candidate.finish_reason, self._calls > 0),
+            native_finish_reason=candidate.finish_reason,
+            usage=usage,
+            model=chunk.model_version,
+            id=chunk.response_id,
+        )
+
+
+def stream_decoder(request: ChatRequest | None = None, provider: str = "google"
+                   ) -> StreamDecoder:
+    return StreamDecoder(provider)
+
+
+# ---------------------------------------------------------------- errors
+
+# google.rpc status → HTTP status, for errors that arrive without one.
+_STATUS = {
+    "INVALID_ARGUMENT": 400,
+    "FAILED_PRECONDITION": 400,
+    "OUT_OF_RANGE": 400,
+    "UNAUTHENTICATED": 401,
+    "PERMISSION_DENIED": 403,
+    "NOT_FOUND": 404,
+    "ABORTED": 409,
+    "ALREADY_EXISTS": 409,
+    "RESOURCE_EXHAUSTED": 429,
+    "CANCELLED": 499,
+    "INTERNAL": 500,
+    "UNKNOWN": 500,
+    "UNAVAILABLE": 503,
+    "DEADLINE_EXCEEDED": 504,
+}
+
+
+class _ErrorBody(msgspec.Struct):
+    error: _Error | str | None = None
+
+
+def parse_error(status: int, headers: list[tuple[str, str]], body: bytes, provider: str,
+                retry_after: float | None = None) -> ProviderError:
+    """``{"error": {"code": 429, "message": …, "status": "RESOURCE_EXHAUSTED"}}`` → typed error.
+
+    Some proxies answer with a one-element list around that object; it is read too.
+    """
+    error: _Error | str | None = None
+    try:
+        error = msgspec.json.decode(body, type=_ErrorBody).error
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        try:
+            listed = _list_decoder.decode(body)
+            error = listed[0].error if listed else None
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            error = None
+    text = body.decode("utf-8", "replace")
+    message = kind = None
+    if isinstance(error, _Error):
+        message, kind = error.message, error.status
+    elif isinstance(error, str):
+        message = error
+    request_id = next((v for k, v in headers if k in ("x-request-id", "x-goog-request-id")),
+                      None)
+    return error_from_status(
+        status,
+        message or text[:500] or f"HTTP {status}",
+        provider=provider,
+        code=str(error.code) if isinstance(error, _Error) and error.code is not None else None,
+        error_type=_overloaded(kind, message),
+        body=text[:4000],
+        request_id=request_id,
+        retry_after=retry_after,
+    )
+
+
+def _overloaded(kind: str | None, message: str | None) -> str | None:
+    # Gemini says "The model is overloaded" with a plain 503 UNAVAILABLE; name it so
+    # the error is an OverloadedError like Anthropic's 529.
+    if kind == "UNAVAILABLE" and message and "overloaded" in message.lower():
+        return "overloaded"
+    return kind
+
+
+def _in_band_error(error: _Error, provider: str, raw: bytes) -> ProviderError:
+    status = error.code or _STATUS.get(error.status or "")
+    return error_from_status(
+        status,
+        error.message or error.status or "error",
+        provider=provider,
+        code=str(error.code) if error.code is not None else None,
+        error_type=_overloaded(error.status, error.message),
+        body=raw.decode("utf-8", "replace")[:4000],
+    )
