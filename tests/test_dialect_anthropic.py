@@ -221,12 +221,29 @@ def test_tool_call_turn_without_text_and_empty_turns() -> None:
         Message("tool", "", tool_call_id="t1"),
         Message("assistant", ""),  # says nothing: dropped
     ))
-    assert body(req)["messages"] == [
+    b = body(req)
+    assert b["messages"] == [
         {"role": "user", "content": "q"},
         {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "f",
                                            "input": {}}]},
         {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1"}]},
     ]
+    # The guide's last call sends the tool loop without tool_schemas; the API wants the
+    # called tools defined, so they are declared and no further call is asked for.
+    assert b["tools"] == [{"name": "f", "description": "Called earlier in this conversation.",
+                           "input_schema": {"type": "object"}}]
+    assert b["tool_choice"] == {"type": "none"}
+
+
+def test_history_tools_missing_from_tool_schemas_are_declared() -> None:
+    req = ChatRequest(model="m", messages=(
+        Message("assistant", None, tool_calls=(ToolCall("t1", "old", "{}"),
+                                               ToolCall("t2", "get_weather", "{}"))),
+        Message("tool", "x", tool_call_id="t1"), Message("tool", "y", tool_call_id="t2"),
+    ), tools=(ToolSpec("get_weather", None, WEATHER),), tool_choice=ToolChoice("auto"))
+    b = body(req)
+    assert [t["name"] for t in b["tools"]] == ["get_weather", "old"]
+    assert b["tool_choice"] == {"type": "auto"}
 
 
 def test_tool_arguments_that_are_not_an_object_fail_before_the_call() -> None:

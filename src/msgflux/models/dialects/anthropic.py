@@ -150,6 +150,16 @@ def build_request(request: ChatRequest, endpoint: Endpoint) -> HttpRequest:
         output_config["effort"] = effort
     tools = [_tool(t, native) for t in request.tools]
     choice = _tool_choice(request)
+    # The API refuses tool_use/tool_result blocks in a request that defines no tools, and
+    # the guide's tool loop ends with a call without tool_schemas: the tools the history
+    # called are declared by name, with an open schema, and no further call is asked for.
+    defined = {t.name for t in request.tools}
+    called = [name for name in _called_tools(request) if name not in defined]
+    if called:
+        tools.extend({"name": name, "description": "Called earlier in this conversation.",
+                      "input_schema": {"type": "object"}} for name in called)
+        if not request.tools:
+            choice = {"type": "none"}
     out = request.output
     if out is not None:
         if native:
@@ -252,11 +262,20 @@ def _tool_choice(request: ChatRequest) -> dict[str, Any] | None:
     return wire
 
 
+def _called_tools(request: ChatRequest) -> list[str]:
+    """Names of the tools the conversation's assistant turns called, first call first."""
+    names: dict[str, None] = {}
+    for message in request.messages:
+        for call in message.tool_calls:
+            names[call.name] = None
+    return list(names)
+
+
 def _answer_tool(request: ChatRequest) -> str:
     """The forced tool's name: the schema's name, kept apart from the caller's tools."""
     assert request.output is not None
     name = request.output.name
-    taken = {t.name for t in request.tools}
+    taken = {t.name for t in request.tools} | set(_called_tools(request))
     while name in taken:
         name = f"json_{name}"
     return name[:64]
