@@ -58,6 +58,7 @@ from msgflux.models.request import (
 __all__ = [
     "API_VERSION",
     "DEFAULT_MAX_TOKENS",
+    "REQUIRES_MAX_TOKENS",
     "StreamDecoder",
     "build_request",
     "claude_version",
@@ -72,6 +73,9 @@ API_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 4096
 """``max_tokens`` when the request has none (the API requires the field; the model
 layer normally fills it from the model profile's output limit first)."""
+
+REQUIRES_MAX_TOKENS = True
+"""Tells the model layer to fill ``max_tokens`` from the model profile's output limit."""
 
 MIN_THINKING_BUDGET = 1024  # the smallest budget_tokens the API accepts
 
