@@ -558,7 +558,19 @@ class StreamDecoder:
             return Delta(usage=usage, model=chunk.model_version, id=chunk.response_id)
         candidate = chunk.candidates[0]
         content = candidate.content
-        parts = _Parts(content.parts or [] if content else [], self._calls)
+        raw = content.parts if content is not None else None
+        if raw is not None and len(raw) == 1:
+            only = raw[0]
+            if only.function_call is None and not only.thought:  # the common chunk: text
+                return Delta(
+                    text=only.text or None,
+                    finish_reason=_finish(candidate.finish_reason, self._calls > 0),
+                    native_finish_reason=candidate.finish_reason,
+                    usage=usage,
+                    model=chunk.model_version,
+                    id=chunk.response_id,
+                )
+        parts = _Parts(raw or [], self._calls)
         calls = None
         if parts.calls:
             calls = tuple(ToolCallDelta(self._calls + i, id=c.id, name=c.name,
