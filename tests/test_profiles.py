@@ -104,8 +104,12 @@ def test_guide_cost_calculation(capsys: pytest.CaptureFixture[str]) -> None:
     assert capsys.readouterr().out == "Estimated cost: $0.0075\n"
 
 
-def test_guide_profile_based_model_selection() -> None:
+def test_guide_profile_based_model_selection(monkeypatch: pytest.MonkeyPatch) -> None:
+    import msgflux as mf
     from msgflux.models.profiles import get_model_profile
+
+    for variable in ("GEMINI_API_KEY", "GOOGLE_API_KEY", "GOOGLE_GENERATIVE_AI_API_KEY"):
+        monkeypatch.setenv(variable, "test-key")  # building the model needs a key, no network
 
     def select_model_by_budget(max_cost_per_million_output):
         """Select cheapest model within budget that supports tools."""
@@ -128,6 +132,10 @@ def test_guide_profile_based_model_selection() -> None:
 
     # Select model under $5 per million output tokens
     model_path = select_model_by_budget(5.0)
+    if model_path:
+        model = mf.Model.chat_completion(model_path)
+
+    assert model.profile is not None and model.profile.id == "gemini-2.0-flash"
     # gpt-4o ($10) and Claude 3.5 Sonnet ($15) are over budget; gemini-2.0-flash-exp resolves
     # to gemini-2.0-flash ($0.40). (Building the model from model_path is the model's test.)
     assert model_path == "google/gemini-2.0-flash-exp"
