@@ -168,7 +168,6 @@ class RefreshResult(msgspec.Struct, frozen=True):
 
 class _ProviderHead(msgspec.Struct, frozen=True):
     name: str
-    id: str | None = None
     api: str | None = None
     env: tuple[str, ...] = ()
     npm: str | None = None
@@ -194,21 +193,20 @@ class _LazyModels(Mapping[str, ModelData]):
     """A provider's models, decoded from raw JSON on first access.
 
     Two threads racing on the first access both decode the same bytes; one result
-    wins the assignment and both are equal, so no lock is needed.
+    wins the assignment and both are equal, so no lock is needed. The raw bytes are
+    kept: they are a view of the one decompressed buffer all providers share.
     """
 
     __slots__ = ("_models", "_raw")
 
     def __init__(self, raw: msgspec.Raw) -> None:
-        self._raw: msgspec.Raw | None = raw
+        self._raw = raw
         self._models: dict[str, ModelData] | None = None
 
     def _decoded(self) -> dict[str, ModelData]:
         models = self._models
         if models is None:
-            models = _decoder(ModelData).decode(self._raw)
-            self._models = models
-            self._raw = None
+            models = self._models = _decoder(ModelData).decode(self._raw)
         return models
 
     def __getitem__(self, key: str) -> ModelData:
