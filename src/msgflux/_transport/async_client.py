@@ -44,7 +44,6 @@ if TYPE_CHECKING:
 __all__ = ["AsyncStreamResponse", "AsyncTransport"]
 
 _DEFAULT_TIMEOUTS = Timeouts()
-_COALESCE = 65536
 _HIGH_WATER = 1 << 20  # pause reading a stream when this much body is unread
 
 # What a waiting coroutine needs before it is woken.
@@ -77,6 +76,7 @@ class _Conn(asyncio.Protocol):
         self.timed_out: str | None = None
         self.timer: asyncio.TimerHandle | None = None
         self.timer_when = 0.0
+        self.idle_limit = INF
         self.attempt: Attempt | None = None
         self.sent_at = 0.0
         self.last_read = 0.0
@@ -166,9 +166,12 @@ class _Conn(asyncio.Protocol):
             self._raise_if_failed()
             loop = self.loop
             self.want = want
-            self.wait_start = loop.time()
+            now = self.wait_start = loop.time()
             waiter = self.waiter = loop.create_future()
-            self._arm()
+            # A pending timer that fires no later than an idle deadline from
+            # now is good enough (it re-arms itself); otherwise re-arm.
+            if self.timer is None or self.timer_when > now + self.idle_limit:
+                self._arm()
             if self.paused:
                 self.paused = False
                 self.transport.resume_reading()  # type: ignore[union-attr]
@@ -231,6 +234,8 @@ class _Conn(asyncio.Protocol):
 
     def begin(self, attempt: Attempt, head_only: bool, streaming: bool) -> None:
         self.attempt = attempt
+        idle = attempt.timeouts.idle
+        self.idle_limit = idle if idle is not None else INF
         self.parser.start(head_only=head_only)
         self.streaming = streaming
         self.timed_out = None
@@ -461,12 +466,11 @@ class AsyncTransport:
         conn.begin(attempt, head_only, want != _WANT_COMPLETE)
         transport = conn.transport
         assert transport is not None
-        body = prep.body
         try:
-            if body and len(body) > _COALESCE:
-                transport.writelines((prep.head, body))
+            if prep.tail is None:
+                transport.write(prep.data)
             else:
-                transport.write(prep.head + body if body else prep.head)
+                transport.writelines((prep.data, prep.tail))
             conn.sent_at = conn.loop.time()
             await conn.wait(want)
         except MsgfluxError as exc:
@@ -683,17 +687,30 @@ class AsyncStreamResponse:
         decoder = self._decoder
         if decoder is None:
             decoder = self._decoder = SSEDecoder()
-        while True:
-            data = await self._next_chunk()
-            if not data:
-                decoder.close()
-                self.sse_tail = decoder.pending
-                raise StopAsyncIteration
-            batch = decoder.feed(data)
-            if batch:
-                if len(batch) > 1:
-                    events.extend(batch[1:])
-                return batch[0]
+        # _next_chunk() inlined: one coroutine less per event on the hot path.
+        conn = self._conn
+        while conn is not None:
+            p = conn.parser
+            data = p.take_body()
+            if data:
+                batch = decoder.feed(data)
+                if batch:
+                    if len(batch) > 1:
+                        events.extend(batch[1:])
+                    return batch[0]
+            elif p.complete:
+                self._finish()
+                break
+            else:
+                try:
+                    await conn.wait(_WANT_BODY)
+                except BaseException:
+                    self._conn = None
+                    conn.abort()
+                    raise
+        decoder.close()
+        self.sse_tail = decoder.pending
+        raise StopAsyncIteration
 
     def _finish(self) -> None:
         conn = self._conn

@@ -25,7 +25,9 @@ __all__ = [
     "IncompleteResponseError",
     "ProtocolError",
     "ResponseParser",
+    "encode_head_prefix",
     "encode_request",
+    "finish_head",
 ]
 
 USER_AGENT = "msgflux-python"
@@ -65,6 +67,22 @@ def encode_request(
     ``Accept`` and ``Accept-Encoding`` unless the caller gave them. A header
     name or value holding CR or LF is refused (it would smuggle a header).
     """
+    prefix = encode_head_prefix(
+        method, target, host, headers, accept_encoding=accept_encoding, extra=extra
+    )
+    return finish_head(prefix, method, body)
+
+
+def encode_head_prefix(
+    method: str,
+    target: str,
+    host: str,
+    headers: Iterable[tuple[str, str]],
+    *,
+    accept_encoding: str = "identity",
+    extra: tuple[tuple[str, str], ...] = (),
+) -> bytes:
+    """The part of a request head that does not depend on the body (cacheable)."""
     lines = [f"{method} {target} HTTP/1.1\r\n"]
     given: set[str] = set()
     for name, value in (*headers, *extra):
@@ -81,16 +99,10 @@ def encode_request(
         lines.append("Accept: */*\r\n")
     if "accept-encoding" not in given:
         lines.append(f"Accept-Encoding: {accept_encoding}\r\n")
-    if body is not None:
-        lines.append(f"Content-Length: {len(body)}\r\n")
-    elif method in ("POST", "PUT", "PATCH"):
-        lines.append("Content-Length: 0\r\n")
-    lines.append("Connection: keep-alive\r\n\r\n")
     head = "".join(lines)
     # One C-level count instead of a per-header check: every line ends in
-    # exactly one CRLF (plus the blank line), so any other CR or LF came from
-    # a name or value.
-    n = len(lines) + 1
+    # exactly one CRLF, so any other CR or LF came from a name or value.
+    n = len(lines)
     if head.count("\n") != n or head.count("\r") != n:
         raise InvalidParameterError(_bad_header(lines, "contains a line break"))
     try:
@@ -99,8 +111,20 @@ def encode_request(
         raise InvalidParameterError(_bad_header(lines, "holds non-latin-1 characters")) from None
 
 
+_TRAILER = b"Connection: keep-alive\r\n\r\n"
+
+
+def finish_head(prefix: bytes, method: str, body: bytes | None) -> bytes:
+    """Complete a head from :func:`encode_head_prefix` with the framing headers."""
+    if body is not None:
+        return b"%sContent-Length: %d\r\n%s" % (prefix, len(body), _TRAILER)
+    if method in ("POST", "PUT", "PATCH"):
+        return prefix + b"Content-Length: 0\r\n" + _TRAILER
+    return prefix + _TRAILER
+
+
 def _bad_header(lines: list[str], problem: str) -> str:
-    for line in lines[1:-1]:
+    for line in lines[1:]:
         body = line[:-2]
         if "\r" in body or "\n" in body or not body.isascii():
             try:
@@ -169,6 +193,11 @@ class ResponseParser:
         if not data:
             return
         self.received = True
+        if not self.headers_done:
+            # llhttp has no limit of its own: bound the head we buffer.
+            self._header_bytes += len(data)
+            if self._header_bytes > _MAX_HEADER_BYTES:
+                raise ProtocolError("response head larger than 256 KiB")
         if self.complete:
             self.keep_alive = False  # unsolicited bytes: never reuse
             return
@@ -234,12 +263,8 @@ class ResponseParser:
             self.keep_alive = False  # a second response nobody asked for
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if self.complete:
-            return
-        self._header_bytes += len(name) + len(value)
-        if self._header_bytes > _MAX_HEADER_BYTES:
-            raise ProtocolError("response headers larger than 256 KiB")
-        self.headers.append((name.decode("latin-1").lower(), value.decode("latin-1")))
+        if not self.complete:
+            self.headers.append((name.decode("latin-1").lower(), value.decode("latin-1")))
 
     def on_headers_complete(self) -> None:
         if self.complete:
@@ -252,15 +277,11 @@ class ResponseParser:
             return
         self.status = status
         self.headers_done = True
-        framed = False
-        encoding = None
-        for name, value in self.headers:
-            if name == "content-length" or (
-                name == "transfer-encoding" and "chunked" in value.lower()
-            ):
-                framed = True
-            elif name == "content-encoding":
-                encoding = value
+        fields = dict(self.headers)
+        framed = (
+            "content-length" in fields or "chunked" in fields.get("transfer-encoding", "").lower()
+        )
+        encoding = fields.get("content-encoding")
         no_body = self._head_only or status in (204, 304)
         self._eof_delimited = not framed and not no_body
         if encoding is not None and not no_body:

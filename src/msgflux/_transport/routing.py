@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from msgflux._transport.http11 import encode_request
+from msgflux._transport.http11 import encode_head_prefix, finish_head
 from msgflux._transport.proxy import Proxy, Route, proxy_from_env, proxy_from_url, route_for
 from msgflux._transport.types import HttpRequest
 from msgflux._transport.urls import Origin, Target, split_url
@@ -12,11 +12,17 @@ from msgflux._transport.urls import Origin, Target, split_url
 __all__ = ["Prepared", "Router"]
 
 
+_COALESCE = 65536  # bodies up to this size are sent in the same write as the head
+_MAX_CACHED = 256
+
+
 class Prepared(NamedTuple):
+    """What to write: ``data`` (the head, plus the body when small), then ``tail``."""
+
     target: Target
     route: Route
-    head: bytes
-    body: bytes | None
+    data: bytes
+    tail: bytes | None
 
 
 class Router:
@@ -25,15 +31,18 @@ class Router:
     ``proxy``: one ``http://`` proxy URL for every non-loopback origin; when
     ``None`` and ``trust_env`` is true the environment decides (see
     :mod:`msgflux._transport.proxy`). Routes are cached per origin, so the
-    environment is read once per origin and transport.
+    environment is read once per origin and transport. The body-independent
+    part of each head is cached per (method, URL, headers, stream): a model
+    repeats those on every call.
     """
 
-    __slots__ = ("_proxy", "_routes", "_trust_env")
+    __slots__ = ("_heads", "_proxy", "_routes", "_trust_env")
 
     def __init__(self, proxy: str | None = None, trust_env: bool = True) -> None:
         self._proxy: Proxy | None = proxy_from_url(proxy) if proxy else None
         self._trust_env = trust_env
         self._routes: dict[Origin, Route] = {}
+        self._heads: dict[tuple, tuple[Target, Route, bytes]] = {}
 
     def route(self, origin: Origin) -> Route:
         route = self._routes.get(origin)
@@ -50,6 +59,21 @@ class Router:
         return route
 
     def prepare(self, req: HttpRequest) -> Prepared:
+        key = (req.method, req.url, req.headers, req.stream)
+        cached = self._heads.get(key)
+        if cached is None:
+            cached = self._encode(req)
+            if len(self._heads) >= _MAX_CACHED:
+                self._heads.clear()  # many distinct requests: caching does not pay
+            self._heads[key] = cached
+        target, route, prefix = cached
+        body = req.body
+        head = finish_head(prefix, req.method, body)
+        if body and len(body) > _COALESCE:
+            return Prepared(target, route, head, body)
+        return Prepared(target, route, head + body if body else head, None)
+
+    def _encode(self, req: HttpRequest) -> tuple[Target, Route, bytes]:
         target = split_url(req.url)
         route = self.route(target.origin)
         request_target = target.target
@@ -60,13 +84,12 @@ class Router:
                 extra = (("Proxy-Authorization", route.proxy_auth),)
         # Streams ask for identity: a compressing server or proxy may buffer
         # tokens to fill its compression window.
-        head = encode_request(
+        prefix = encode_head_prefix(
             req.method,
             request_target,
             target.host_header,
             req.headers,
-            req.body,
             accept_encoding="identity" if req.stream else "gzip, deflate",
             extra=extra,
         )
-        return Prepared(target, route, head, req.body)
+        return target, route, prefix

@@ -17,10 +17,11 @@
 ``data`` stays ``bytes`` (msgspec decodes bytes directly); ``[DONE]`` means
 nothing here. A leading UTF-8 BOM is not stripped (LLM APIs never send one).
 
-Speed: the common shape ``data: {...}\\n\\n`` costs one ``split`` plus a
-``startswith`` and a ``find`` per event; the general line parser runs only for
-other shapes. Bytes are kept unparsed until a blank line arrives, so a large
-event fed in small pieces is joined once, not re-scanned per piece.
+Speed: the common shapes (``data: {...}\\n\\n`` and Anthropic's
+``event: x\\ndata: {...}\\n\\n``) cost a ``startswith``, a ``find`` and one
+slice per event; the general line parser runs only for other shapes. Bytes
+are kept unparsed until a blank line arrives, so a large event fed in small
+pieces is joined once, not re-scanned per piece.
 """
 
 from __future__ import annotations
@@ -33,6 +34,17 @@ _LF = b"\n"
 _BLANK = b"\n\n"
 _DATA = b"data: "
 _EVENT = b"event: "
+
+
+# Event names repeat (content_block_delta, ...): decode each once.
+_NAMES: dict[bytes, str] = {}
+
+
+def _event_name(raw: bytes) -> str:
+    name = raw.decode("utf-8", "replace")
+    if len(_NAMES) < 256:
+        _NAMES[raw] = name
+    return name
 
 
 class SSEDecoder:
@@ -61,7 +73,8 @@ class SSEDecoder:
             self._skip_lf = False
             if data[0] == 10:
                 data = data[1:]
-        if b"\r" in data:
+        # "13 in data" is a memchr; b"\r" in data would be a slower substring search.
+        if 13 in data:
             self._skip_lf = data[-1] == 13
             data = data.replace(b"\r\n", _LF).replace(b"\r", _LF)
         if not data:
@@ -70,33 +83,46 @@ class SSEDecoder:
         if parts:
             # Only join when this piece completes an event: a blank line lies
             # inside it, or it opens with LF right after a piece ending in LF.
-            if _BLANK not in data and not (data[0] == 10 and parts[-1][-1] == 10):
+            if data.find(_BLANK) < 0 and not (data[0] == 10 and parts[-1][-1] == 10):
                 parts.append(data)
                 return []
             parts.append(data)
             data = b"".join(parts)
             parts.clear()
-        end = data.rfind(_BLANK)
-        if end < 0:
-            parts.append(data)
-            return []
-        if end + 2 < len(data):
-            parts.append(data[end + 2 :])
         out: list[SSEEvent] = []
-        for block in data[:end].split(_BLANK):
-            # Fast paths for the two shapes LLM APIs send: "data: X" (OpenAI,
-            # Gemini, local engines) and "event: E\ndata: X" (Anthropic).
-            if block.startswith(_DATA):
-                if block.find(_LF) < 0:
-                    out.append(SSEEvent(block[6:]))
+        n = len(data)
+        pos = 0
+        while pos < n:
+            # Fast paths for the two shapes LLM APIs send, found with
+            # positions instead of slices: "data: X" (OpenAI, Gemini, local
+            # engines) and "event: E\ndata: X" (Anthropic), each followed by
+            # a blank line.
+            first = data[pos]
+            if first == 100 and data.startswith(_DATA, pos):  # "d"
+                nl = data.find(10, pos)
+                if 0 < nl < n - 1 and data[nl + 1] == 10:
+                    out.append(SSEEvent(data[pos + 6 : nl]))
+                    pos = nl + 2
                     continue
-            elif block.startswith(_EVENT):
-                nl = block.find(_LF)
-                if nl > 7 and block.startswith(_DATA, nl + 1) and block.find(_LF, nl + 1) < 0:
-                    out.append(SSEEvent(block[nl + 7 :], block[7:nl].decode("utf-8", "replace")))
-                    continue
-            if block:
-                self._parse_block(block, out)
+            elif first == 101 and data.startswith(_EVENT, pos):  # "e"
+                nl = data.find(10, pos)
+                if nl > pos + 7 and data.startswith(_DATA, nl + 1):
+                    end = data.find(10, nl + 1)
+                    if 0 < end < n - 1 and data[end + 1] == 10:
+                        raw = data[pos + 7 : nl]
+                        name = _NAMES.get(raw)
+                        if name is None:
+                            name = _event_name(raw)
+                        out.append(SSEEvent(data[nl + 7 : end], name))
+                        pos = end + 2
+                        continue
+            end = data.find(_BLANK, pos)
+            if end < 0:
+                parts.append(data[pos:])  # an unfinished event: wait for more
+                break
+            if end > pos:
+                self._parse_block(data[pos:end], out)
+            pos = end + 2
         return out
 
     def close(self) -> list[SSEEvent]:

@@ -19,7 +19,7 @@ from contextlib import suppress
 from time import monotonic
 from typing import TYPE_CHECKING
 
-from msgflux._transport.attempt import Attempt
+from msgflux._transport.attempt import INF, Attempt
 from msgflux._transport.errors import connect_failed, protocol_error
 from msgflux._transport.http11 import IncompleteResponseError, ProtocolError, ResponseParser
 from msgflux._transport.proxy import Route, connect_request, parse_connect_response
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 __all__ = ["SyncStreamResponse", "SyncTransport"]
 
 _READ_SIZE = 65536
-_COALESCE = 65536  # bodies up to this size go out in the same write as the head
+_CHECK_AFTER = 1.0  # seconds idle before a pooled socket is probed for a FIN
 _DEFAULT_TIMEOUTS = Timeouts()
 
 try:
@@ -62,10 +62,23 @@ class _Conn:
         self.idle_since = 0.0
         self._timeout: float | None = -1.0
 
-    def settimeout(self, value: float | None) -> None:
-        if value != self._timeout:  # skip the syscall when unchanged
+    def settimeout_exactly(self, value: float | None) -> None:
+        """For sends: a timeout firing early would be wrong (and unretryable)."""
+        if value != self._timeout:  # settimeout() is an ioctl: skip it when unchanged
             self.sock.settimeout(value)
             self._timeout = value
+
+    def settimeout_at_most(self, value: float | None) -> None:
+        """For reads: keep the current timeout when it is not longer than
+        needed (nor far shorter); a read that times out early is retried."""
+        current = self._timeout
+        if value is None:
+            if current is not None and current > 0:
+                return
+        elif current is not None and 0.25 * value <= current <= value:
+            return
+        self.sock.settimeout(value)
+        self._timeout = value
 
     def close(self) -> None:
         with suppress(OSError):
@@ -81,12 +94,25 @@ class _Conn:
 
 
 def _recv(conn: _Conn, attempt: Attempt, kind: str) -> bytes:
-    wait, which = attempt.budget(kind, monotonic())
-    conn.settimeout(wait)
-    try:
-        return conn.sock.recv(_READ_SIZE)
-    except TimeoutError:
-        raise attempt.timeout(which) from None
+    """One read, bounded by timeout ``kind`` (from now) and the total deadline."""
+    now = monotonic()
+    limit = attempt.limit(kind)
+    deadline, which = (now + limit, kind) if limit is not None else (INF, kind)
+    if attempt.deadline <= deadline:
+        deadline, which = attempt.deadline, "total"
+    sock = conn.sock
+    while True:
+        if deadline == INF:
+            conn.settimeout_at_most(None)
+        else:
+            wait = deadline - now
+            if wait <= 0:
+                raise attempt.timeout(which)
+            conn.settimeout_at_most(wait)
+        try:
+            return sock.recv(_READ_SIZE)
+        except TimeoutError:
+            now = monotonic()  # maybe early (a longer-lived socket timeout): re-check
 
 
 class SyncTransport:
@@ -195,17 +221,14 @@ class SyncTransport:
         """Write the request and read up to the end of the response head."""
         p = conn.parser
         p.start(head_only=head_only)
-        body = prep.body
         sock = conn.sock
         try:
             wait, which = attempt.budget("idle", monotonic())
-            conn.settimeout(wait)
+            conn.settimeout_exactly(wait)
             try:
-                if body and len(body) > _COALESCE:
-                    sock.sendall(prep.head)
-                    sock.sendall(body)
-                else:
-                    sock.sendall(prep.head + body if body else prep.head)
+                sock.sendall(prep.data)
+                if prep.tail is not None:
+                    sock.sendall(prep.tail)
             except TimeoutError:
                 raise attempt.timeout(which) from None
             kind = "first_byte"
@@ -303,7 +326,10 @@ class SyncTransport:
                 if not pool:
                     return None
                 conn = pool.pop()
-            if monotonic() - conn.idle_since > self._idle_expiry or conn.looks_dead():
+            idle = monotonic() - conn.idle_since
+            # Probing for a FIN costs a syscall; right after a response a
+            # server closing is unlikely, and the stale retry covers it.
+            if idle > self._idle_expiry or (idle > _CHECK_AFTER and conn.looks_dead()):
                 conn.close()
                 continue
             return conn
@@ -456,7 +482,7 @@ def _drain_nowait(conn: _Conn) -> None:
     last event, and then the connection can be reused."""
     p = conn.parser
     try:
-        conn.settimeout(0.0)
+        conn.settimeout_exactly(0.0)
         for _ in range(4):
             data = conn.sock.recv(_READ_SIZE)
             if not data:
