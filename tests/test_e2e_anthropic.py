@@ -51,9 +51,18 @@ def claude(llama_server: Any) -> Any:
 
 @pytest.fixture
 def anthropic_env(monkeypatch: pytest.MonkeyPatch, llama_server: Any) -> Any:
-    """Run code written for the real Anthropic API unchanged against the local server."""
+    """Run code written for the real Anthropic API unchanged against the local server.
+
+    Code written for Claude sets no max_tokens, so the model layer sends the profile's
+    output limit (8192 for Claude 3.5 Sonnet). SmolLM2 sampling at the server's default
+    temperature sometimes rambles that far, which takes minutes on this CPU: the limit
+    is lowered here, outside the code under test.
+    """
+    from msgflux.models.chat_completion import ChatCompletionModel
+
     monkeypatch.setenv("ANTHROPIC_BASE_URL", llama_server.root_url)
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-local-test-not-a-real-key")
+    monkeypatch.setattr(ChatCompletionModel, "_profile_output_limit", lambda self: 200)
     return llama_server
 
 
