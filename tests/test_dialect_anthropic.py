@@ -358,6 +358,13 @@ def test_prefill_is_a_trailing_assistant_turn() -> None:
     assert asm.text == "42 and more"
 
 
+def test_prefill_on_claude_4_6_fails_before_the_call() -> None:
+    req = ChatRequest(model="claude-sonnet-4-6", messages=(Message("user", "q"),),
+                      prefill="{")
+    with pytest.raises(exc.PrefillNotSupportedError, match=r"4\.6"):
+        dialect.build_request(req, ENDPOINT)
+
+
 def test_images_documents_and_beta_header() -> None:
     pdf = "data:application/pdf;base64,JVBERi0xLjQK"
     req = ChatRequest(model="m", messages=(Message("user", (

@@ -33,6 +33,7 @@ from msgflux.exceptions import (
     CapabilityError,
     InvalidParameterError,
     MessageFormatError,
+    PrefillNotSupportedError,
     ProviderError,
     ResponseError,
 )
@@ -122,7 +123,8 @@ def _native_output(version: tuple[int, int] | None) -> bool:
 
 
 def _adaptive(version: tuple[int, int] | None) -> bool:
-    # Claude 4.6 deprecates budget_tokens for adaptive thinking; 4.7 rejects budgets.
+    # Claude 4.6 deprecates budget_tokens for adaptive thinking (4.7 rejects budgets) and
+    # refuses a prefilled final assistant turn.
     return version is not None and version >= (4, 6)
 
 
@@ -131,6 +133,12 @@ def _adaptive(version: tuple[int, int] | None) -> bool:
 
 def build_request(request: ChatRequest, endpoint: Endpoint) -> HttpRequest:
     version = claude_version(request.model)
+    if request.prefill is not None and _adaptive(version):
+        raise PrefillNotSupportedError(
+            f"{request.model} does not continue a prefilled assistant message: Anthropic "
+            "removed prefilling from Claude 4.6 on (the API answers 400). Ask for the format "
+            "in the prompt, or use generation_schema for JSON."
+        )
     native = _native_output(version)
     system, messages, betas = _conversation(request)
     body: dict[str, Any] = {"model": request.model}
