@@ -472,7 +472,9 @@ class _Parts:
             elif part.thought:
                 if part.text:
                     reasoning.append(part.text)
-                    self.blocks.append(ReasoningBlock(part.text, part.thought_signature))
+                    # Unsigned on purpose: Gemini's context lives in the signatures of the
+                    # call parts, and a signed block would be sent to Anthropic by a fallback.
+                    self.blocks.append(ReasoningBlock(part.text))
             elif part.text:
                 text.append(part.text)
         self.text = "".join(text)
