@@ -40,13 +40,17 @@ Faults applied to any reply (methods returning a new :class:`Reply`):
 (RST after ``n`` bytes), ``reply.stall_after(n, seconds)`` (send ``n`` bytes,
 then silence, then close), ``reply.then_close()`` (close after a complete reply).
 
-Also: ``connections`` (accepted so far), ``wait_for_requests(n, timeout)``,
-``ScriptedServer(tls=True)`` (self-signed certificate made with the
-``openssl`` command; ``client_ssl_context()`` trusts it).
+Also: ``connections`` (accepted so far), ``pending_replies``,
+``wait_for_requests(n, timeout)``, ``ScriptedServer(tls=True)`` (self-signed
+certificate for ``localhost``, ``scripted.test`` and ``127.0.0.1``, made with
+the ``openssl`` command; ``client_ssl_context()`` trusts it), and
+:class:`ConnectProxy`, a loopback CONNECT proxy that tunnels to one upstream
+(so a client can be pointed at ``https://scripted.test:PORT`` through it).
 
-Hook it into pytest with ``pytest_plugins = ["scripted_server"]`` (``tests``
-on ``sys.path``, as with pytest's default rootdir-less import mode) or import
-the ``scripted_server`` fixture into a test module.
+Hook the ``scripted_server`` fixture into pytest with
+``pytest_plugins = ["scripted_server"]`` in ``tests/conftest.py`` (this works
+because ``tests/`` has no ``__init__.py``, so pytest puts it on ``sys.path``;
+test modules import this module the same way: ``from scripted_server import ...``).
 """
 
 from __future__ import annotations

@@ -225,6 +225,17 @@ def test_one_parser_serves_consecutive_responses() -> None:
         assert p.complete and p.take_body() == b"%d" % i
 
 
+def test_client_leniencies() -> None:
+    # Transfer-Encoding overrides Content-Length (RFC 9112 section 6.3).
+    p = parse(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"5\r\nhello\r\n0\r\n\r\n"
+    )
+    assert p.complete and body_of(p) == b"hello"
+    p = parse(b"HTTP/1.1 200 OK\nContent-Length: 5\n\nhello")  # bare LF line endings
+    assert p.complete and body_of(p) == b"hello"
+
+
 def test_garbage_is_a_protocol_error() -> None:
     with pytest.raises(ProtocolError):
         parse(b"SSH-2.0-OpenSSH_9.6\r\n\r\n")

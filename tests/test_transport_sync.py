@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from msgflux._transport import sync_client
 from msgflux._transport.sync_client import SyncTransport
 from msgflux._transport.types import HttpRequest, SSEEvent, Timeouts
 from msgflux.exceptions import (
@@ -133,12 +134,16 @@ def test_connection_close_is_not_reused(server: ScriptedServer, transport: SyncT
     assert server.connections == 2
 
 
-def test_server_closed_idle_connection_is_skipped(
-    server: ScriptedServer, transport: SyncTransport
+@pytest.mark.parametrize("probe", [True, False], ids=["probed", "retried"])
+def test_server_closed_idle_connection(
+    server: ScriptedServer, transport: SyncTransport, probe: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # A pooled socket idle for a while is probed for a FIN before reuse; one
+    # reused at once is not, and the stale-connection retry covers it.
+    monkeypatch.setattr(sync_client, "_CHECK_AFTER", 0.0 if probe else 60.0)
     server.enqueue(json_reply(200, {"n": 1}).then_close(), json_reply(200, {"n": 2}))
     transport.send(post(server), FAST)
-    time.sleep(0.05)  # let the FIN arrive: the pool sees it before reusing
+    time.sleep(0.05)  # let the FIN arrive
     assert transport.send(post(server), FAST).body == b'{"n": 2}'
     assert len(server.requests) == 2 and server.connections == 2
 
@@ -398,7 +403,7 @@ def test_stream_closed_after_last_event_reuses_connection(
     with transport.open_stream(post(server, stream=True), FAST) as s:
         for ev in s:
             if ev.data == b"[DONE]":
-                time.sleep(0.05)
+                time.sleep(0.1)
                 break
     transport.send(post(server), FAST)
     assert server.connections == 1

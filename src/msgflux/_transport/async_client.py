@@ -341,7 +341,7 @@ class AsyncTransport:
 
     # ------------------------------------------------------------ public API
 
-    async def send(self, req: HttpRequest, timeouts: Timeouts = _DEFAULT_TIMEOUTS) -> HttpResponse:
+    async def send(self, req: HttpRequest, timeouts: Timeouts | None = None) -> HttpResponse:
         """One attempt; returns any status (4xx/5xx included) with the whole body."""
         conn = await self._start(req, timeouts, _WANT_COMPLETE)
         p = conn.parser
@@ -350,7 +350,7 @@ class AsyncTransport:
         return response
 
     async def open_stream(
-        self, req: HttpRequest, timeouts: Timeouts = _DEFAULT_TIMEOUTS
+        self, req: HttpRequest, timeouts: Timeouts | None = None
     ) -> AsyncStreamResponse:
         """Send and return once the status line and headers have arrived."""
         conn = await self._start(req, timeouts, _WANT_HEAD)
@@ -436,7 +436,9 @@ class AsyncTransport:
 
     # ------------------------------------------------------------ one attempt
 
-    async def _start(self, req: HttpRequest, timeouts: Timeouts, want: int) -> _Conn:
+    async def _start(self, req: HttpRequest, timeouts: Timeouts | None, want: int) -> _Conn:
+        if timeouts is None:
+            timeouts = _DEFAULT_TIMEOUTS
         prep = self._router.prepare(req)
         route = prep.route
         pool = self._pool()

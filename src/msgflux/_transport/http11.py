@@ -15,6 +15,7 @@ between keep-alive messages); call :meth:`ResponseParser.start` before each requ
 from __future__ import annotations
 
 from collections.abc import Iterable
+from contextlib import suppress
 
 import httptools
 
@@ -168,6 +169,13 @@ class ResponseParser:
 
     def __init__(self) -> None:
         self._parser = httptools.HttpResponseParser(self)
+        # As a client we accept two common server slips (RFC 9112 lets
+        # Transfer-Encoding override Content-Length; bare LF line endings come
+        # from toy servers). Older httptools lack the switch: stay strict.
+        with suppress(AttributeError, TypeError):
+            self._parser.set_dangerous_leniencies(
+                lenient_chunked_length=True, lenient_optional_cr_before_lf=True
+            )
         self.start()
 
     def start(self, *, head_only: bool = False) -> None:

@@ -146,7 +146,7 @@ class SyncTransport:
 
     # ------------------------------------------------------------ public API
 
-    def send(self, req: HttpRequest, timeouts: Timeouts = _DEFAULT_TIMEOUTS) -> HttpResponse:
+    def send(self, req: HttpRequest, timeouts: Timeouts | None = None) -> HttpResponse:
         """One attempt; returns any status (4xx/5xx included) with the whole body."""
         conn, attempt = self._start(req, timeouts)
         p = conn.parser
@@ -170,9 +170,7 @@ class SyncTransport:
         self._release(conn)
         return response
 
-    def open_stream(
-        self, req: HttpRequest, timeouts: Timeouts = _DEFAULT_TIMEOUTS
-    ) -> SyncStreamResponse:
+    def open_stream(self, req: HttpRequest, timeouts: Timeouts | None = None) -> SyncStreamResponse:
         """Send and return once the status line and headers have arrived."""
         conn, attempt = self._start(req, timeouts)
         return SyncStreamResponse(self, conn, attempt)
@@ -199,7 +197,9 @@ class SyncTransport:
 
     # ------------------------------------------------------------ one attempt
 
-    def _start(self, req: HttpRequest, timeouts: Timeouts) -> tuple[_Conn, Attempt]:
+    def _start(self, req: HttpRequest, timeouts: Timeouts | None) -> tuple[_Conn, Attempt]:
+        if timeouts is None:
+            timeouts = _DEFAULT_TIMEOUTS
         prep = self._router.prepare(req)
         route = prep.route
         attempt = Attempt(timeouts, prep.target, route.where, monotonic())
