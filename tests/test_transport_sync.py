@@ -23,6 +23,7 @@ from msgflux.exceptions import (
 )
 from scripted_server import (
     ConnectProxy,
+    Reply,
     ScriptedServer,
     delay,
     drop,
@@ -36,6 +37,16 @@ from scripted_server import (
 )
 
 SECRET = "sk-secret-never-printed"
+# Some servers announce an idle close with a 408 nobody asked for.
+IDLE_408 = Reply(
+    (
+        ("write", b'HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\n{"n": 1}'),
+        ("sleep", 0.1),
+        ("write", b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n\r\n"),
+        ("sleep", 0.3),
+        ("close",),
+    )
+)
 FAST = Timeouts(connect=2.0, first_byte=2.0, idle=2.0, total=5.0)
 
 
@@ -146,6 +157,16 @@ def test_server_closed_idle_connection(
     time.sleep(0.05)  # let the FIN arrive
     assert transport.send(post(server), FAST).body == b'{"n": 2}'
     assert len(server.requests) == 2 and server.connections == 2
+
+
+def test_unsolicited_bytes_on_an_idle_connection_are_not_a_response(
+    server: ScriptedServer, transport: SyncTransport
+) -> None:
+    server.enqueue(IDLE_408, json_reply(200, {"n": 2}))
+    transport.send(post(server), FAST)
+    time.sleep(0.2)  # the 408 arrives while the connection is pooled
+    assert transport.send(post(server), FAST).body == b'{"n": 2}'
+    assert server.connections == 2
 
 
 @pytest.mark.parametrize("fault", [drop, reset], ids=["eof", "rst"])

@@ -95,13 +95,20 @@ class _Conn(asyncio.Protocol):
             self.tunnel_buf += data
             self._wake()
             return
+        if self.attempt is None:
+            # Bytes on an idle pooled connection (e.g. a 408 before the server
+            # closes it) would be mistaken for the next response: drop it.
+            self.transport.abort()  # type: ignore[union-attr]
+            return
         self.last_read = self.loop.time()
         p = self.parser
         try:
             p.feed(data)
         except ProtocolError as exc:
+            # llhttp cannot resume after an error: this connection is done.
             self.error = exc
             self._wake()
+            self.transport.abort()  # type: ignore[union-attr]
             return
         if self.waiter is not None:
             want = self.want

@@ -36,7 +36,10 @@ if TYPE_CHECKING:
 __all__ = ["SyncStreamResponse", "SyncTransport"]
 
 _READ_SIZE = 65536
-_CHECK_AFTER = 1.0  # seconds idle before a pooled socket is probed for a FIN
+# Seconds idle before a pooled socket is probed (one poll, ~1 us) for a FIN or
+# unsolicited bytes such as a 408 sent before an idle close. Always probing
+# keeps such bytes from being read as the next response.
+_CHECK_AFTER = 0.0
 _DEFAULT_TIMEOUTS = Timeouts()
 
 try:
@@ -327,9 +330,7 @@ class SyncTransport:
                     return None
                 conn = pool.pop()
             idle = monotonic() - conn.idle_since
-            # Probing for a FIN costs a syscall; right after a response a
-            # server closing is unlikely, and the stale retry covers it.
-            if idle > self._idle_expiry or (idle > _CHECK_AFTER and conn.looks_dead()):
+            if idle > self._idle_expiry or (idle >= _CHECK_AFTER and conn.looks_dead()):
                 conn.close()
                 continue
             return conn
