@@ -94,7 +94,8 @@ class ChatCompletionModel:
     sent with every call); ``base_url``, ``api_key`` (else the provider's
     ``<PROVIDER>_BASE_URL`` / key variables); ``timeout`` (seconds for the whole
     attempt, or a ``Timeouts`` / dict with ``connect``, ``first_byte``, ``idle``,
-    ``total``); ``max_retries``; ``enable_cache``, ``cache_size``;
+    ``total``); ``max_retries`` (an int, or a ``mf.RetryPolicy`` that also sets the
+    backoff and the ``Retry-After`` cap); ``enable_cache``, ``cache_size``;
     ``extra_body`` (provider-specific body fields, sent as given);
     ``extra_headers``; ``check_capabilities`` (refuse requests the model's
     profile says it cannot serve); ``n_threads``, ``n_ctx``, ``n_parallel`` (the
@@ -173,6 +174,8 @@ class ChatCompletionModel:
                          if not any(w in k.lower() for w in _SECRET_HEADER_WORDS)}
             elif key == "timeout" and not isinstance(value, (int, float)):
                 value = msgspec.to_builtins(_timeouts(value))
+            elif key == "max_retries" and not isinstance(value, int):
+                value = msgspec.to_builtins(_policy(value))
             state[key] = value
         return {"msgflux_type": "model", "provider": self.provider,
                 "model_type": self.model_type, "state": state}
@@ -448,7 +451,7 @@ class ChatCompletionModel:
                  prefilling: str | None = None, stream: bool = False,
                  generation_schema: Any = None, typed_parser: str | None = None,
                  tool_schemas: Any = None, tool_choice: Any = None, extra_body: Any = None,
-                 timeout: Any = None, max_retries: int | None = None
+                 timeout: Any = None, max_retries: Any = None
                  ) -> ModelResponse | ModelStreamResponse:
         """Send ``messages`` and return the answer (see the module and response docs)."""
         call = self._prepare(messages, system_prompt, prefilling, stream, generation_schema,
@@ -481,7 +484,7 @@ class ChatCompletionModel:
                     prefilling: str | None = None, stream: bool = False,
                     generation_schema: Any = None, typed_parser: str | None = None,
                     tool_schemas: Any = None, tool_choice: Any = None, extra_body: Any = None,
-                    timeout: Any = None, max_retries: int | None = None
+                    timeout: Any = None, max_retries: Any = None
                     ) -> ModelResponse | ModelStreamResponse:
         """The async twin of calling the model, with the same semantics."""
         call = self._prepare(messages, system_prompt, prefilling, stream, generation_schema,
@@ -605,7 +608,7 @@ def _validated_options(kwargs: dict[str, Any]) -> dict[str, Any]:
     number("top_p", 0, 1)
     integer("max_tokens", 1)
     integer("seed", -(2**63))
-    integer("max_retries", 0)
+    _policy(opts.get("max_retries"))
     integer("cache_size", 1)
     integer("n_threads", 1)
     integer("n_ctx", 256)
@@ -664,8 +667,27 @@ def _policy(max_retries: Any) -> RetryPolicy:
 
     if max_retries is None:
         return RetryPolicy()
+    if isinstance(max_retries, Mapping):  # what serialize() writes for a RetryPolicy
+        try:
+            max_retries = msgspec.convert(dict(max_retries), RetryPolicy)
+        except msgspec.ValidationError as e:
+            raise InvalidParameterError(
+                f"max_retries dict: {e}; keys are max_retries, backoff_base, backoff_max, "
+                "retry_after_max"
+            ) from None
+    if isinstance(max_retries, RetryPolicy):
+        fields = (max_retries.max_retries, max_retries.backoff_base, max_retries.backoff_max,
+                  max_retries.retry_after_max)
+        if isinstance(fields[0], int) and all(
+                not isinstance(v, bool) and isinstance(v, (int, float)) and v >= 0
+                for v in fields):
+            return max_retries
+        raise InvalidParameterError(f"max_retries: every RetryPolicy field must be >= 0, "
+                                    f"got {max_retries!r}")
     if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
-        raise InvalidParameterError(f"max_retries must be an int >= 0, got {max_retries!r}")
+        raise InvalidParameterError(
+            f"max_retries must be an int >= 0 or a mf.RetryPolicy, got {max_retries!r}"
+        )
     return RetryPolicy(max_retries=max_retries)
 
 
