@@ -119,6 +119,10 @@ class _Conn(asyncio.Protocol):
             ):
                 self._wake()
                 return
+            if self.timer is not None and self.timer_when > self.last_read + self.idle_limit:
+                # The first byte came while the timer still waits for the (longer)
+                # first-byte limit: from now on the idle limit applies.
+                self._arm()
         if self.streaming and p.buffered > _HIGH_WATER and not self.paused:
             self.paused = True
             self.transport.pause_reading()  # type: ignore[union-attr]
