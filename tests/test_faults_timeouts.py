@@ -222,3 +222,29 @@ def test_stalled_stream_never_hangs_even_with_retries(srv, use_async) -> None:
         call(model, use_async, stream=True)
     assert time.monotonic() - t0 < 4
     assert len(srv.requests) == FAST.max_retries + 1
+
+
+# ---------------------------------------------------------------- bad values
+
+
+@pytest.mark.parametrize("bad", [
+    -1, 0, float("nan"), "10", True, [1], {"connect": -1}, {"first_byte": 0},
+    {"idle": -0.5}, {"total": float("nan")}, {"bogus": 1}, {"connect": "1"},
+    mf.Timeouts(connect=-5), mf.Timeouts(total=0),
+])
+def test_bad_timeouts_fail_before_the_network(bad) -> None:
+    with pytest.raises(exc.InvalidParameterError, match="timeout"):
+        mf.Model.chat_completion("openai/gpt-4o", base_url="http://127.0.0.1:9/v1",
+                                 api_key="k", timeout=bad)
+    model = mf.Model.chat_completion("openai/gpt-4o", base_url="http://127.0.0.1:9/v1",
+                                     api_key="k")
+    with pytest.raises(exc.InvalidParameterError, match="timeout"):
+        model("hi", timeout=bad)
+
+
+@pytest.mark.parametrize("good", [0.5, 3, {"connect": 1, "idle": None},
+                                  mf.Timeouts(first_byte=float("inf"))])
+def test_good_timeouts_are_accepted(srv, good) -> None:
+    srv.enqueue(json_reply(200, completion("fine")))
+    r, _ = call(openai(srv, timeout=good), False)
+    assert r.consume() == "fine"

@@ -643,23 +643,35 @@ def _timeouts(value: Any) -> Timeouts:
 
     if value is None:
         return Timeouts()
-    if isinstance(value, Timeouts):
-        return value
     if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
         limit = float(value)
         defaults = Timeouts()
         return Timeouts(connect=min(defaults.connect or limit, limit), first_byte=limit,
                         idle=limit, total=limit)
     if isinstance(value, Mapping):
+        fields = Timeouts.__struct_fields__
+        unknown = sorted(str(k) for k in value if k not in fields)
         try:
-            return msgspec.convert(dict(value), Timeouts)
+            if unknown:
+                raise msgspec.ValidationError(f"unknown key(s) {', '.join(unknown)}")
+            value = msgspec.convert(dict(value), Timeouts)
         except msgspec.ValidationError as e:
             raise InvalidParameterError(
                 f"timeout dict: {e}; keys are connect, first_byte, idle, total (seconds)"
             ) from None
-    raise InvalidParameterError(
-        f"timeout must be seconds (a positive number), a dict or a Timeouts, got {value!r}"
-    )
+    if not isinstance(value, Timeouts):
+        raise InvalidParameterError(
+            f"timeout must be seconds (a positive number), a dict or a Timeouts, got {value!r}"
+        )
+    for name in value.__struct_fields__:
+        limit = getattr(value, name)
+        # "not limit > 0" also refuses NaN: a limit that can never be met is a mistake.
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, (int, float))
+                                  or not limit > 0):
+            raise InvalidParameterError(
+                f"timeout {name} must be a positive number of seconds or None, got {limit!r}"
+            )
+    return value
 
 
 def _policy(max_retries: Any) -> RetryPolicy:
