@@ -6,8 +6,8 @@ the guide's own code. The small model's wording is never asserted: only types,
 keys and response types.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: the guide defines nested Structs inside
+# functions here, and msgspec must see their annotations as real types.
 import asyncio
 
 import pytest

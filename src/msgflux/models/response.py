@@ -15,6 +15,11 @@ chunks usable with ``for`` and ``async for``. How a stream starts:
   handler) does no I/O at the call: the request is sent when iteration begins,
   on that loop for ``async for`` — so the loop is never blocked. (With tools,
   where ``consume()`` must know whether calls come back, it starts at once.)
+
+When tools are on offer, ``consume()`` must know whether the answer is a tool
+call, and models may write text before their calls; so such a stream is read
+until its first tool call (then to its end) or until the answer finishes, and
+its text is handed on after that. Without tools, text streams chunk by chunk.
 * ``await model.acall(..., stream=True)`` opens the stream on the running loop
   and awaits the first chunk.
 
@@ -101,10 +106,11 @@ class ModelStreamResponse:
         text = self._asm.add(delta)
         if text:
             self._pending.append(text)
-            return True
         if delta.tool_calls or delta.finish_reason is not None or delta.done:
             return True
-        return bool(delta.reasoning) and self._call.known_type is not None
+        if self._call.known_type is None:
+            return False  # tools on offer: text may precede a call, so hold it back
+        return bool(text or delta.reasoning)
 
     def _reset(self) -> None:
         self._asm = StreamAssembler()
@@ -119,15 +125,22 @@ class ModelStreamResponse:
         self._reset()
         source = self._call.open_sync()
         try:
-            for delta in source.deltas:
-                if self._prime(delta):
-                    break
-            else:
-                self._exhausted = True
-            if self._asm.tools is not None and not self._exhausted:
-                for delta in source.deltas:  # a tool-call stream is read whole
-                    self._asm.add(delta)
-                self._exhausted = True
+            try:
+                for delta in source.deltas:
+                    if self._prime(delta):
+                        break
+                else:
+                    self._exhausted = True
+                if self._asm.tools is not None and not self._exhausted:
+                    for delta in source.deltas:  # a tool-call stream is read whole
+                        self._asm.add(delta)
+                    self._exhausted = True
+                self._check_ended(source)
+            except MsgfluxError as e:
+                broken = self._unstarted(e)
+                if broken is e:
+                    raise
+                raise broken from e
         except BaseException:
             source.close()
             raise
@@ -137,20 +150,54 @@ class ModelStreamResponse:
         self._reset()
         source = await self._call.open_async()
         try:
-            done = True
-            async for delta in source.deltas:
-                if self._prime(delta):
-                    done = False
-                    break
-            self._exhausted = done
-            if self._asm.tools is not None and not self._exhausted:
+            try:
+                done = True
                 async for delta in source.deltas:
-                    self._asm.add(delta)
-                self._exhausted = True
+                    if self._prime(delta):
+                        done = False
+                        break
+                self._exhausted = done
+                if self._asm.tools is not None and not self._exhausted:
+                    async for delta in source.deltas:
+                        self._asm.add(delta)
+                    self._exhausted = True
+                self._check_ended(source)
+            except MsgfluxError as e:
+                broken = self._unstarted(e)
+                if broken is e:
+                    raise
+                raise broken from e
         except BaseException:
             await source.aclose()
             raise
         self._source = source
+
+    def _check_ended(self, source: SyncSource | AsyncSource) -> None:
+        """A stream over before anything reached the caller must have ended properly.
+
+        Otherwise it was cut (a close-delimited body ends "cleanly" when the
+        connection drops): raise a retryable StreamError, like any failure
+        before the first chunk.
+        """
+        if self._exhausted and not source.decoder.done and self._asm.finish_reason is None:
+            error = self._asm.broken(
+                "The stream ended before the provider's end marker, before any of the answer "
+                "reached the caller. The partial answer is on this error."
+            )
+            error.retryable = True
+            raise error
+
+    def _unstarted(self, error: MsgfluxError) -> MsgfluxError:
+        """A failure while starting; a tool-call stream keeps the calls that arrived.
+
+        The error stays retryable (and keeps its ``retry_after``) when it was.
+        """
+        if self._asm.tools is None or isinstance(error, StreamError):
+            return error
+        broken = self._broken(error)
+        broken.retryable = error.retryable
+        broken.retry_after = error.retry_after
+        return broken
 
     def _start_sync(self) -> None:
         self._call.retry(self._attempt_sync)
