@@ -22,6 +22,7 @@ from msgflux.exceptions import (
     InvalidParameterError,
     OutputTruncatedError,
     PrefillNotSupportedError,
+    ResponseError,
 )
 from msgflux.models.cache import ResponseCache, cache_key
 from msgflux.models.dialects import get_dialect
@@ -442,8 +443,23 @@ class ChatCompletionModel:
     def _error(self, status: int, headers: list[tuple[str, str]], body: bytes) -> Exception:
         from msgflux._transport.retry import retry_after_from_headers
 
-        return self._dialect.parse_error(status, headers, body, self.provider,
-                                         retry_after=retry_after_from_headers(headers))
+        retry_after = retry_after_from_headers(headers)
+        try:
+            return self._dialect.parse_error(status, headers, body, self.provider,
+                                             retry_after=retry_after)
+        except UnicodeDecodeError:  # msgspec raises it for invalid UTF-8 in a JSON string
+            body = body.decode("utf-8", "replace").encode()
+            return self._dialect.parse_error(status, headers, body, self.provider,
+                                             retry_after=retry_after)
+
+    def _parse(self, body: bytes, call: _Call) -> Completion:
+        try:
+            return self._dialect.parse_response(body, call.request, self.provider)
+        except UnicodeDecodeError as e:  # msgspec raises it for invalid UTF-8 in a string
+            raise ResponseError(
+                f"{self.provider} returned a body that is not valid UTF-8 ({e})",
+                raw=body[:2000].decode("utf-8", "replace"),
+            ) from None
 
     # -------------------------------------------------------------- calling
 
@@ -474,8 +490,7 @@ class ChatCompletionModel:
 
         http_request = self._dialect.build_request(call.request, self._endpoint)
         body = call_with_retries(lambda: self._attempt(http_request, call), call.policy)
-        result = self._shape(call, self._dialect.parse_response(body, call.request,
-                                                                self.provider))
+        result = self._shape(call, self._parse(body, call))
         if key is not None:
             cache.set(key, result.copy())  # type: ignore[union-attr]
         return result
@@ -510,8 +525,7 @@ class ChatCompletionModel:
 
         http_request = self._dialect.build_request(call.request, self._endpoint)
         body = await acall_with_retries(lambda: self._aattempt(http_request, call), call.policy)
-        result = self._shape(call, self._dialect.parse_response(body, call.request,
-                                                                self.provider))
+        result = self._shape(call, self._parse(body, call))
         if key is not None:
             cache.set(key, result.copy())  # type: ignore[union-attr]
         return result

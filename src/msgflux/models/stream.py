@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-from msgflux.exceptions import StreamError
+from msgflux.exceptions import ResponseError, StreamError
 from msgflux.models.request import Delta, ReasoningBlock, Usage
 from msgflux.models.tool_calls import ToolCallAggregator
 
@@ -116,7 +116,10 @@ class SyncSource:
         decoder = self.decoder
         try:
             for event in self.stream:
-                delta = feed(event)
+                try:
+                    delta = feed(event)
+                except UnicodeDecodeError as e:
+                    raise _not_utf8(decoder, event, e) from None
                 if delta is not None:
                     yield delta
                     if decoder.done:
@@ -146,7 +149,10 @@ class AsyncSource:
         decoder = self.decoder
         try:
             async for event in self.stream:
-                delta = feed(event)
+                try:
+                    delta = feed(event)
+                except UnicodeDecodeError as e:
+                    raise _not_utf8(decoder, event, e) from None
                 if delta is not None:
                     yield delta
                     if decoder.done:
@@ -156,3 +162,10 @@ class AsyncSource:
 
     async def aclose(self) -> None:
         await self.deltas.aclose()  # type: ignore[attr-defined]
+
+
+def _not_utf8(decoder: Any, event: Any, error: UnicodeDecodeError) -> ResponseError:
+    """msgspec raises UnicodeDecodeError (not DecodeError) for invalid UTF-8 in a string."""
+    provider = getattr(decoder, "provider", "the provider")
+    return ResponseError(f"{provider} sent a stream event that is not valid UTF-8 ({error})",
+                         raw=event.data[:2000].decode("utf-8", "replace"))
