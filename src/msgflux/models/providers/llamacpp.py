@@ -18,6 +18,7 @@ import os
 import re
 import struct
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -172,13 +173,20 @@ class Engine:
         _ = self.root_url
         return self
 
-    def close(self) -> None:
-        """Stop the server. Requests still in flight fail with a connection error."""
+    def close(self, timeout: float = 30.0) -> None:
+        """Stop the server once the requests in flight are done, waiting up to ``timeout`` s.
+
+        After ``timeout`` it stops anyway. The destructor then also waits for each
+        unfinished request's client to disconnect, because llama.cpp never answers
+        a request whose task loop has stopped.
+        """
         with self._lock:
             server, self._server, self._root = self._server, None, None
-        # xllamacpp has no stop method. The Server's destructor joins the HTTP and
-        # decode threads, closes the socket and frees the model. Dropping the only
-        # reference here runs it at once.
+        if server is not None:
+            _wait_idle(server, timeout)
+        # xllamacpp has no stop method. The Server's destructor stops the task loop,
+        # closes the socket, joins the HTTP threads and frees the model. Dropping the
+        # only reference here runs it at once.
         del server
 
     def __repr__(self) -> str:
@@ -251,7 +259,7 @@ def _start_server(path: Path, options: EngineOptions) -> Any:
     # cannot use the engine. Non-browser clients send no Origin header.
     params.cors_origins = ""
     params.verbosity = options.verbosity
-    # Needed by the handle_metrics() call below; it also serves GET /metrics.
+    # handle_metrics() below and Engine.close() need it; it also serves GET /metrics.
     params.endpoint_metrics = True
     template = _chat_template(path, options.chat_template)
     if template is not None:
@@ -269,6 +277,16 @@ def _start_server(path: Path, options: EngineOptions) -> Any:
     # answered by the loop itself, so once it returns the loop is running.
     server.handle_metrics()
     return server
+
+
+_BUSY = re.compile(r"^llamacpp:requests_(?:processing|deferred) [1-9]", re.MULTILINE)
+
+
+def _wait_idle(server: Any, timeout: float) -> None:
+    """Wait until no request is being decoded or queued, or until ``timeout`` s pass."""
+    deadline = time.monotonic() + timeout
+    while _BUSY.search(server.handle_metrics()) and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def _chat_template(path: Path, requested: str | None) -> str | None:
