@@ -299,7 +299,10 @@ class ModelStreamResponse:
                 "The partial answer is on this error."
             )
         self._done = True
-        self.response_type, self.data, self.metadata = self._call.finish(asm)
+        self.response_type, self.data, metadata = self._call.finish(asm)
+        for key, value in self.metadata.items():  # set while streaming (e.g. by a gateway)
+            metadata.setdefault(key, value)
+        self.metadata = metadata
         self.reasoning = asm.reasoning
 
     # -------------------------------------------------------------- closing
