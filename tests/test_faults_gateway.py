@@ -224,3 +224,47 @@ def test_stream_never_falls_back_after_its_first_chunk(a, b, use_async) -> None:
         call(gateway(a.url, b), use_async, stream=True)
     assert info.value.partial_text == "Hello"
     assert len(a.requests) == 1 and not b.requests
+
+
+def test_sync_stream_inside_a_running_loop_still_falls_back(a, b) -> None:
+    # model(..., stream=True) inside a running loop defers its I/O to iteration;
+    # through a gateway the fallback must still happen.
+    a.enqueue(*[fail(503) for _ in range(4)])
+    b.enqueue(stream_reply("from b"))
+    gw = gateway(a.url, b)
+
+    async def main():
+        r = gw("hi", stream=True)
+        return [c async for c in r.consume()]
+
+    try:
+        assert asyncio.run(main()) == ["from b"]
+    finally:
+        gw.close()
+    assert len(a.requests) == FAST.max_retries + 1 and len(b.requests) == 1
+
+
+def test_sync_stream_inside_a_running_loop_records_and_gives_up(a, b) -> None:
+    a.enqueue(*[fail(503) for _ in range(4)])
+    b.enqueue(stream_reply("from", " b"), fail(400))
+    gw = gateway(a.url, b)
+
+    async def main():
+        r = gw("hi", stream=True)  # no I/O here: the loop is running
+        chunks = [c async for c in r.consume()]
+        return r, chunks
+
+    try:
+        r, chunks = asyncio.run(main())
+        assert chunks == ["from", " b"] and r.metadata.gateway["model"] == "openai/model-b"
+        assert [f["model"] for f in r.metadata.gateway["failed"]] == ["openai/model-a"]
+        a.enqueue(*[fail(503) for _ in range(4)])
+        with pytest.raises(exc.BadRequestError):  # model b's bad request is not fallen back
+            asyncio.run(main())
+        a.enqueue(*[fail(503) for _ in range(4)])
+        b.enqueue(*[fail(502) for _ in range(4)])
+        with pytest.raises(exc.ModelGatewayError) as info:
+            asyncio.run(main())
+        assert [name for name, _ in info.value.errors] == ["openai/model-a", "openai/model-b"]
+    finally:
+        gw.close()
