@@ -86,6 +86,7 @@ class ReAct(msgspec.Struct):
     actions: Annotated[
         list[Action],
         msgspec.Meta(
+            max_length=8,  # bounds a runaway list; real steps call a few tools at most
             description=("Tool calls to run now, in order. Empty when you give the final answer.")
         ),
     ]
@@ -152,6 +153,7 @@ class SelfConsistency(msgspec.Struct):
     paths: Annotated[
         list[ReasoningPath],
         msgspec.Meta(
+            max_length=5,
             description=(
                 "Three or more independent attempts; each one reasons from scratch, "
                 "without looking at the others."
@@ -189,6 +191,7 @@ class TreeOfThoughts(msgspec.Struct):
     thoughts: Annotated[
         list[Thought],
         msgspec.Meta(
+            max_length=12,
             description=(
                 "Several first ideas (parent_id null), each developed by child thoughts; "
                 "evaluate every thought and stop developing dead ends."
@@ -198,6 +201,7 @@ class TreeOfThoughts(msgspec.Struct):
     best_path: Annotated[
         list[int],
         msgspec.Meta(
+            max_length=12,
             description="ids of the thoughts on the best line, from first idea to conclusion."
         ),
     ]
