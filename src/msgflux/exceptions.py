@@ -302,3 +302,16 @@ class ModelGatewayError(MsgfluxError):
     def __init__(self, message: str, errors: list[tuple[str, BaseException]]) -> None:
         super().__init__(message)
         self.errors = errors
+
+
+def _redact(error: BaseException, secret: str | None) -> BaseException:
+    """Mask ``secret`` (an API key a provider quoted back) in ``error``'s texts, in place."""
+    if not secret or len(secret) < 8:  # shorter is no real key, and masking would garble
+        return error
+    mask = "[REDACTED]"
+    error.args = tuple(a.replace(secret, mask) if isinstance(a, str) else a for a in error.args)
+    for attr in ("message", "body", "raw"):
+        value = getattr(error, attr, None)
+        if isinstance(value, str) and secret in value:
+            setattr(error, attr, value.replace(secret, mask))
+    return error

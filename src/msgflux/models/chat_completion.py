@@ -20,9 +20,11 @@ import msgspec
 from msgflux.dotdict import dotdict
 from msgflux.exceptions import (
     InvalidParameterError,
+    MsgfluxError,
     OutputTruncatedError,
     PrefillNotSupportedError,
     ResponseError,
+    _redact,
 )
 from msgflux.models.cache import ResponseCache, cache_key
 from msgflux.models.dialects import get_dialect
@@ -445,21 +447,25 @@ class ChatCompletionModel:
 
         retry_after = retry_after_from_headers(headers)
         try:
-            return self._dialect.parse_error(status, headers, body, self.provider,
-                                             retry_after=retry_after)
+            error = self._dialect.parse_error(status, headers, body, self.provider,
+                                              retry_after=retry_after)
         except UnicodeDecodeError:  # msgspec raises it for invalid UTF-8 in a JSON string
             body = body.decode("utf-8", "replace").encode()
-            return self._dialect.parse_error(status, headers, body, self.provider,
-                                             retry_after=retry_after)
+            error = self._dialect.parse_error(status, headers, body, self.provider,
+                                              retry_after=retry_after)
+        return _redact(error, self._api_key)  # some servers quote the key back
 
     def _parse(self, body: bytes, call: _Call) -> Completion:
         try:
             return self._dialect.parse_response(body, call.request, self.provider)
         except UnicodeDecodeError as e:  # msgspec raises it for invalid UTF-8 in a string
-            raise ResponseError(
+            raise _redact(ResponseError(
                 f"{self.provider} returned a body that is not valid UTF-8 ({e})",
                 raw=body[:2000].decode("utf-8", "replace"),
-            ) from None
+            ), self._api_key) from None
+        except MsgfluxError as e:  # an in-band error may quote the key back
+            _redact(e, self._api_key)
+            raise
 
     # -------------------------------------------------------------- calling
 
@@ -561,7 +567,8 @@ class _StreamCall:
             body = stream.read()
             stream.close()
             raise model._error(stream.status, stream.headers, body)
-        return SyncSource(stream, model._dialect.stream_decoder(self.call.request, model.provider))
+        return SyncSource(stream, model._dialect.stream_decoder(self.call.request, model.provider),
+                          model._api_key)
 
     async def open_async(self) -> AsyncSource:
         from msgflux.models.stream import AsyncSource
@@ -573,7 +580,9 @@ class _StreamCall:
             body = await stream.read()
             await stream.aclose()
             raise model._error(stream.status, stream.headers, body)
-        return AsyncSource(stream, model._dialect.stream_decoder(self.call.request, model.provider))
+        return AsyncSource(stream, model._dialect.stream_decoder(self.call.request,
+                                                                 model.provider),
+                           model._api_key)
 
     def retry(self, attempt: Callable[[], None]) -> None:
         from msgflux._transport.retry import call_with_retries

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-from msgflux.exceptions import ResponseError, StreamError
+from msgflux.exceptions import MsgfluxError, ResponseError, StreamError, _redact
 from msgflux.models.request import Delta, ReasoningBlock, Usage
 from msgflux.models.tool_calls import ToolCallAggregator
 
@@ -104,11 +104,12 @@ class StreamAssembler:
 class SyncSource:
     """Deltas of one open sync stream. ``deltas`` is a generator; ``close()`` drops it."""
 
-    __slots__ = ("decoder", "deltas", "stream")
+    __slots__ = ("decoder", "deltas", "secret", "stream")
 
-    def __init__(self, stream: Any, decoder: Any) -> None:
+    def __init__(self, stream: Any, decoder: Any, secret: str | None = None) -> None:
         self.stream = stream
         self.decoder = decoder
+        self.secret = secret  # the API key, masked in errors that quote it
         self.deltas: Iterator[Delta] = self._pull()
 
     def _pull(self) -> Iterator[Delta]:
@@ -120,6 +121,9 @@ class SyncSource:
                     delta = feed(event)
                 except UnicodeDecodeError as e:
                     raise _not_utf8(decoder, event, e) from None
+                except MsgfluxError as e:  # an in-band error may quote the key back
+                    _redact(e, self.secret)
+                    raise
                 if delta is not None:
                     yield delta
                     if decoder.done:
@@ -134,13 +138,14 @@ class SyncSource:
 class AsyncSource:
     """Deltas of one open async stream, bound to the loop that opened it."""
 
-    __slots__ = ("decoder", "deltas", "loop", "stream")
+    __slots__ = ("decoder", "deltas", "loop", "secret", "stream")
 
-    def __init__(self, stream: Any, decoder: Any) -> None:
+    def __init__(self, stream: Any, decoder: Any, secret: str | None = None) -> None:
         self.stream = stream
         import asyncio
 
         self.decoder = decoder
+        self.secret = secret
         self.loop = asyncio.get_running_loop()
         self.deltas: AsyncIterator[Delta] = self._pull()
 
@@ -153,6 +158,9 @@ class AsyncSource:
                     delta = feed(event)
                 except UnicodeDecodeError as e:
                     raise _not_utf8(decoder, event, e) from None
+                except MsgfluxError as e:  # an in-band error may quote the key back
+                    _redact(e, self.secret)
+                    raise
                 if delta is not None:
                     yield delta
                     if decoder.done:
