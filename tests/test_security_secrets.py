@@ -267,3 +267,23 @@ def test_cache_key_does_not_depend_on_the_key(srv) -> None:
         call = m._prepare("hi", None, None, False, None, None, None, None, None, None, None)
         keys.append(cache_key(m.provider, m._endpoint.base_url, call.request, None))
     assert keys[0] == keys[1]
+
+
+# ---------------------------------------------------------------- header injection
+
+
+@pytest.mark.parametrize("bad", ["sk-a\r\nX-Evil: 1", "sk-a\nX-Evil: 1", "sk-\x00a"])
+def test_keys_and_headers_cannot_inject_header_lines(srv, bad) -> None:
+    srv.enqueue(ok_reply("openai"), ok_reply("openai"))
+    for kwargs in ({"api_key": bad}, {"api_key": "k", "extra_headers": {"X-Tag": bad}},
+                   {"api_key": "k", "extra_headers": {f"X-{bad}": "v"}}):
+        try:
+            model = mf.Model.chat_completion("openai/gpt-4o", base_url=srv.url + "/v1",
+                                             max_retries=0, **kwargs)
+            with model:
+                model("hi")
+        except exc.MsgfluxError as e:
+            assert isinstance(e, exc.ConfigurationError), repr(e)
+            assert "X-Evil" not in str(e) or "header" in str(e).lower()
+    for received in srv.requests:
+        assert "x-evil" not in received.headers

@@ -66,7 +66,7 @@ def encode_request(
     ``Content-Length`` (when there is a body or the method implies one) and
     ``Connection: keep-alive``, and supplies ``Host``, ``User-Agent``,
     ``Accept`` and ``Accept-Encoding`` unless the caller gave them. A header
-    name or value holding CR or LF is refused (it would smuggle a header).
+    name or value holding CR, LF or NUL is refused (it would smuggle a header).
     """
     prefix = encode_head_prefix(
         method, target, host, headers, accept_encoding=accept_encoding, extra=extra
@@ -104,8 +104,8 @@ def encode_head_prefix(
     # One C-level count instead of a per-header check: every line ends in
     # exactly one CRLF, so any other CR or LF came from a name or value.
     n = len(lines)
-    if head.count("\n") != n or head.count("\r") != n:
-        raise InvalidParameterError(_bad_header(lines, "contains a line break"))
+    if head.count("\n") != n or head.count("\r") != n or "\0" in head:
+        raise InvalidParameterError(_bad_header(lines, "contains a line break or NUL"))
     try:
         return head.encode("latin-1")
     except UnicodeEncodeError:
@@ -127,13 +127,14 @@ def finish_head(prefix: bytes, method: str, body: bytes | None) -> bytes:
 def _bad_header(lines: list[str], problem: str) -> str:
     for line in lines[1:]:
         body = line[:-2]
-        if "\r" in body or "\n" in body or not body.isascii():
+        broken = "\r" in body or "\n" in body or "\0" in body
+        if broken or not body.isascii():
             try:
                 body.encode("latin-1")
             except UnicodeEncodeError:
                 pass
             else:
-                if "\r" not in body and "\n" not in body:
+                if not broken:
                     continue
             name = body.partition(":")[0].strip()[:60]
             # Name only: the value may be an API key.
