@@ -164,7 +164,17 @@ def test_missing_xllamacpp_gives_the_extra(tmp_path: Path, monkeypatch: pytest.M
 
 @pytest.mark.parametrize(
     "bad",
-    [{"n_threads": 0}, {"n_parallel": 0}, {"n_ctx": -1}, {"n_threads": True}, {"n_ctx": "4096"}],
+    [
+        {"n_threads": 0},
+        {"n_parallel": 0},
+        {"n_ctx": -1},
+        {"n_threads": True},
+        {"n_ctx": "4096"},
+        {"n_predict": -2},
+        {"temperature": -0.5},
+        {"temperature": float("nan")},
+        {"temperature": "hot"},
+    ],
 )
 def test_bad_options_fail_early(bad: dict) -> None:
     with pytest.raises(InvalidParameterError):

@@ -69,6 +69,9 @@ class EngineOptions(msgspec.Struct, frozen=True, kw_only=True):
     ``n_predict``: the most tokens one answer may have when the request sets no
     ``max_tokens`` (-1: until the context is full). A small model left uncapped can
     ramble through its whole context.
+    ``temperature``: the sampling temperature of requests that set none. ``None``
+    keeps llama.cpp's 0.8. 0 makes such requests greedy, so the same request always
+    gets the same answer.
     ``verbosity``: llama.cpp's log level on stderr. 1 prints only errors, 3 everything.
     """
 
@@ -77,16 +80,27 @@ class EngineOptions(msgspec.Struct, frozen=True, kw_only=True):
     n_parallel: int = 1
     chat_template: str | None = None
     n_predict: int = -1
+    temperature: float | None = None
     verbosity: int = 1
 
     def __post_init__(self) -> None:
-        for name, low in (("n_threads", 1), ("n_ctx", 0), ("n_parallel", 1), ("n_predict", -1),
-                          ("verbosity", 0)):
+        for name, low in (
+            ("n_threads", 1),
+            ("n_ctx", 0),
+            ("n_parallel", 1),
+            ("n_predict", -1),
+            ("verbosity", 0),
+        ):
             value = getattr(self, name)
             if type(value) is not int or value < low:
                 raise InvalidParameterError(
                     f"EngineOptions.{name} must be an int >= {low}, got {value!r}"
                 )
+        t = self.temperature
+        if t is not None and (type(t) not in (int, float) or not t >= 0):  # NaN fails too
+            raise InvalidParameterError(
+                f"EngineOptions.temperature must be None or a number >= 0, got {t!r}"
+            )
 
 
 def resolve_gguf(model_id: str) -> Path:
@@ -246,6 +260,8 @@ def _start_server(path: Path, options: EngineOptions) -> Any:
     params.n_ctx = options.n_ctx
     params.n_parallel = options.n_parallel
     params.n_predict = options.n_predict
+    if options.temperature is not None:
+        params.sampling.temp = options.temperature
     # One KV pool for all slots. Without it each slot gets only n_ctx / n_parallel tokens.
     params.kv_unified = True
     params.cpuparams.n_threads = options.n_threads
