@@ -4,5 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-.venv/bin/ruff check src tests bench
+.venv/bin/ruff check src tests $( [ -d bench ] && echo bench )
 .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
