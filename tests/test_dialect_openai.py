@@ -212,3 +212,11 @@ def test_error_mapping(status: int, body: bytes, cls: type) -> None:
     assert err.retryable == (status in (409, 429, 500, 503, 529))
     assert err.retry_after == 2.0
     assert str(status) in str(err)
+
+
+def test_tool_choice_none_quirk_drops_tools() -> None:
+    req = ChatRequest(model="m", messages=(Message("user", "q"),),
+                      tools=(ToolSpec("f"),), tool_choice=ToolChoice("none"))
+    assert body(req)["tool_choice"] == "none" and "tools" in body(req)
+    dropped = body(req, Endpoint("llamacpp", "http://h/v1", quirks=Quirks(none_drops_tools=True)))
+    assert "tools" not in dropped and "tool_choice" not in dropped

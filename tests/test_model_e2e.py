@@ -120,6 +120,7 @@ def test_async_tool_stream_is_complete_when_acall_returns(local) -> None:
 def test_tool_choice_none_gives_text(local) -> None:
     r = local("What is the weather like in Paris?", tool_schemas=WEATHER, tool_choice="none")
     assert r.response_type == "text_generation"
+    assert "<tool_call>" not in r.consume()  # the server got no tools to write calls for
 
 
 def test_structured_stream_validates_at_the_end(llama_server) -> None:

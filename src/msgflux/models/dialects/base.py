@@ -27,6 +27,8 @@ class Quirks(msgspec.Struct, frozen=True):
     ``prefill_fields``: extra body fields that make the server continue the turn.
     ``reasoning``: where ``reasoning_effort`` goes (``top`` level or OpenRouter's
     ``reasoning`` object).
+    ``none_drops_tools``: ``tool_choice: "none"`` is not honoured (llama.cpp still
+    renders the tools and the model writes calls as text), so the tools are left out.
     """
 
     max_tokens_field: str = "max_tokens"
@@ -37,6 +39,7 @@ class Quirks(msgspec.Struct, frozen=True):
     prefill_fields: dict[str, Any] | None = None
     prefill_message_flag: str | None = None
     reasoning: Literal["top", "object"] = "top"
+    none_drops_tools: bool = False
 
     def prefill_echoed(self, stream: bool) -> bool:
         """Does the server's reply already start with the prefilled text?"""

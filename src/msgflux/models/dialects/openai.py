@@ -64,10 +64,12 @@ def build_request(request: ChatRequest, endpoint: Endpoint) -> HttpRequest:
             body["reasoning"] = {"effort": request.reasoning_effort}
         else:
             body["reasoning_effort"] = request.reasoning_effort
-    if request.tools:
+    choice = request.tool_choice
+    if request.tools and not (
+        quirks.none_drops_tools and choice is not None and choice.mode == "none"
+    ):
         body["tools"] = [_tool(t) for t in request.tools]
-        if request.tool_choice is not None:
-            choice = request.tool_choice
+        if choice is not None:
             body["tool_choice"] = (
                 {"type": "function", "function": {"name": choice.name}}
                 if choice.mode == "tool"

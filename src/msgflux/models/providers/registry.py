@@ -65,7 +65,7 @@ def _row(pid: str, dialect: str, base_url: str | None, keys: tuple[str, ...] | N
 
 
 _NO_PREFILL = Quirks(prefill="unsupported")
-_LLAMACPP = Quirks(prefill_echo="non-stream")
+_LLAMACPP = Quirks(prefill_echo="non-stream", none_drops_tools=True)
 
 # What we know beyond models.dev. Keys: provider ids as users type them.
 _TABLE: dict[str, Provider] = {
