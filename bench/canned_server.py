@@ -37,7 +37,7 @@ _MODEL_RE = re.compile(rb'"model"\s*:\s*"([^"]*)"')
 # ---------------------------------------------------------------- payloads (also used by run.py)
 
 
-# The structured answer (bench/schemas.py has its Struct and pydantic shapes).
+# The structured answer (bench/bench_schemas.py has its Struct and pydantic shapes).
 PERSON_ANSWER: dict[str, Any] = {
     "name": "Ada Lovelace",
     "age": 36,

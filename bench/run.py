@@ -46,10 +46,10 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 SERVER = HERE / "canned_server.py"
-sys.path.insert(0, str(HERE))  # canned_server's payload helpers, when run as a script
+sys.path.insert(0, str(HERE))  # the sibling modules, when run as a script
 
+from bench_schemas import msgspec_types, pydantic_person  # noqa: E402
 from canned_server import tool_arguments  # noqa: E402
-from schemas import msgspec_types, pydantic_person  # noqa: E402
 
 now_ns = time.perf_counter_ns
 HEADERS = {"content-type": "application/json", "authorization": "Bearer x"}
