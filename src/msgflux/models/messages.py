@@ -71,7 +71,8 @@ def _message(raw: Any, index: int) -> Message:
             f"messages[{index}] must be a dict like {{'role': 'user', 'content': '...'}}, "
             f"got {type(raw).__name__}"
         )
-    role = _ROLES.get(raw.get("role"))  # type: ignore[arg-type]
+    role_value = raw.get("role")
+    role = _ROLES.get(role_value) if isinstance(role_value, str) else None
     if role is None:
         raise MessageFormatError(
             f"messages[{index}] has role {raw.get('role')!r}; "
@@ -81,16 +82,21 @@ def _message(raw: Any, index: int) -> Message:
     if content is not None and not isinstance(content, str):
         content = _parts(content, index)
     tool_calls = raw.get("tool_calls")
+    if tool_calls and not isinstance(tool_calls, (list, tuple)):
+        raise MessageFormatError(f"messages[{index}].tool_calls must be a list of tool calls")
     calls = tuple(_tool_call(c, index) for c in tool_calls) if tool_calls else ()
     if role == "tool":
         call_id = raw.get("tool_call_id")
         if not isinstance(call_id, str):
             raise MessageFormatError(f"messages[{index}] is a tool message without tool_call_id")
+        name = raw.get("name")
         return Message("tool", content if content is not None else "", tool_call_id=call_id,
-                       name=raw.get("name"))
+                       name=name if isinstance(name, str) else None)
     if content is None and not calls and role != "assistant":
         raise MessageFormatError(f"messages[{index}] ({role}) has no content")
     blocks = raw.get("thinking_blocks")
+    if blocks and not isinstance(blocks, (list, tuple)):
+        raise MessageFormatError(f"messages[{index}].thinking_blocks must be a list")
     name = raw.get("name")
     return Message(
         role,  # type: ignore[arg-type]
@@ -128,7 +134,7 @@ def _part(raw: Any, index: int) -> Part:
             image = raw["image_url"]
             if isinstance(image, str):
                 return ImagePart(image)
-            return ImagePart(str(image["url"]), image.get("detail"))
+            return ImagePart(str(image["url"]), _opt_str(image.get("detail"), index, "detail"))
         if kind == "input_audio":
             audio = raw["input_audio"]
             return AudioPart(str(audio["data"]), str(audio["format"]))
@@ -138,8 +144,11 @@ def _part(raw: Any, index: int) -> Part:
             media = None
             if isinstance(data, str) and data.startswith("data:"):
                 media = data[5:data.find(";")] if ";" in data else None
-            return FilePart(data=data, file_id=file.get("file_id"), url=file.get("url"),
-                            filename=file.get("filename"), media_type=media)
+            return FilePart(data=_opt_str(data, index, "file_data"),
+                            file_id=_opt_str(file.get("file_id"), index, "file_id"),
+                            url=_opt_str(file.get("url"), index, "url"),
+                            filename=_opt_str(file.get("filename"), index, "filename"),
+                            media_type=media)
     except (KeyError, TypeError, AttributeError) as e:
         raise MessageFormatError(
             f"messages[{index}] has a malformed {kind!r} part (missing {e}); "
@@ -159,7 +168,8 @@ def _tool_call(raw: Any, index: int) -> ToolCall:
             arguments = "{}"
         elif not isinstance(arguments, str):
             arguments = _encode(arguments).decode()
-        return ToolCall(str(raw["id"]), str(function["name"]), arguments, raw.get("signature"))
+        return ToolCall(str(raw["id"]), str(function["name"]), arguments,
+                        _opt_str(raw.get("signature"), index, "signature"))
     except (KeyError, TypeError, AttributeError):
         raise MessageFormatError(
             f"messages[{index}] has a malformed tool call; expected "
@@ -172,4 +182,13 @@ def _block(raw: Any, index: int) -> ReasoningBlock:
         raise MessageFormatError(f"messages[{index}].thinking_blocks holds a non-dict")
     if raw.get("type") == "redacted_thinking":
         return ReasoningBlock(redacted=str(raw.get("data", "")))
-    return ReasoningBlock(str(raw.get("thinking", "")), raw.get("signature"))
+    return ReasoningBlock(str(raw.get("thinking", "")),
+                          _opt_str(raw.get("signature"), index, "signature"))
+
+
+def _opt_str(value: Any, index: int, what: str) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    raise MessageFormatError(
+        f"messages[{index}]: {what} must be a str, got {type(value).__name__}"
+    )

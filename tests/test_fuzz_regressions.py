@@ -1,0 +1,47 @@
+"""Inputs the fuzzers (test_fuzz_inputs.py) found raising foreign exceptions.
+
+Each must now give one of our typed errors, before any network I/O.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+import msgflux as mf
+from msgflux import exceptions as exc
+
+UNUSED = "http://127.0.0.1:9/v1"
+
+
+def model():
+    return mf.Model.chat_completion("openai/gpt-4o", base_url=UNUSED, api_key="k")
+
+
+def prepare(messages, **kwargs):
+    args = {"system_prompt": None, "prefilling": None, "stream": False,
+            "generation_schema": None, "typed_parser": None, "tool_schemas": None,
+            "tool_choice": None, "extra_body": None, "timeout": None, "max_retries": None}
+    args.update(kwargs)
+    return model()._prepare(messages, *args.values())
+
+
+@pytest.mark.parametrize("message", [
+    {"role": {"user"}, "content": "x"},                       # unhashable role
+    {"role": ["user"], "content": "x"},
+    {"role": "assistant", "tool_calls": 7},                     # not a list
+    {"role": "assistant", "content": "x", "thinking_blocks": 1.5},
+    {"role": "user", "content": [{"type": "image_url",
+                                  "image_url": {"url": "u", "detail": object()}}]},
+    {"role": "user", "content": [{"type": "file", "file": {"file_id": b"x"}}]},
+    {"role": "assistant", "tool_calls": [{"id": "1", "function": {"name": "f"},
+                                          "signature": {"a": 1}}]},
+])
+def test_malformed_messages_are_message_format_errors(message) -> None:
+    with pytest.raises(exc.MessageFormatError):
+        prepare([message])
+
+
+def test_non_str_tool_message_name_is_dropped_not_sent() -> None:
+    call = prepare([{"role": "user", "content": "x"},
+                    {"role": "tool", "tool_call_id": "1", "content": "r", "name": object()}])
+    assert call.request.messages[1].name is None
