@@ -45,3 +45,15 @@ def test_non_str_tool_message_name_is_dropped_not_sent() -> None:
     call = prepare([{"role": "user", "content": "x"},
                     {"role": "tool", "tool_call_id": "1", "content": "r", "name": object()}])
     assert call.request.messages[1].name is None
+
+
+@pytest.mark.parametrize("build", [
+    lambda: mf.ChatBlock.assist_tool_calls(object()),
+    lambda: mf.ChatBlock.user("look", media=1.5),
+    lambda: mf.ChatBlock.user(object()),
+    lambda: mf.ChatBlock.tool("call_1", {"a": object()}),
+    lambda: mf.ChatBlock("assistant", object()),
+])
+def test_chatblock_wrong_types_are_message_format_errors(build) -> None:
+    with pytest.raises(exc.MessageFormatError):
+        build()

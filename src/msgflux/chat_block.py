@@ -48,7 +48,12 @@ def _media_type(path: Path, fallback: str) -> str:
 def _text_content(content: Any) -> str:
     if isinstance(content, str):
         return content
-    return _encode(content).decode()
+    try:
+        return _encode(content).decode()
+    except (TypeError, ValueError, OverflowError) as e:  # not JSON-serialisable
+        raise MessageFormatError(
+            f"content must be a str or JSON-serialisable, got {type(content).__name__} ({e})"
+        ) from None
 
 
 class _ChatBlockMeta(type):
@@ -79,6 +84,10 @@ class ChatBlock(metaclass=_ChatBlockMeta):
         """A user message; ``media`` (one part or a list) follows the text."""
         if media is None:
             return {"role": "user", "content": _text_content(content)}
+        if not isinstance(media, (dict, list, tuple)):
+            raise MessageFormatError(
+                "media must be a content part or a list of them, such as ChatBlock.image(url)"
+            )
         parts = [media] if isinstance(media, dict) else list(media)
         for part in parts:
             if not isinstance(part, dict) or "type" not in part:
@@ -114,6 +123,8 @@ class ChatBlock(metaclass=_ChatBlockMeta):
     @staticmethod
     def assist_tool_calls(tool_calls: list[dict[str, Any]]) -> dict[str, Any]:
         """An assistant message that made ``tool_calls``."""
+        if not isinstance(tool_calls, (list, tuple)):
+            raise MessageFormatError("tool_calls must be a list of ChatBlock.tool_call(...) dicts")
         return {"role": "assistant", "content": None, "tool_calls": list(tool_calls)}
 
     # -------------------------------------------------------------- content parts
