@@ -57,3 +57,13 @@ def test_non_str_tool_message_name_is_dropped_not_sent() -> None:
 def test_chatblock_wrong_types_are_message_format_errors(build) -> None:
     with pytest.raises(exc.MessageFormatError):
         build()
+
+
+def test_two_structs_sharing_module_and_name_are_an_invalid_parameter() -> None:
+    import msgspec
+
+    a = msgspec.defstruct("Item", [("a", int)], module="m1")
+    b = msgspec.defstruct("Item", [("b", str)], module="m1")
+    outer = msgspec.defstruct("Outer", [("x", a), ("y", b)], module="m1")
+    with pytest.raises(exc.InvalidParameterError, match="Item"):
+        prepare("hi", generation_schema=outer)

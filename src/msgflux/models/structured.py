@@ -57,6 +57,12 @@ def _compile(schema_type: type) -> CompiledSchema:
         raise InvalidParameterError(
             f"generation_schema {schema_type.__name__} cannot be turned into JSON Schema: {e}"
         ) from None
+    except KeyError as e:  # msgspec: two different Structs with one module and name
+        raise InvalidParameterError(
+            f"generation_schema {schema_type.__name__} uses two different Structs named "
+            f"{getattr(e.args[0], '__qualname__', e) if e.args else e} in one module; "
+            "rename one"
+        ) from None
     defs = raw.get("$defs", {})
     logical = _inline(raw, defs, ())
     logical.pop("$defs", None)
