@@ -67,3 +67,9 @@ def test_two_structs_sharing_module_and_name_are_an_invalid_parameter() -> None:
     outer = msgspec.defstruct("Outer", [("x", a), ("y", b)], module="m1")
     with pytest.raises(exc.InvalidParameterError, match="Item"):
         prepare("hi", generation_schema=outer)
+
+
+@pytest.mark.parametrize("parser", [["typed_xml"], {"x"}, 3])
+def test_typed_parser_must_be_a_name(parser) -> None:
+    with pytest.raises(exc.InvalidParameterError, match="typed_parser"):
+        prepare("hi", typed_parser=parser)

@@ -279,6 +279,10 @@ class ChatCompletionModel:
         compiled = compile_schema(generation_schema) if generation_schema is not None else None
         parser = parser_name = None
         if typed_parser is not None:
+            if not isinstance(typed_parser, str):
+                raise InvalidParameterError(
+                    f"typed_parser must be a parser name such as 'typed_xml', got {typed_parser!r}"
+                )
             if compiled is not None:
                 raise InvalidParameterError(
                     "Pass either generation_schema or typed_parser, not both."
