@@ -73,3 +73,9 @@ def test_two_structs_sharing_module_and_name_are_an_invalid_parameter() -> None:
 def test_typed_parser_must_be_a_name(parser) -> None:
     with pytest.raises(exc.InvalidParameterError, match="typed_parser"):
         prepare("hi", typed_parser=parser)
+
+
+def test_provider_keyword_is_an_invalid_parameter() -> None:
+    for path in ("openai/gpt-4o", "groq/llama-3.1-8b-instant"):
+        with pytest.raises(exc.InvalidParameterError, match="provider"):
+            mf.Model.chat_completion(path, provider="anthropic", api_key="k", base_url=UNUSED)

@@ -22,6 +22,11 @@ class Model:
     @classmethod
     def chat_completion(cls, model_path: str, **kwargs: Any) -> Any:
         provider, model_id = _split(model_path)
+        if "provider" in kwargs:
+            raise InvalidParameterError(
+                f"provider= is not a parameter: the provider is the part of the model path "
+                f"before the first '/' (here {provider!r})"
+            )
         from msgflux.models.providers.registry import get_provider
 
         row = get_provider(provider)
