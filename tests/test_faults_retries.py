@@ -369,3 +369,65 @@ def test_stream_is_never_retried_after_the_first_chunk(srv, use_async) -> None:
     assert got == ["Hello"] and error.partial_text == "Hello"
     assert isinstance(error.__cause__, exc.APIConnectionError)
     assert len(srv.requests) == 1 and srv.pending_replies == 1
+
+
+# ---------------------------------------------------------------- other dialects
+
+
+ANTHROPIC_OK = {"id": "m", "type": "message", "role": "assistant", "model": "claude-x",
+                "content": [{"type": "text", "text": "fine"}], "stop_reason": "end_turn",
+                "usage": {"input_tokens": 1, "output_tokens": 1}}
+GOOGLE_OK = {"candidates": [{"content": {"role": "model", "parts": [{"text": "fine"}]},
+                             "finishReason": "STOP"}]}
+
+
+def other(dialect: str, srv):
+    if dialect == "anthropic":
+        return mf.Model.chat_completion("anthropic/claude-x", base_url=srv.url, api_key="k",
+                                        max_tokens=16, max_retries=FAST)
+    return mf.Model.chat_completion("google/gemini-2.0-flash", base_url=srv.url, api_key="k",
+                                    max_retries=FAST)
+
+
+@pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
+@pytest.mark.parametrize(("dialect", "status", "cls"), [
+    ("anthropic", 529, exc.OverloadedError), ("anthropic", 429, exc.RateLimitError),
+    ("google", 503, exc.ServerError), ("google", 429, exc.RateLimitError)])
+def test_other_dialects_retry_then_succeed(srv, use_async, dialect, status, cls) -> None:
+    ok = ANTHROPIC_OK if dialect == "anthropic" else GOOGLE_OK
+    srv.enqueue(json_reply(status, {"type": "error", "error": {"type": "overloaded_error"
+                                                               if status == 529 else "x",
+                                                               "message": "busy"}}),
+                json_reply(200, ok))
+    assert run(other(dialect, srv), "hi", use_async=use_async).consume() == "fine"
+    assert len(srv.requests) == 2
+    srv.enqueue(*[json_reply(status, {"error": {"message": "busy"}}) for _ in range(4)])
+    with pytest.raises(cls):
+        run(other(dialect, srv), "hi", use_async=use_async)
+    assert len(srv.requests) == 2 + 4
+
+
+@pytest.mark.parametrize("dialect", ["anthropic", "google"])
+@pytest.mark.parametrize("status", NOT_RETRIED)
+def test_other_dialects_never_retry_bad_requests(srv, dialect, status) -> None:
+    srv.enqueue(json_reply(status, {"error": {"message": "no"}}), json_reply(200, {}))
+    with pytest.raises(EXPECTED[status]):
+        run(other(dialect, srv), "hi", use_async=False)
+    assert len(srv.requests) == 1
+
+
+def test_deferred_stream_inside_a_loop_is_retried_before_its_first_chunk(srv) -> None:
+    # model(..., stream=True) inside a running loop starts at iteration: still retried.
+    srv.enqueue(fail(503), drop(), stream_of("o", "k"))
+    model = openai(srv)
+
+    async def main() -> list[str]:
+        r = model("hi", stream=True)
+        assert not srv.requests  # nothing sent at the call
+        try:
+            return [c async for c in r.consume()]
+        finally:
+            await model.aclose()
+
+    assert asyncio.run(main()) == ["o", "k"]
+    assert len(srv.requests) == 3
