@@ -513,3 +513,12 @@ def test_guide_fastapi_streams_without_blocking_the_loop(scripted) -> None:
     assert first.decode().startswith("tok0") and len(first) < len(body)  # token by token
     assert first_at < total / 2
     assert ping_took < 0.5
+
+
+def test_stream_with_finish_but_no_done_marker_is_cut_short(scripted) -> None:
+    # OpenAI always ends a stream with [DONE]; without it the usage chunk may be lost.
+    scripted.enqueue(sse_reply([chunk("Hi"), chunk(finish="stop")], chunked=False))
+    r = mf.Model.chat_completion("openai/gpt-4o", max_retries=0)("hi", stream=True)
+    with pytest.raises(exc.StreamError) as info:
+        list(r.consume())
+    assert info.value.partial_text == "Hi"

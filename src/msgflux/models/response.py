@@ -292,7 +292,10 @@ class ModelStreamResponse:
             return
         source = self._source
         asm = self._asm
-        if source is not None and not source.decoder.done and asm.finish_reason is None:
+        decoder = source.decoder if source is not None else None
+        if decoder is not None and not decoder.done and (
+            decoder.has_end_marker or asm.finish_reason is None
+        ):
             self._done = True
             raise asm.broken(
                 "The stream ended before the provider's end marker: the answer is incomplete. "

@@ -662,6 +662,8 @@ class StreamDecoder:
     __slots__ = ("_answer_index", "_answer_name", "_calls", "_lead", "_start", "done",
                  "provider")
 
+    has_end_marker = True
+
     def __init__(self, request: ChatRequest | None = None, provider: str = "anthropic") -> None:
         self.done = False
         self.provider = provider

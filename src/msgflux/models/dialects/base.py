@@ -63,9 +63,15 @@ class Endpoint(msgspec.Struct, frozen=True):
 
 
 class StreamDecoder(Protocol):
-    """Turns SSE events of one stream into Deltas; ``done`` once the end marker came."""
+    """Turns SSE events of one stream into Deltas; ``done`` once the end marker came.
+
+    ``has_end_marker``: the protocol ends every complete stream with a marker
+    (``[DONE]``, ``message_stop``), so a stream without it was cut short. Gemini
+    has none: there a stream is complete when its finish reason arrived.
+    """
 
     done: bool
+    has_end_marker: bool
 
     def feed(self, event: SSEEvent) -> Delta | None: ...
 

@@ -532,6 +532,7 @@ class StreamDecoder:
     """
 
     __slots__ = ("_calls", "done", "provider")
+    has_end_marker = False
 
     def __init__(self, provider: str = "google") -> None:
         self.done = False

@@ -334,6 +334,7 @@ class StreamDecoder:
     """OpenAI chunks → Deltas. ``[DONE]`` ends the stream."""
 
     __slots__ = ("done", "provider")
+    has_end_marker = True
 
     def __init__(self, provider: str = "openai") -> None:
         self.done = False
