@@ -39,7 +39,7 @@ from msgflux.exceptions import (
 )
 from msgflux.models.dialects._media import guess_media_type, is_http_url, split_data_url
 from msgflux.models.dialects._schema import prune_schema
-from msgflux.models.dialects.base import Endpoint, error_from_status, join_url
+from msgflux.models.dialects.base import Endpoint, error_from_status, http_error, join_url
 from msgflux.models.request import (
     AudioPart,
     ChatRequest,
@@ -768,45 +768,13 @@ def stream_decoder(request: ChatRequest | None = None, provider: str = "anthropi
 # ---------------------------------------------------------------- errors
 
 
-class _ErrorBody(msgspec.Struct):
-    type: str | None = None
-    error: _Error | str | None = None
-    message: str | None = None
-    request_id: str | None = None
-
-
 def parse_error(status: int, headers: list[tuple[str, str]], body: bytes, provider: str,
                 retry_after: float | None = None) -> ProviderError:
     """``{"type": "error", "error": {"type": "overloaded_error", "message": …}}`` → typed error.
 
     OpenAI-shaped bodies (compatible servers) are read too.
     """
-    message = kind = code = request_id = None
-    try:
-        wire = msgspec.json.decode(body, type=_ErrorBody)
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        wire = None
-    if wire is not None:
-        if isinstance(wire.error, _Error):
-            message, kind = wire.error.message, wire.error.type
-            code = str(wire.error.code) if wire.error.code is not None else None
-        elif isinstance(wire.error, str):
-            message = wire.error
-        message = message or wire.message
-        request_id = wire.request_id
-    text = body.decode("utf-8", "replace")
-    request_id = next((v for k, v in headers if k in ("request-id", "x-request-id")),
-                      request_id)
-    return error_from_status(
-        status,
-        message or text[:500] or f"HTTP {status}",
-        provider=provider,
-        code=code,
-        error_type=kind,
-        body=text[:4000],
-        request_id=request_id,
-        retry_after=retry_after,
-    )
+    return http_error(status, headers, body, provider, retry_after)
 
 
 def _in_band_error(error: _Error | str | None, provider: str, raw: bytes) -> ProviderError:

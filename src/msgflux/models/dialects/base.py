@@ -10,7 +10,7 @@ from msgflux import exceptions as exc
 from msgflux._transport.types import SSEEvent
 from msgflux.models.request import Delta
 
-__all__ = ["Endpoint", "Quirks", "StreamDecoder", "error_from_status", "join_url"]
+__all__ = ["Endpoint", "Quirks", "StreamDecoder", "error_from_status", "http_error", "join_url"]
 
 
 class Quirks(msgspec.Struct, frozen=True):
@@ -141,3 +141,53 @@ _IN_BAND_ERRORS: dict[str, type[exc.ProviderError]] = {
     "permission_error": exc.PermissionDeniedError,
     "not_found_error": exc.NotFoundError,
 }
+
+
+class _WireError(msgspec.Struct):
+    message: str | None = None
+    type: str | None = None
+    code: str | int | None = None
+
+
+class _ErrorBody(msgspec.Struct):
+    error: _WireError | str | None = None
+    message: str | None = None
+    detail: Any = None
+    request_id: str | None = None
+
+
+def http_error(status: int, headers: list[tuple[str, str]], body: bytes, provider: str,
+               retry_after: float | None = None) -> exc.ProviderError:
+    """The typed error for an HTTP error body in the shapes providers use.
+
+    ``{"error": {"message", "type", "code"}}`` (OpenAI, Anthropic — whose
+    ``type: "error"`` wrapper carries the same object — and compatible servers),
+    ``{"error": "..."}``, ``{"message": ...}`` and ``{"detail": ...}``. A body in
+    none of them is quoted as text.
+    """
+    message = code = kind = request_id = None
+    try:
+        wire = msgspec.json.decode(body, type=_ErrorBody)
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
+        wire = None
+    if wire is not None:
+        if isinstance(wire.error, _WireError):
+            message, kind = wire.error.message, wire.error.type
+            code = str(wire.error.code) if wire.error.code is not None else None
+        elif isinstance(wire.error, str):
+            message = wire.error
+        message = message or wire.message or (str(wire.detail) if wire.detail else None)
+        request_id = wire.request_id
+    text = body.decode("utf-8", "replace")
+    request_id = next((v for k, v in headers if k in ("x-request-id", "request-id")),
+                      request_id)
+    return error_from_status(
+        status,
+        message or text[:500] or f"HTTP {status}",
+        provider=provider,
+        code=code,
+        error_type=kind,
+        body=text[:4000],
+        request_id=request_id,
+        retry_after=retry_after,
+    )

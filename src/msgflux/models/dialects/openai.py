@@ -15,7 +15,7 @@ import msgspec
 from msgflux import __version__
 from msgflux._transport.types import HttpRequest, SSEEvent
 from msgflux.exceptions import ProviderError, ResponseError
-from msgflux.models.dialects.base import Endpoint, error_from_status, join_url
+from msgflux.models.dialects.base import Endpoint, error_from_status, http_error, join_url
 from msgflux.models.request import (
     AudioPart,
     ChatRequest,
@@ -395,38 +395,9 @@ def stream_decoder(request: ChatRequest | None = None, provider: str = "openai")
 # ---------------------------------------------------------------- errors
 
 
-class _ErrorBody(msgspec.Struct):
-    error: _Error | str | None = None
-    message: str | None = None
-    detail: Any = None
-
-
 def parse_error(status: int, headers: list[tuple[str, str]], body: bytes, provider: str,
                 retry_after: float | None = None) -> ProviderError:
-    message = code = kind = None
-    try:
-        wire = msgspec.json.decode(body, type=_ErrorBody)
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        wire = None
-    if wire is not None:
-        if isinstance(wire.error, _Error):
-            message, kind = wire.error.message, wire.error.type
-            code = str(wire.error.code) if wire.error.code is not None else None
-        elif isinstance(wire.error, str):
-            message = wire.error
-        message = message or wire.message or (str(wire.detail) if wire.detail else None)
-    text = body.decode("utf-8", "replace")
-    request_id = next((v for k, v in headers if k in ("x-request-id", "request-id")), None)
-    return error_from_status(
-        status,
-        message or text[:500] or f"HTTP {status}",
-        provider=provider,
-        code=code,
-        error_type=kind,
-        body=text[:4000],
-        request_id=request_id,
-        retry_after=retry_after,
-    )
+    return http_error(status, headers, body, provider, retry_after)
 
 
 def _in_band_error(error: _Error | str, provider: str, raw: bytes) -> ProviderError:
