@@ -30,7 +30,6 @@ partial text and tool calls. Nothing ends silently short.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -97,7 +96,6 @@ class ModelStreamResponse:
         self._source: SyncSource | AsyncSource | None = None
         self._exhausted = False
         self._done = False
-        self._lock = threading.Lock()
 
     # -------------------------------------------------------------- starting
 
@@ -179,13 +177,18 @@ class ModelStreamResponse:
         connection drops): raise a retryable StreamError, like any failure
         before the first chunk.
         """
-        if self._exhausted and not source.decoder.done and self._asm.finish_reason is None:
+        if self._exhausted and self._cut_short(source):
             error = self._asm.broken(
                 "The stream ended before the provider's end marker, before any of the answer "
                 "reached the caller. The partial answer is on this error."
             )
             error.retryable = True
             raise error
+
+    def _cut_short(self, source: SyncSource | AsyncSource) -> bool:
+        """Did the stream end without its protocol's end (marker, or finish when none)?"""
+        decoder = source.decoder
+        return not decoder.done and (decoder.has_end_marker or self._asm.finish_reason is None)
 
     def _unstarted(self, error: MsgfluxError) -> MsgfluxError:
         """A failure while starting; a tool-call stream keeps the calls that arrived.
@@ -292,10 +295,7 @@ class ModelStreamResponse:
             return
         source = self._source
         asm = self._asm
-        decoder = source.decoder if source is not None else None
-        if decoder is not None and not decoder.done and (
-            decoder.has_end_marker or asm.finish_reason is None
-        ):
+        if source is not None and self._cut_short(source):
             self._done = True
             raise asm.broken(
                 "The stream ended before the provider's end marker: the answer is incomplete. "
