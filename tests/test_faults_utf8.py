@@ -106,3 +106,22 @@ def test_stream_event_with_invalid_utf8_is_a_stream_error(use_async) -> None:
                         list(model("hi", stream=True).consume())
             assert info.value.partial_text == "Hi"
             assert isinstance(info.value.__cause__, exc.ResponseError)
+
+
+@pytest.mark.parametrize("name", ["openai", "anthropic", "google"])
+def test_dialects_called_directly_turn_invalid_utf8_into_response_errors(name) -> None:
+    from msgflux._transport.types import SSEEvent
+    from msgflux.exceptions import ResponseError
+    from msgflux.models.dialects import get_dialect
+
+    module = get_dialect(name)
+    # msgspec skips unknown fields unread, so the bad bytes sit in fields each dialect reads.
+    bad = (b'{"type": "\xff", "id": "\xff", "model": "\xff", "modelVersion": "\xff", '
+           b'"responseId": "\xff", "choices": [], "candidates": []}')
+    with pytest.raises(ResponseError) as info:
+        module.parse_response(bad, None, name)
+    assert info.value.raw is not None
+    with pytest.raises(ResponseError):
+        module.stream_decoder(None, name).feed(SSEEvent(bad))
+    error = module.parse_error(500, [], b'{"error": {"message": "\xff"}}', name)
+    assert error.status == 500 and error.retryable

@@ -23,7 +23,6 @@ from msgflux.exceptions import (
     MsgfluxError,
     OutputTruncatedError,
     PrefillNotSupportedError,
-    ResponseError,
     _redact,
 )
 from msgflux.models.cache import ResponseCache, cache_key
@@ -449,24 +448,13 @@ class ChatCompletionModel:
     def _error(self, status: int, headers: list[tuple[str, str]], body: bytes) -> Exception:
         from msgflux._transport.retry import retry_after_from_headers
 
-        retry_after = retry_after_from_headers(headers)
-        try:
-            error = self._dialect.parse_error(status, headers, body, self.provider,
-                                              retry_after=retry_after)
-        except UnicodeDecodeError:  # msgspec raises it for invalid UTF-8 in a JSON string
-            body = body.decode("utf-8", "replace").encode()
-            error = self._dialect.parse_error(status, headers, body, self.provider,
-                                              retry_after=retry_after)
+        error = self._dialect.parse_error(status, headers, body, self.provider,
+                                          retry_after=retry_after_from_headers(headers))
         return _redact(error, self._api_key)  # some servers quote the key back
 
     def _parse(self, body: bytes, call: _Call) -> Completion:
         try:
             return self._dialect.parse_response(body, call.request, self.provider)
-        except UnicodeDecodeError as e:  # msgspec raises it for invalid UTF-8 in a string
-            raise _redact(ResponseError(
-                f"{self.provider} returned a body that is not valid UTF-8 ({e})",
-                raw=body[:2000].decode("utf-8", "replace"),
-            ), self._api_key) from None
         except MsgfluxError as e:  # an in-band error may quote the key back
             _redact(e, self._api_key)
             raise

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-from msgflux.exceptions import MsgfluxError, ResponseError, StreamError, _redact
+from msgflux.exceptions import MsgfluxError, StreamError, _redact
 from msgflux.models.request import Delta, ReasoningBlock, Usage
 from msgflux.models.tool_calls import ToolCallAggregator
 
@@ -119,8 +119,6 @@ class SyncSource:
             for event in self.stream:
                 try:
                     delta = feed(event)
-                except UnicodeDecodeError as e:
-                    raise _not_utf8(decoder, event, e) from None
                 except MsgfluxError as e:  # an in-band error may quote the key back
                     _redact(e, self.secret)
                     raise
@@ -156,8 +154,6 @@ class AsyncSource:
             async for event in self.stream:
                 try:
                     delta = feed(event)
-                except UnicodeDecodeError as e:
-                    raise _not_utf8(decoder, event, e) from None
                 except MsgfluxError as e:  # an in-band error may quote the key back
                     _redact(e, self.secret)
                     raise
@@ -170,10 +166,3 @@ class AsyncSource:
 
     async def aclose(self) -> None:
         await self.deltas.aclose()  # type: ignore[attr-defined]
-
-
-def _not_utf8(decoder: Any, event: Any, error: UnicodeDecodeError) -> ResponseError:
-    """msgspec raises UnicodeDecodeError (not DecodeError) for invalid UTF-8 in a string."""
-    provider = getattr(decoder, "provider", "the provider")
-    return ResponseError(f"{provider} sent a stream event that is not valid UTF-8 ({error})",
-                         raw=event.data[:2000].decode("utf-8", "replace"))

@@ -39,7 +39,13 @@ from msgflux.exceptions import (
 )
 from msgflux.models.dialects._media import guess_media_type, is_http_url, split_data_url
 from msgflux.models.dialects._schema import prune_schema
-from msgflux.models.dialects.base import Endpoint, error_from_status, http_error, join_url
+from msgflux.models.dialects.base import (
+    Endpoint,
+    decode_wire,
+    error_from_status,
+    http_error,
+    join_url,
+)
 from msgflux.models.request import (
     AudioPart,
     ChatRequest,
@@ -591,13 +597,8 @@ def _answer_name(request: ChatRequest | None) -> str | None:
 
 def parse_response(body: bytes, request: ChatRequest | None = None, provider: str = "anthropic"
                    ) -> Completion:
-    try:
-        wire = _message_decoder.decode(body)
-    except msgspec.DecodeError as e:
-        raise ResponseError(
-            f"{provider} returned a body that is not a Messages response ({e})",
-            raw=body[:2000].decode("utf-8", "replace"),
-        ) from None
+    wire = decode_wire(_message_decoder, body,
+                       f"{provider} returned a body that is not a Messages response")
     if wire.error is not None or wire.type == "error":
         raise _in_band_error(wire.error, provider, body)
     if wire.content is None:
@@ -675,13 +676,8 @@ class StreamDecoder:
 
     def feed(self, event: SSEEvent) -> Delta | None:
         data = event.data
-        try:
-            ev = _event_decoder.decode(data)
-        except msgspec.DecodeError as e:
-            raise ResponseError(
-                f"{self.provider} sent a stream event that is not valid JSON ({e})",
-                raw=data[:2000].decode("utf-8", "replace"),
-            ) from None
+        ev = decode_wire(_event_decoder, data,
+                         f"{self.provider} sent a stream event that is not valid JSON")
         kind = ev.type
         if kind == "content_block_delta":
             d = ev.delta

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 import msgspec
 
@@ -10,7 +10,10 @@ from msgflux import exceptions as exc
 from msgflux._transport.types import SSEEvent
 from msgflux.models.request import Delta
 
-__all__ = ["Endpoint", "Quirks", "StreamDecoder", "error_from_status", "http_error", "join_url"]
+T = TypeVar("T")
+
+__all__ = ["Endpoint", "Quirks", "StreamDecoder", "decode_wire", "error_from_status", "http_error",
+           "join_url"]
 
 
 class Quirks(msgspec.Struct, frozen=True):
@@ -78,6 +81,21 @@ class StreamDecoder(Protocol):
 
 def join_url(base: str, path: str) -> str:
     return base.rstrip("/") + path
+
+
+def decode_wire(decoder: msgspec.json.Decoder[T], data: bytes, what: str) -> T:
+    """Decode provider bytes, or raise ResponseError quoting them.
+
+    ``what`` is the message, e.g. "openai sent a stream chunk that is not valid JSON".
+    msgspec raises UnicodeDecodeError (not DecodeError) for invalid UTF-8 inside a
+    JSON string, so both are caught here, once for every dialect.
+    """
+    try:
+        return decoder.decode(data)
+    except (msgspec.DecodeError, UnicodeDecodeError) as e:
+        raise exc.ResponseError(
+            f"{what} ({e})", raw=data[:2000].decode("utf-8", "replace")
+        ) from None
 
 
 _STATUS_ERRORS: dict[int, type[exc.ProviderError]] = {

@@ -48,7 +48,7 @@ from msgflux.models.dialects._media import (
     split_data_url,
 )
 from msgflux.models.dialects._schema import prune_schema
-from msgflux.models.dialects.base import Endpoint, error_from_status
+from msgflux.models.dialects.base import Endpoint, decode_wire, error_from_status
 from msgflux.models.request import (
     AudioPart,
     ChatRequest,
@@ -486,13 +486,8 @@ class _Parts:
 
 def parse_response(body: bytes, request: ChatRequest | None = None, provider: str = "google"
                    ) -> Completion:
-    try:
-        wire = _response_decoder.decode(body)
-    except msgspec.DecodeError as e:
-        raise ResponseError(
-            f"{provider} returned a body that is not a generateContent response ({e})",
-            raw=body[:2000].decode("utf-8", "replace"),
-        ) from None
+    wire = decode_wire(_response_decoder, body,
+                       f"{provider} returned a body that is not a generateContent response")
     if wire.error is not None:
         raise _in_band_error(wire.error, provider, body)
     usage = _usage(wire.usage_metadata) if wire.usage_metadata is not None else None
@@ -541,13 +536,8 @@ class StreamDecoder:
 
     def feed(self, event: SSEEvent) -> Delta | None:
         data = event.data
-        try:
-            chunk = _response_decoder.decode(data)
-        except msgspec.DecodeError as e:
-            raise ResponseError(
-                f"{self.provider} sent a stream chunk that is not valid JSON ({e})",
-                raw=data[:2000].decode("utf-8", "replace"),
-            ) from None
+        chunk = decode_wire(_response_decoder, data,
+                            f"{self.provider} sent a stream chunk that is not valid JSON")
         if chunk.error is not None:
             raise _in_band_error(chunk.error, self.provider, data)
         usage = _usage(chunk.usage_metadata) if chunk.usage_metadata is not None else None
@@ -631,11 +621,11 @@ def parse_error(status: int, headers: list[tuple[str, str]], body: bytes, provid
     error: _Error | str | None = None
     try:
         error = msgspec.json.decode(body, type=_ErrorBody).error
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
         try:
             listed = _list_decoder.decode(body)
             error = listed[0].error if listed else None
-        except (msgspec.DecodeError, msgspec.ValidationError):
+        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
             error = None
     text = body.decode("utf-8", "replace")
     message = kind = None

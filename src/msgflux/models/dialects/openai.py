@@ -15,7 +15,13 @@ import msgspec
 from msgflux import __version__
 from msgflux._transport.types import HttpRequest, SSEEvent
 from msgflux.exceptions import ProviderError, ResponseError
-from msgflux.models.dialects.base import Endpoint, error_from_status, http_error, join_url
+from msgflux.models.dialects.base import (
+    Endpoint,
+    decode_wire,
+    error_from_status,
+    http_error,
+    join_url,
+)
 from msgflux.models.request import (
     AudioPart,
     ChatRequest,
@@ -287,13 +293,8 @@ def _text(content: str | list[Any] | None) -> str | None:
 
 def parse_response(body: bytes, request: ChatRequest | None = None, provider: str = "openai"
                    ) -> Completion:
-    try:
-        wire = _response_decoder.decode(body)
-    except msgspec.DecodeError as e:
-        raise ResponseError(
-            f"{provider} returned a body that is not a chat completion ({e})",
-            raw=body[:2000].decode("utf-8", "replace"),
-        ) from None
+    wire = decode_wire(_response_decoder, body,
+                       f"{provider} returned a body that is not a chat completion")
     if wire.error is not None:
         raise _in_band_error(wire.error, provider, body)
     if not wire.choices:
@@ -345,13 +346,8 @@ class StreamDecoder:
         if data[:6] == b"[DONE]":
             self.done = True
             return Delta(done=True)
-        try:
-            chunk = _chunk_decoder.decode(data)
-        except msgspec.DecodeError as e:
-            raise ResponseError(
-                f"{self.provider} sent a stream chunk that is not valid JSON ({e})",
-                raw=data[:2000].decode("utf-8", "replace"),
-            ) from None
+        chunk = decode_wire(_chunk_decoder, data,
+                            f"{self.provider} sent a stream chunk that is not valid JSON")
         if chunk.error is not None:
             raise _in_band_error(chunk.error, self.provider, data)
         usage = _usage(chunk.usage) if chunk.usage is not None else None
