@@ -459,6 +459,22 @@ class ChatCompletionModel:
             _redact(e, self._api_key)
             raise
 
+    def _cached(self, call: _Call) -> tuple[bytes | None, ModelResponse | None]:
+        """The cache key of a whole (non-stream) call and a copy of its hit, if any."""
+        cache = self._response_cache
+        if cache is None:
+            return None, None
+        key = cache_key(self.provider, self._endpoint.base_url, call.request, call.parser_name)
+        hit = cache.get(key)
+        return key, (hit.copy() if hit is not None else None)
+
+    def _answer(self, call: _Call, key: bytes | None, body: bytes) -> ModelResponse:
+        """Shape the answer; keep a copy under ``key`` so callers cannot change the cache."""
+        result = self._shape(call, self._parse(body, call))
+        if key is not None:
+            self._response_cache.set(key, result.copy())  # type: ignore[union-attr]
+        return result
+
     # -------------------------------------------------------------- calling
 
     def __call__(self, messages: Any, *, system_prompt: str | None = None,
@@ -476,22 +492,14 @@ class ChatCompletionModel:
             if response.response_type is None or not _loop_running():
                 response._start_sync()
             return response
-        cache = self._response_cache
-        key = None
-        if cache is not None:
-            key = cache_key(self.provider, self._endpoint.base_url, call.request,
-                            call.parser_name)
-            hit = cache.get(key)
-            if hit is not None:
-                return hit.copy()
+        key, hit = self._cached(call)
+        if hit is not None:
+            return hit
         from msgflux._transport.retry import call_with_retries
 
         http_request = self._dialect.build_request(call.request, self._endpoint)
         body = call_with_retries(lambda: self._attempt(http_request, call), call.policy)
-        result = self._shape(call, self._parse(body, call))
-        if key is not None:
-            cache.set(key, result.copy())  # type: ignore[union-attr]
-        return result
+        return self._answer(call, key, body)
 
     async def acall(self, messages: Any, *, system_prompt: str | None = None,
                     prefilling: str | None = None, stream: bool = False,
@@ -511,22 +519,14 @@ class ChatCompletionModel:
             response = ModelStreamResponse(_StreamCall(self, call))
             await response._start_async()
             return response
-        cache = self._response_cache
-        key = None
-        if cache is not None:
-            key = cache_key(self.provider, self._endpoint.base_url, call.request,
-                            call.parser_name)
-            hit = cache.get(key)
-            if hit is not None:
-                return hit.copy()
+        key, hit = self._cached(call)
+        if hit is not None:
+            return hit
         from msgflux._transport.retry import acall_with_retries
 
         http_request = self._dialect.build_request(call.request, self._endpoint)
         body = await acall_with_retries(lambda: self._aattempt(http_request, call), call.policy)
-        result = self._shape(call, self._parse(body, call))
-        if key is not None:
-            cache.set(key, result.copy())  # type: ignore[union-attr]
-        return result
+        return self._answer(call, key, body)
 
 
 class _StreamCall:
