@@ -17,7 +17,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import suppress
 from time import monotonic
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from msgflux._transport.attempt import INF, Attempt
 from msgflux._transport.errors import connect_failed, protocol_error
@@ -55,7 +55,7 @@ class _StaleConnectionError(Exception):
 class _Conn:
     """One socket with its parser; used by one thread at a time."""
 
-    __slots__ = ("_timeout", "generation", "idle_since", "parser", "route", "sock")
+    __slots__ = ("_poll", "_timeout", "generation", "idle_since", "parser", "route", "sock")
 
     def __init__(self, sock: socket.socket, route: Route, generation: int) -> None:
         self.sock = sock
@@ -64,6 +64,7 @@ class _Conn:
         self.parser = ResponseParser()
         self.idle_since = 0.0
         self._timeout: float | None = -1.0
+        self._poll: Any = None  # made on first reuse, then kept: reuse is the hot path
 
     def settimeout_exactly(self, value: float | None) -> None:
         """For sends: a timeout firing early would be wrong (and unretryable)."""
@@ -91,8 +92,10 @@ class _Conn:
         """An idle keep-alive socket that is readable was closed (or spoke out of turn)."""
         if poll is None:  # pragma: no cover
             return False
-        p = poll()
-        p.register(self.sock, POLLIN)
+        p = self._poll
+        if p is None:
+            p = self._poll = poll()
+            p.register(self.sock, POLLIN)
         return bool(p.poll(0))
 
 
