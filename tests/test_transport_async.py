@@ -34,6 +34,7 @@ from scripted_server import (
     stall,
     text_reply,
 )
+from test_faults_support import open_fds
 
 SECRET = "sk-secret-never-printed"
 # Some servers announce an idle close with a 408 nobody asked for.
@@ -70,10 +71,6 @@ def post(server: ScriptedServer, path: str = "/v1/chat", stream: bool = False) -
         b'{"model": "m"}',
         stream=stream,
     )
-
-
-def open_fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
 
 
 def fds_settle_to(limit: int, timeout: float = 5.0) -> int:

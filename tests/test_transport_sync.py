@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import threading
@@ -35,6 +36,7 @@ from scripted_server import (
     stall,
     text_reply,
 )
+from test_faults_support import hanging_listener, open_fds
 
 SECRET = "sk-secret-never-printed"
 # Some servers announce an idle close with a 408 nobody asked for.
@@ -70,10 +72,6 @@ def post(server: ScriptedServer, path: str = "/v1/chat", stream: bool = False) -
         b'{"model": "m"}',
         stream=stream,
     )
-
-
-def open_fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
 
 
 # ---------------------------------------------------------------- plain requests
@@ -305,37 +303,14 @@ def test_total_timeout_on_a_dripping_stream(
 def test_connect_timeout_when_the_backlog_is_full() -> None:
     # A listener that never accepts, with its accept queue filled: Linux then
     # drops further SYNs, so connect() hangs and the connect timeout fires.
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(0)
-    port = listener.getsockname()[1]
-    fillers = []
-    try:
-        for _ in range(8):
-            f = socket.socket()
-            f.setblocking(False)
-            f.connect_ex(("127.0.0.1", port))
-            fillers.append(f)
-        time.sleep(0.05)
-        probe = socket.socket()
-        probe.settimeout(0.2)
+    with contextlib.ExitStack() as stack:
         try:
-            probe.connect(("127.0.0.1", port))
-        except TimeoutError:
-            pass  # SYN dropped: what this test needs
-        except OSError as exc:  # e.g. tcp_abort_on_overflow answers with RST
-            pytest.skip(f"a full backlog is refused here, not left hanging: {exc}")
-        else:
-            pytest.skip("this kernel accepts connections beyond the backlog")
-        finally:
-            probe.close()
+            port = stack.enter_context(hanging_listener())
+        except RuntimeError as exc:  # e.g. tcp_abort_on_overflow answers with RST
+            pytest.skip(str(exc))
         with SyncTransport(trust_env=False) as t, pytest.raises(ConnectTimeoutError) as info:
             t.send(HttpRequest("GET", f"http://127.0.0.1:{port}/"), Timeouts(connect=0.3))
         assert "connect timeout" in str(info.value) and "0.3 s" in str(info.value)
-    finally:
-        for f in fillers:
-            f.close()
-        listener.close()
 
 
 def test_connect_timeout_covers_a_stalled_tls_handshake(server: ScriptedServer) -> None:
