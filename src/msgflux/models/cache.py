@@ -9,7 +9,6 @@ cached answer (e.g. inserting tool results) cannot change the next hit.
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from collections import OrderedDict
 from typing import Any
@@ -26,6 +25,8 @@ _pack = msgspec.msgpack.Encoder(order="deterministic").encode
 def cache_key(provider: str, base_url: str | None, request: ChatRequest, parser: str | None
               ) -> bytes:
     """A 32-byte digest of the request and where it goes."""
+    import hashlib  # only with the cache on: keeps it off the import path
+
     h = hashlib.blake2b(digest_size=32)
     h.update(_pack((provider, base_url, parser)))
     h.update(_pack(request))

@@ -10,7 +10,6 @@ the quirks we know. Adding an OpenAI-compatible provider is adding a row.
 
 from __future__ import annotations
 
-import difflib
 import os
 import threading
 from collections.abc import Mapping
@@ -164,6 +163,8 @@ def get_provider(provider_id: str) -> Provider:
     row = rows.get(pid)
     if row is not None:
         return row
+    import difflib  # only for this error: keeps it off the import path
+
     close = difflib.get_close_matches(pid, [*rows, *_ALIASES], n=3, cutoff=0.6)
     hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
     raise UnknownProviderError(
