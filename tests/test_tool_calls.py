@@ -60,3 +60,13 @@ def test_copy_is_independent() -> None:
     with pytest.raises(exc.MessageFormatError):
         agg.get_messages()
     assert len(clone.get_messages()) == 2
+
+
+def test_results_that_are_not_json_are_sent_as_text() -> None:
+    class Reading:
+        def __str__(self) -> str:
+            return "22 C and sunny"
+
+    agg = ToolCallAggregator.from_calls([ToolCall("c1", "f", "{}")])
+    agg.insert_results("c1", Reading())
+    assert agg.get_messages()[1]["content"] == "22 C and sunny"

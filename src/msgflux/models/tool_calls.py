@@ -189,7 +189,7 @@ class ToolCallAggregator:
         messages = [assistant]
         for index, entry in ordered:
             result = entry.result
-            content = result if isinstance(result, str) else _encode(result).decode()
+            content = result if isinstance(result, str) else _result_text(result)
             messages.append(
                 {"role": "tool", "tool_call_id": self._call_id(index, entry), "content": content}
             )
@@ -207,6 +207,14 @@ class ToolCallAggregator:
             clone.signature = entry.signature
             other._entries[index] = clone
         return other
+
+
+def _result_text(result: Any) -> str:
+    """A tool result as message text: JSON when it encodes, else its ``str()``."""
+    try:
+        return _encode(result).decode()
+    except (TypeError, ValueError):
+        return str(result)
 
 
 def _block_dict(block: ReasoningBlock) -> dict[str, Any]:
