@@ -223,8 +223,6 @@ class ModelStreamResponse:
 
     def consume(self) -> Any:
         """The aggregator for a tool-call stream, else an iterator of text chunks."""
-        if self.response_type is None and self._source is None:
-            self._start_sync()
         if self._done and self.response_type == "tool_call":
             return self.data
         return _Chunks(self)
