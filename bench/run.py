@@ -38,7 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from importlib.util import find_spec
 from pathlib import Path
@@ -68,6 +68,28 @@ TOOLS = [{
         },
     },
 }]
+
+
+def fold_tool_calls(chunks: Iterable[dict[str, Any]], loads: Callable[[Any], Any]
+                    ) -> list[dict[str, Any]]:
+    """What a hand-written client does with tool-call deltas: fold fragments, parse once."""
+    calls: dict[int, dict[str, Any]] = {}
+    for chunk in chunks:
+        choices = chunk["choices"]
+        if not choices:
+            continue
+        for tc in choices[0]["delta"].get("tool_calls") or ():
+            entry = calls.get(tc["index"])
+            if entry is None:
+                entry = calls[tc["index"]] = {"id": tc.get("id"), "name": None, "args": []}
+            fn = tc.get("function") or {}
+            if fn.get("name"):
+                entry["name"] = fn["name"]
+            if fn.get("arguments"):
+                entry["args"].append(fn["arguments"])
+    return [{"id": e["id"], "type": "function",
+             "function": {"name": e["name"], "arguments": loads("".join(e["args"]))}}
+            for _, e in sorted(calls.items())]
 
 
 @dataclass
@@ -304,29 +326,12 @@ class RawHttpx:
         return count
 
     def tool_once(self) -> list[dict[str, Any]]:
-        calls: dict[int, dict[str, Any]] = {}
         loads = json.loads
         with self.client.stream("POST", self.url, content=self.bodies["bench-tool"],
                                 headers=HEADERS) as r:
-            for line in r.iter_lines():
-                if not line.startswith("data: ") or line == "data: [DONE]":
-                    continue
-                choices = loads(line[6:])["choices"]
-                if not choices:
-                    continue
-                for tc in choices[0]["delta"].get("tool_calls") or ():
-                    entry = calls.get(tc["index"])
-                    if entry is None:
-                        entry = calls[tc["index"]] = {"id": tc.get("id"), "name": None,
-                                                      "args": []}
-                    fn = tc.get("function") or {}
-                    if fn.get("name"):
-                        entry["name"] = fn["name"]
-                    if fn.get("arguments"):
-                        entry["args"].append(fn["arguments"])
-        return [{"id": e["id"], "type": "function",
-                 "function": {"name": e["name"], "arguments": loads("".join(e["args"]))}}
-                for _, e in sorted(calls.items())]
+            chunks = (loads(line[6:]) for line in r.iter_lines()
+                      if line.startswith("data: ") and line != "data: [DONE]")
+            return fold_tool_calls(chunks, loads)
 
     def tools(self, n: int) -> None:
         for _ in range(n):
@@ -373,27 +378,10 @@ class RawStdlib:
         return count
 
     def tool_once(self) -> list[dict[str, Any]]:
-        calls: dict[int, dict[str, Any]] = {}
         decode = self.decode
         resp = self._post(self.bodies["bench-tool"])
-        for line in resp:
-            if not line.startswith(b"data: {"):
-                continue
-            choices = decode(line[6:])["choices"]
-            if not choices:
-                continue
-            for tc in choices[0]["delta"].get("tool_calls") or ():
-                entry = calls.get(tc["index"])
-                if entry is None:
-                    entry = calls[tc["index"]] = {"id": tc.get("id"), "name": None, "args": []}
-                fn = tc.get("function") or {}
-                if fn.get("name"):
-                    entry["name"] = fn["name"]
-                if fn.get("arguments"):
-                    entry["args"].append(fn["arguments"])
-        return [{"id": e["id"], "type": "function",
-                 "function": {"name": e["name"], "arguments": decode("".join(e["args"]))}}
-                for _, e in sorted(calls.items())]
+        chunks = (decode(line[6:]) for line in resp if line.startswith(b"data: {"))
+        return fold_tool_calls(chunks, decode)
 
     def tools(self, n: int) -> None:
         for _ in range(n):
