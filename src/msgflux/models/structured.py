@@ -57,11 +57,15 @@ def _compile(schema_type: type) -> CompiledSchema:
         raise InvalidParameterError(
             f"generation_schema {schema_type.__name__} cannot be turned into JSON Schema: {e}"
         ) from None
-    except KeyError as e:  # msgspec: two different Structs with one module and name
+    except KeyError as e:
+        # msgspec < 0.23 cannot name two different Structs that share a module and a
+        # name (0.23 names them Item and Item_2). Such code is legitimate: say how to
+        # get past the old msgspec.
         raise InvalidParameterError(
             f"generation_schema {schema_type.__name__} uses two different Structs named "
-            f"{getattr(e.args[0], '__qualname__', e) if e.args else e} in one module; "
-            "rename one"
+            f"{getattr(e.args[0], '__qualname__', e) if e.args else e} in one module, which "
+            f"msgspec {msgspec.__version__} cannot describe: upgrade msgspec to 0.23 or "
+            "later, or rename one of them"
         ) from None
     defs = raw.get("$defs", {})
     logical = _inline(raw, defs, ())
