@@ -208,6 +208,51 @@ def test_total_timeout_on_a_slow_whole_response(srv, use_async) -> None:
     assert time.monotonic() - t0 < 2
 
 
+# ---------------------------------------------------------------- a number limits each wait
+
+
+@MODES
+def test_timeout_as_a_number_does_not_cut_a_healthy_long_stream(srv, use_async) -> None:
+    """timeout=1.2 limits each wait, as in httpx and the vendor SDKs: a stream whose
+    chunks come every 0.35 s for about 3 s in all is not a timeout."""
+    events = [chunk(role="assistant")] + [chunk(f"t{i} ") for i in range(8)]
+    srv.enqueue(sse_reply([*events, chunk(finish="stop"), DONE], delay_between=0.35))
+    r, chunks = call(openai(srv, timeout=1.2, max_retries=0), use_async, stream=True)
+    assert "".join(chunks) == "".join(f"t{i} " for i in range(8))
+    assert r.metadata.finish_reason == "stop"
+
+
+@MODES
+def test_timeout_as_a_number_bounds_each_gap_of_a_stream(srv, use_async) -> None:
+    reply = sse_reply([chunk(role="assistant"), chunk("a"), chunk(finish="stop"), DONE])
+    first = len(body_of(sse_reply([chunk(role="assistant"), chunk("a")]))) - len(b"0\r\n\r\n")
+    srv.enqueue(reply.stall_after(first, 10))
+    t0 = time.monotonic()
+    with pytest.raises(exc.StreamError) as info:
+        call(openai(srv, timeout=0.3, max_retries=0), use_async, stream=True)
+    assert isinstance(info.value.__cause__, exc.IdleTimeoutError)
+    assert info.value.partial_text == "a"
+    assert time.monotonic() - t0 < 5
+
+
+def test_a_number_sets_each_phase_and_leaves_the_total_to_the_call_kind() -> None:
+    from msgflux._transport.attempt import INF, Attempt
+    from msgflux._transport.types import NON_STREAM_TOTAL
+    from msgflux._transport.urls import split_url
+
+    target = split_url("http://127.0.0.1:9/v1")
+    each = mf.Timeouts.each(7.0)
+    assert (each.connect, each.first_byte, each.idle) == (7.0, 7.0, 7.0)
+    # Streams have no default deadline; non-streamed calls a generous one.
+    assert Attempt(each, target, "x", 0.0, stream=True).deadline == INF
+    assert Attempt(each, target, "x", 0.0, stream=False).deadline == NON_STREAM_TOTAL
+    assert Attempt(mf.Timeouts(), target, "x", 0.0, stream=True).deadline == INF
+    # An explicit total applies to both.
+    explicit = mf.Timeouts(total=30.0)
+    assert Attempt(explicit, target, "x", 0.0, stream=True).deadline == 30.0
+    assert Attempt(mf.Timeouts(total=None), target, "x", 0.0).deadline == INF
+
+
 # ---------------------------------------------------------------- a stalled stream never hangs
 
 

@@ -453,7 +453,7 @@ class AsyncTransport:
         prep = self._router.prepare(req)
         route = prep.route
         pool = self._pool()
-        attempt = Attempt(timeouts, prep.target, route.where, pool.loop.time())
+        attempt = Attempt(timeouts, prep.target, route.where, pool.loop.time(), req.stream)
         head_only = req.method == "HEAD"
         conn = self._checkout(pool, route)
         if conn is not None:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from msgflux._transport.errors import connection_broken, protocol_error, timeout_error
 from msgflux._transport.http11 import IncompleteResponseError, ProtocolError
+from msgflux._transport.types import NON_STREAM_TOTAL, UNSET
 
 if TYPE_CHECKING:
     from msgflux._transport.types import Timeouts
@@ -24,10 +25,14 @@ INF = float("inf")
 class Attempt:
     """Deadline bookkeeping and error building for one attempt."""
 
-    __slots__ = ("deadline", "target", "timeouts", "where")
+    __slots__ = ("deadline", "target", "timeouts", "total", "where")
 
-    def __init__(self, timeouts: Timeouts, target: Target, where: str, now: float) -> None:
+    def __init__(self, timeouts: Timeouts, target: Target, where: str, now: float,
+                 stream: bool = False) -> None:
         total = timeouts.total
+        if total is UNSET:  # the default for this kind of call (see Timeouts)
+            total = None if stream else NON_STREAM_TOTAL
+        self.total = total
         self.deadline = now + total if total is not None else INF
         self.timeouts = timeouts
         self.target = target
@@ -41,7 +46,7 @@ class Attempt:
             return t.first_byte
         if kind == "connect":
             return t.connect
-        return t.total
+        return self.total
 
     def budget(self, kind: str, now: float) -> tuple[float | None, str]:
         """How long the next blocking step may take, and which timeout bounds it.

@@ -208,7 +208,7 @@ class SyncTransport:
             timeouts = _DEFAULT_TIMEOUTS
         prep = self._router.prepare(req)
         route = prep.route
-        attempt = Attempt(timeouts, prep.target, route.where, monotonic())
+        attempt = Attempt(timeouts, prep.target, route.where, monotonic(), req.stream)
         head_only = req.method == "HEAD"
         conn = self._checkout(route)
         if conn is not None:

@@ -8,6 +8,7 @@ touches a socket.
 from __future__ import annotations
 
 import msgspec
+from msgspec import UNSET, UnsetType
 
 
 class HttpRequest(msgspec.Struct, frozen=True):
@@ -45,16 +46,33 @@ class SSEEvent(msgspec.Struct, frozen=True, gc=False):
     event: str | None = None
 
 
+# Seconds a non-streamed attempt may take in all when the caller sets no ``total``: a
+# non-streamed answer of a reasoning model arrives whole after minutes of thought (the
+# openai and anthropic SDKs wait 600 s by default). Streams get no default total: a
+# healthy stream of a reasoning model can run for many minutes, and the idle limit
+# already ends one that stalls.
+NON_STREAM_TOTAL = 600.0
+
+
 class Timeouts(msgspec.Struct, frozen=True):
     """Per-attempt time limits in seconds; ``None`` disables one.
 
     ``connect``: TCP connect plus TLS handshake. ``first_byte``: from the request
     being written to the first byte of the response. ``idle``: the longest
     silence allowed between two reads once the response has started.
-    ``total``: the whole attempt, first byte to last.
+    ``total``: the whole attempt, first byte to last. Left unset it is
+    ``NON_STREAM_TOTAL`` for a non-streamed call and no limit for a stream;
+    set it to bound streams too.
     """
 
     connect: float | None = 10.0
-    first_byte: float | None = 300.0
-    idle: float | None = 120.0
-    total: float | None = 900.0
+    first_byte: float | None = 600.0
+    idle: float | None = 300.0
+    total: float | UnsetType | None = UNSET
+
+    @classmethod
+    def each(cls, seconds: float) -> Timeouts:
+        """``timeout=<seconds>``: that limit on each wait (connect, first byte, every
+        gap between chunks), as in httpx and the openai/anthropic SDKs. The total is
+        left to the call's kind."""
+        return cls(connect=seconds, first_byte=seconds, idle=seconds)

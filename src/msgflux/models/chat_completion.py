@@ -94,10 +94,11 @@ class ChatCompletionModel:
     Constructor parameters: ``temperature``, ``max_tokens``, ``top_p``, ``stop``,
     ``seed``, ``reasoning_effort``, ``parallel_tool_calls`` (sampling defaults
     sent with every call); ``base_url``, ``api_key`` (else the provider's
-    ``<PROVIDER>_BASE_URL`` / key variables); ``timeout`` (seconds for the whole
-    attempt, or a ``Timeouts`` / dict with ``connect``, ``first_byte``, ``idle``,
-    ``total``); ``max_retries`` (an int, or a ``mf.RetryPolicy`` that also sets the
-    backoff and the ``Retry-After`` cap); ``enable_cache``, ``cache_size``;
+    ``<PROVIDER>_BASE_URL`` / key variables); ``timeout`` (seconds allowed for
+    each wait — connect, first byte, every gap between chunks — or a ``Timeouts``
+    / dict with ``connect``, ``first_byte``, ``idle``, ``total``); ``max_retries``
+    (an int, or a ``mf.RetryPolicy`` that also sets the backoff and the
+    ``Retry-After`` cap); ``enable_cache``, ``cache_size``;
     ``extra_body`` (provider-specific body fields, sent as given);
     ``extra_headers``; ``check_capabilities`` (refuse requests the model's
     profile says it cannot serve); ``n_threads``, ``n_ctx``, ``n_parallel`` (the
@@ -659,10 +660,7 @@ def _timeouts(value: Any) -> Timeouts:
     if value is None:
         return Timeouts()
     if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
-        limit = float(value)
-        defaults = Timeouts()
-        return Timeouts(connect=min(defaults.connect or limit, limit), first_byte=limit,
-                        idle=limit, total=limit)
+        return Timeouts.each(float(value))
     if isinstance(value, Mapping):
         fields = Timeouts.__struct_fields__
         unknown = sorted(str(k) for k in value if k not in fields)
@@ -681,8 +679,9 @@ def _timeouts(value: Any) -> Timeouts:
     for name in value.__struct_fields__:
         limit = getattr(value, name)
         # "not limit > 0" also refuses NaN: a limit that can never be met is a mistake.
-        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, (int, float))
-                                  or not limit > 0):
+        if limit is not None and limit is not msgspec.UNSET and (
+                isinstance(limit, bool) or not isinstance(limit, (int, float))
+                or not limit > 0):
             raise InvalidParameterError(
                 f"timeout {name} must be a positive number of seconds or None, got {limit!r}"
             )
