@@ -49,3 +49,37 @@ def openai_env(monkeypatch: pytest.MonkeyPatch, llama_server: Engine) -> Engine:
     monkeypatch.setenv("OPENAI_BASE_URL", llama_server.base_url)
     monkeypatch.setenv("OPENAI_API_KEY", "sk-local-test-not-a-real-key")
     return llama_server
+
+
+_ENGINE_MODULES = ("test_llamacpp_engine.py", "test_llamacpp_provider.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the tests that run the real llama.cpp engine (the session server, or one of
+    their own): the lowest-versions job of ``scripts/test.sh`` runs the others
+    (``-m "not real_llm"``)."""
+    for item in items:
+        if ({"llama_server", "openai_env"} & set(getattr(item, "fixturenames", ()))
+                or item.path.name in _ENGINE_MODULES):
+            item.add_marker(pytest.mark.real_llm)
+
+
+class _FailureLog:
+    """Writes the node id of every failed test to a file, for ``scripts/test.sh`` to
+    rerun them with the last tested dependency versions."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.failed:
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(report.nodeid + "\n")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    import os
+
+    path = os.environ.get("MSGFLUX_FAILED_TESTS")
+    if path:
+        config.pluginmanager.register(_FailureLog(path), "msgflux-failure-log")

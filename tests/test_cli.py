@@ -536,6 +536,7 @@ def test_chat_json_schema_against_llama(llama_env: dict[str, str], tmp_path: Pat
     jsonschema.validate(json.loads(result.stdout), SCHEMA)
 
 
+@pytest.mark.real_llm
 def test_chat_default_embedded_model(base_env: dict[str, str]) -> None:
     result = run(base_env, "chat", "Say hi", "--max-tokens", "8", timeout=180)
     assert result.returncode == 0, result.stderr

@@ -226,14 +226,17 @@ def test_one_parser_serves_consecutive_responses() -> None:
 
 
 def test_client_leniencies() -> None:
-    # Transfer-Encoding overrides Content-Length (RFC 9112 section 6.3).
-    p = parse(
-        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
-        b"5\r\nhello\r\n0\r\n\r\n"
-    )
-    assert p.complete and body_of(p) == b"hello"
     p = parse(b"HTTP/1.1 200 OK\nContent-Length: 5\n\nhello")  # bare LF line endings
     assert p.complete and body_of(p) == b"hello"
+
+
+def test_content_length_beside_transfer_encoding_is_a_protocol_error() -> None:
+    # The shape of response smuggling/splitting (RFC 9112 section 6.3): refuse it.
+    with pytest.raises(ProtocolError):
+        parse(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"5\r\nhello\r\n0\r\n\r\n"
+        )
 
 
 def test_garbage_is_a_protocol_error() -> None:

@@ -15,7 +15,6 @@ between keep-alive messages); call :meth:`ResponseParser.start` before each requ
 from __future__ import annotations
 
 from collections.abc import Iterable
-from contextlib import suppress
 
 import httptools
 
@@ -170,13 +169,11 @@ class ResponseParser:
 
     def __init__(self) -> None:
         self._parser = httptools.HttpResponseParser(self)
-        # As a client we accept two common server slips (RFC 9112 lets
-        # Transfer-Encoding override Content-Length; bare LF line endings come
-        # from toy servers). Older httptools lack the switch: stay strict.
-        with suppress(AttributeError, TypeError):
-            self._parser.set_dangerous_leniencies(
-                lenient_chunked_length=True, lenient_optional_cr_before_lf=True
-            )
+        # Bare LF line endings come from toy servers: accept them. Content-Length
+        # beside Transfer-Encoding stays an error (llhttp's default): it is how
+        # responses are smuggled or split, and RFC 9112 section 6.3 has the
+        # connection closed after such a message in any case.
+        self._parser.set_dangerous_leniencies(lenient_optional_cr_before_lf=True)
         self.start()
 
     def start(self, *, head_only: bool = False) -> None:
