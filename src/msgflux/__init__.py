@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.6.0"
+from msgflux._version import __version__
 
 # name -> module that defines it
 _EXPORTS = {

@@ -27,7 +27,6 @@ from typing import Any
 
 import msgspec
 
-from msgflux import __version__
 from msgflux._transport.types import HttpRequest, SSEEvent
 from msgflux.exceptions import (
     CapabilityError,
@@ -40,6 +39,7 @@ from msgflux.exceptions import (
 from msgflux.models.dialects._media import guess_media_type, is_http_url, split_data_url
 from msgflux.models.dialects._schema import prune_schema
 from msgflux.models.dialects.base import (
+    USER_AGENT,
     Endpoint,
     decode_wire,
     error_from_status,
@@ -94,7 +94,6 @@ _EFFORTS = {"minimal": "low", "low": "low", "medium": "medium", "high": "high", 
             "max": "max"}
 
 _FILES_BETA = "files-api-2025-04-14"  # documents referenced by file_id (Files API)
-_USER_AGENT = f"msgflux/{__version__}"
 _encode = msgspec.json.Encoder().encode
 
 
@@ -204,7 +203,7 @@ def build_request(request: ChatRequest, endpoint: Endpoint) -> HttpRequest:
     headers = [
         ("content-type", "application/json"),
         ("accept", "text/event-stream" if request.stream else "application/json"),
-        ("user-agent", _USER_AGENT),
+        ("user-agent", USER_AGENT),
         ("anthropic-version", endpoint.api_version or API_VERSION),
     ]
     if endpoint.api_key:

@@ -8,12 +8,15 @@ import msgspec
 
 from msgflux import exceptions as exc
 from msgflux._transport.types import SSEEvent
+from msgflux._version import __version__
 from msgflux.models.request import Delta
 
 T = TypeVar("T")
 
-__all__ = ["Endpoint", "Quirks", "StreamDecoder", "decode_wire", "error_from_status", "http_error",
-           "join_url"]
+USER_AGENT = f"msgflux/{__version__}"
+
+__all__ = ["USER_AGENT", "Endpoint", "Quirks", "StreamDecoder", "decode_wire",
+           "error_from_status", "http_error", "join_url"]
 
 
 class Quirks(msgspec.Struct, frozen=True):

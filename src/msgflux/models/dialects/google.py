@@ -33,7 +33,6 @@ from urllib.parse import quote
 
 import msgspec
 
-from msgflux import __version__
 from msgflux._transport.types import HttpRequest, SSEEvent
 from msgflux.exceptions import (
     InvalidParameterError,
@@ -48,7 +47,12 @@ from msgflux.models.dialects._media import (
     split_data_url,
 )
 from msgflux.models.dialects._schema import prune_schema
-from msgflux.models.dialects.base import Endpoint, decode_wire, error_from_status
+from msgflux.models.dialects.base import (
+    USER_AGENT,
+    Endpoint,
+    decode_wire,
+    error_from_status,
+)
 from msgflux.models.request import (
     AudioPart,
     ChatRequest,
@@ -90,7 +94,6 @@ _LEVELS = {"none": "minimal", "minimal": "minimal", "low": "low", "medium": "med
 # Google's documented stand-in for calls that came from another model's history.
 _SKIP_SIGNATURE = "skip_thought_signature_validator"
 
-_USER_AGENT = f"msgflux/{__version__}"
 _encode = msgspec.json.Encoder().encode
 _VERSIONED = re.compile(r"/v\d+(?:alpha\d*|beta\d*)?$")
 _GEMINI = re.compile(r"gemini-(\d+)(?:\.(\d+))?")
@@ -146,7 +149,7 @@ def build_request(request: ChatRequest, endpoint: Endpoint) -> HttpRequest:
     headers = [
         ("content-type", "application/json"),
         ("accept", "text/event-stream" if request.stream else "application/json"),
-        ("user-agent", _USER_AGENT),
+        ("user-agent", USER_AGENT),
     ]
     if endpoint.api_key:
         headers.append(("x-goog-api-key", endpoint.api_key))  # never in the URL

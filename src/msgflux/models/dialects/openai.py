@@ -12,10 +12,10 @@ from typing import Any
 
 import msgspec
 
-from msgflux import __version__
 from msgflux._transport.types import HttpRequest, SSEEvent
 from msgflux.exceptions import ProviderError, ResponseError
 from msgflux.models.dialects.base import (
+    USER_AGENT,
     Endpoint,
     decode_wire,
     error_from_status,
@@ -39,7 +39,6 @@ from msgflux.models.request import (
 
 __all__ = ["StreamDecoder", "build_request", "parse_error", "parse_response", "stream_decoder"]
 
-_USER_AGENT = f"msgflux/{__version__}"
 _encode = msgspec.json.Encoder().encode
 
 
@@ -105,7 +104,7 @@ def build_request(request: ChatRequest, endpoint: Endpoint) -> HttpRequest:
     headers = [
         ("content-type", "application/json"),
         ("accept", "text/event-stream" if request.stream else "application/json"),
-        ("user-agent", _USER_AGENT),
+        ("user-agent", USER_AGENT),
     ]
     if endpoint.api_key:
         headers.append(("authorization", f"Bearer {endpoint.api_key}"))
