@@ -249,7 +249,7 @@ def test_llamacpp_echoes_prefill_in_whole_replies(llama_server: Any) -> None:
     Anthropic returns only the continuation; the anthropic row assumes that, so a
     whole reply from llama.cpp shows the prefix twice (streams are right).
     """
-    from msgflux._transport.sync_client import SyncTransport
+    from msgflux._transport.sync_client import HTTPTransport
     from msgflux.models.dialects import anthropic
     from msgflux.models.dialects.base import Endpoint
     from msgflux.models.request import ChatRequest, Message
@@ -258,7 +258,7 @@ def test_llamacpp_echoes_prefill_in_whole_replies(llama_server: Any) -> None:
                           messages=(Message("user", "What is 30 * 3 + 33?"),),
                           prefill="Let's think step by step:")
     http = anthropic.build_request(request, Endpoint("anthropic", llama_server.root_url))
-    transport = SyncTransport()
+    transport = HTTPTransport()
     try:
         reply = transport.send(http)
     finally:

@@ -1,4 +1,4 @@
-"""AsyncTransport against the scripted loopback server (no mocks of our own code)."""
+"""AsyncHTTPTransport against the scripted loopback server (no mocks of our own code)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 import pytest_asyncio
 
-from msgflux._transport.async_client import AsyncTransport
+from msgflux._transport.async_client import AsyncHTTPTransport
 from msgflux._transport.types import HttpRequest, SSEEvent, Timeouts
 from msgflux.exceptions import (
     APIConnectionError,
@@ -58,8 +58,8 @@ def server() -> Iterator[ScriptedServer]:
 
 
 @pytest_asyncio.fixture
-async def transport() -> AsyncIterator[AsyncTransport]:
-    async with AsyncTransport(trust_env=False) as t:
+async def transport() -> AsyncIterator[AsyncHTTPTransport]:
+    async with AsyncHTTPTransport(trust_env=False) as t:
         yield t
 
 
@@ -95,7 +95,9 @@ def fds_settle_to(limit: int, timeout: float = 5.0) -> int:
     ],
     ids=["content-length", "chunked", "gzip", "close-delimited"],
 )
-async def test_send_body_framings(server: ScriptedServer, transport: AsyncTransport, reply) -> None:
+async def test_send_body_framings(
+    server: ScriptedServer, transport: AsyncHTTPTransport, reply
+) -> None:
     server.enqueue(reply)
     resp = await transport.send(post(server), FAST)
     assert (resp.status, resp.body) == (200, b'{"ok": 1}')
@@ -104,7 +106,7 @@ async def test_send_body_framings(server: ScriptedServer, transport: AsyncTransp
 
 @pytest.mark.asyncio
 async def test_error_status_returned_and_connection_reused(
-    server: ScriptedServer, transport: AsyncTransport
+    server: ScriptedServer, transport: AsyncHTTPTransport
 ) -> None:
     server.enqueue(json_reply(503, {"error": "later"}, {"Retry-After": "1"}), json_reply(200, {}))
     r = await transport.send(post(server), FAST)
@@ -115,7 +117,7 @@ async def test_error_status_returned_and_connection_reused(
 
 @pytest.mark.asyncio
 async def test_concurrent_requests_then_reuse(
-    server: ScriptedServer, transport: AsyncTransport
+    server: ScriptedServer, transport: AsyncHTTPTransport
 ) -> None:
     for i in range(60):
         server.enqueue(json_reply(200, {"i": i}))
@@ -132,7 +134,7 @@ async def test_concurrent_requests_then_reuse(
 @pytest.mark.asyncio
 @pytest.mark.parametrize("fault", [drop, reset], ids=["eof", "rst"])
 async def test_dead_pooled_connection_is_retried_once(
-    server: ScriptedServer, transport: AsyncTransport, fault
+    server: ScriptedServer, transport: AsyncHTTPTransport, fault
 ) -> None:
     server.enqueue(json_reply(200, {"n": 1}), fault(), json_reply(200, {"n": 2}))
     await transport.send(post(server), FAST)
@@ -142,7 +144,7 @@ async def test_dead_pooled_connection_is_retried_once(
 
 @pytest.mark.asyncio
 async def test_fresh_connection_closed_is_an_error_without_retry(
-    server: ScriptedServer, transport: AsyncTransport
+    server: ScriptedServer, transport: AsyncHTTPTransport
 ) -> None:
     server.enqueue(drop(), json_reply(200, {}))
     with pytest.raises(APIConnectionError, match="closed before a response arrived"):
@@ -152,7 +154,7 @@ async def test_fresh_connection_closed_is_an_error_without_retry(
 
 @pytest.mark.asyncio
 async def test_server_closed_idle_connection_is_skipped(
-    server: ScriptedServer, transport: AsyncTransport
+    server: ScriptedServer, transport: AsyncHTTPTransport
 ) -> None:
     server.enqueue(json_reply(200, {}).then_close(), json_reply(200, {"n": 2}))
     await transport.send(post(server), FAST)
@@ -163,7 +165,7 @@ async def test_server_closed_idle_connection_is_skipped(
 
 @pytest.mark.asyncio
 async def test_unsolicited_bytes_on_an_idle_connection_are_not_a_response(
-    server: ScriptedServer, transport: AsyncTransport
+    server: ScriptedServer, transport: AsyncHTTPTransport
 ) -> None:
     server.enqueue(IDLE_408, json_reply(200, {"n": 2}))
     await transport.send(post(server), FAST)
@@ -183,7 +185,7 @@ async def test_unsolicited_bytes_on_an_idle_connection_are_not_a_response(
     ids=["content-length", "chunked", "reset"],
 )
 async def test_body_cut_short_is_an_error(
-    server: ScriptedServer, transport: AsyncTransport, reply
+    server: ScriptedServer, transport: AsyncHTTPTransport, reply
 ) -> None:
     server.enqueue(reply)
     with pytest.raises(APIConnectionError) as info:
@@ -193,14 +195,14 @@ async def test_body_cut_short_is_an_error(
 
 
 @pytest.mark.asyncio
-async def test_malformed_response(server: ScriptedServer, transport: AsyncTransport) -> None:
+async def test_malformed_response(server: ScriptedServer, transport: AsyncHTTPTransport) -> None:
     server.enqueue(raw(b"HTTP/1.1 abc\r\n\r\n", close=True))
     with pytest.raises(TransportError, match="invalid HTTP response"):
         await transport.send(post(server), FAST)
 
 
 @pytest.mark.asyncio
-async def test_connection_refused(transport: AsyncTransport) -> None:
+async def test_connection_refused(transport: AsyncHTTPTransport) -> None:
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
@@ -214,7 +216,7 @@ async def test_connection_refused(transport: AsyncTransport) -> None:
 
 
 @pytest.mark.asyncio
-async def test_first_byte_timeout(server: ScriptedServer, transport: AsyncTransport) -> None:
+async def test_first_byte_timeout(server: ScriptedServer, transport: AsyncHTTPTransport) -> None:
     server.enqueue(stall(3))
     t0 = time.monotonic()
     with pytest.raises(FirstByteTimeoutError, match=r"first_byte timeout.*0\.2 s"):
@@ -223,7 +225,9 @@ async def test_first_byte_timeout(server: ScriptedServer, transport: AsyncTransp
 
 
 @pytest.mark.asyncio
-async def test_idle_timeout_mid_stream(server: ScriptedServer, transport: AsyncTransport) -> None:
+async def test_idle_timeout_mid_stream(
+    server: ScriptedServer, transport: AsyncHTTPTransport
+) -> None:
     reply = sse_reply([{"n": 1}, {"n": 2}, {"n": 3}])
     first_two = sum(len(step[1]) for step in reply.steps[:3])
     server.enqueue(reply.stall_after(first_two, 3))
@@ -237,7 +241,7 @@ async def test_idle_timeout_mid_stream(server: ScriptedServer, transport: AsyncT
 
 @pytest.mark.asyncio
 async def test_slow_consumer_is_not_an_idle_timeout(
-    server: ScriptedServer, transport: AsyncTransport
+    server: ScriptedServer, transport: AsyncHTTPTransport
 ) -> None:
     # Idle measures the server's silence while we wait, not our own work.
     server.enqueue(sse_reply([{"n": 1}, {"n": 2}]))
@@ -251,7 +255,7 @@ async def test_slow_consumer_is_not_an_idle_timeout(
 
 @pytest.mark.asyncio
 async def test_total_timeout_on_a_dripping_stream(
-    server: ScriptedServer, transport: AsyncTransport
+    server: ScriptedServer, transport: AsyncHTTPTransport
 ) -> None:
     server.enqueue(sse_reply([{"n": i} for i in range(50)], delay_between=0.05))
     t0 = time.monotonic()
@@ -264,7 +268,7 @@ async def test_total_timeout_on_a_dripping_stream(
 
 @pytest.mark.asyncio
 async def test_connect_timeout_covers_a_stalled_tls_handshake(
-    server: ScriptedServer, transport: AsyncTransport
+    server: ScriptedServer, transport: AsyncHTTPTransport
 ) -> None:
     url = server.url.replace("http://", "https://")
     with pytest.raises(ConnectTimeoutError, match="connect timeout"):
@@ -273,7 +277,7 @@ async def test_connect_timeout_covers_a_stalled_tls_handshake(
 
 @pytest.mark.asyncio
 async def test_cancelled_request_closes_its_connection(
-    server: ScriptedServer, transport: AsyncTransport
+    server: ScriptedServer, transport: AsyncHTTPTransport
 ) -> None:
     server.enqueue(stall(3), json_reply(200, {}))
     task = asyncio.ensure_future(transport.send(post(server), FAST))
@@ -290,7 +294,7 @@ async def test_cancelled_request_closes_its_connection(
 
 @pytest.mark.asyncio
 async def test_stream_events_split_at_every_byte(
-    server: ScriptedServer, transport: AsyncTransport
+    server: ScriptedServer, transport: AsyncHTTPTransport
 ) -> None:
     events = [{"i": i} for i in range(5)] + ["event: end\ndata: [DONE]\n\n"]
     server.enqueue(sse_reply(events, chunk_split=1))
@@ -301,7 +305,9 @@ async def test_stream_events_split_at_every_byte(
 
 
 @pytest.mark.asyncio
-async def test_many_events_in_one_read(server: ScriptedServer, transport: AsyncTransport) -> None:
+async def test_many_events_in_one_read(
+    server: ScriptedServer, transport: AsyncHTTPTransport
+) -> None:
     body = "".join(f"data: {i}\n\n" for i in range(500))
     server.enqueue(sse_reply([body]), json_reply(200, {}))
     async with await transport.open_stream(post(server, stream=True), FAST) as s:
@@ -313,7 +319,7 @@ async def test_many_events_in_one_read(server: ScriptedServer, transport: AsyncT
 
 @pytest.mark.asyncio
 async def test_large_stream_with_backpressure(
-    server: ScriptedServer, transport: AsyncTransport
+    server: ScriptedServer, transport: AsyncHTTPTransport
 ) -> None:
     chunk = "data: " + "x" * 8000 + "\n\n"
     server.enqueue(sse_reply([chunk] * 500))  # ~4 MB, more than the 1 MiB high-water mark
@@ -327,7 +333,9 @@ async def test_large_stream_with_backpressure(
 
 
 @pytest.mark.asyncio
-async def test_stream_error_status_body(server: ScriptedServer, transport: AsyncTransport) -> None:
+async def test_stream_error_status_body(
+    server: ScriptedServer, transport: AsyncHTTPTransport
+) -> None:
     server.enqueue(json_reply(400, {"error": "bad"}))
     async with await transport.open_stream(post(server, stream=True), FAST) as s:
         assert s.status == 400
@@ -335,7 +343,9 @@ async def test_stream_error_status_body(server: ScriptedServer, transport: Async
 
 
 @pytest.mark.asyncio
-async def test_stream_broken_mid_event(server: ScriptedServer, transport: AsyncTransport) -> None:
+async def test_stream_broken_mid_event(
+    server: ScriptedServer, transport: AsyncHTTPTransport
+) -> None:
     reply = sse_reply([{"n": 1}, {"n": 2}], chunk_split=4)
     total = sum(len(step[1]) for step in reply.steps if step[0] == "write")
     server.enqueue(reply.drop_after(total - 12))
@@ -348,7 +358,9 @@ async def test_stream_broken_mid_event(server: ScriptedServer, transport: AsyncT
 
 
 @pytest.mark.asyncio
-async def test_unterminated_final_event(server: ScriptedServer, transport: AsyncTransport) -> None:
+async def test_unterminated_final_event(
+    server: ScriptedServer, transport: AsyncHTTPTransport
+) -> None:
     server.enqueue(sse_reply(["data: one\n\n", "data: two"]))
     async with await transport.open_stream(post(server, stream=True), FAST) as s:
         assert [e.data async for e in s] == [b"one"]
@@ -357,7 +369,7 @@ async def test_unterminated_final_event(server: ScriptedServer, transport: Async
 
 @pytest.mark.asyncio
 async def test_stream_closed_early_is_not_pooled(
-    server: ScriptedServer, transport: AsyncTransport
+    server: ScriptedServer, transport: AsyncHTTPTransport
 ) -> None:
     server.enqueue(sse_reply([{"n": i} for i in range(3)], delay_between=0.3), json_reply(200, {}))
     async with await transport.open_stream(post(server, stream=True), FAST) as s:
@@ -370,7 +382,7 @@ async def test_stream_closed_early_is_not_pooled(
 
 
 def test_one_transport_across_several_asyncio_runs(server: ScriptedServer) -> None:
-    t = AsyncTransport(trust_env=False)
+    t = AsyncHTTPTransport(trust_env=False)
     fds = open_fds()
     for i in range(4):
         server.enqueue(json_reply(200, {"run": i}), json_reply(200, {"run": i}))
@@ -391,7 +403,7 @@ def test_one_transport_across_several_asyncio_runs(server: ScriptedServer) -> No
 
 
 def test_pool_of_a_loop_closed_without_shutdown_is_dropped(server: ScriptedServer) -> None:
-    t = AsyncTransport(trust_env=False)
+    t = AsyncHTTPTransport(trust_env=False)
     fds = open_fds()
     server.enqueue(json_reply(200, {}), json_reply(200, {}))
     loop = asyncio.new_event_loop()
@@ -418,14 +430,14 @@ def tls_server() -> Iterator[ScriptedServer]:
 async def test_https_and_connect_tunnel(tls_server: ScriptedServer) -> None:
     ctx = tls_server.client_ssl_context()
     tls_server.enqueue(json_reply(200, {"direct": 1}), sse_reply([{"n": 1}]))
-    async with AsyncTransport(ssl_context=ctx, trust_env=False) as t:
+    async with AsyncHTTPTransport(ssl_context=ctx, trust_env=False) as t:
         url = f"https://localhost:{tls_server.port}/v1"
         assert (await t.send(HttpRequest("POST", url, (), b"{}"), FAST)).body == b'{"direct": 1}'
         s = await t.open_stream(HttpRequest("POST", url, (), b"{}", stream=True), FAST)
         assert [e.data async for e in s] == [b'{"n": 1}']
     tls_server.enqueue(json_reply(200, {"via": "tunnel"}))
     with ConnectProxy(("127.0.0.1", tls_server.port)) as proxy:
-        async with AsyncTransport(ssl_context=ctx, proxy=proxy.url) as t:
+        async with AsyncHTTPTransport(ssl_context=ctx, proxy=proxy.url) as t:
             url = f"https://scripted.test:{tls_server.port}/v1"
             resp = await t.send(HttpRequest("POST", url, (), b"{}"), FAST)
     assert resp.body == b'{"via": "tunnel"}'
@@ -434,7 +446,7 @@ async def test_https_and_connect_tunnel(tls_server: ScriptedServer) -> None:
 
 @pytest.mark.asyncio
 async def test_untrusted_certificate(tls_server: ScriptedServer) -> None:
-    async with AsyncTransport(trust_env=False) as t:
+    async with AsyncHTTPTransport(trust_env=False) as t:
         with pytest.raises(APIConnectionError, match="certificate verification failed") as info:
             await t.send(HttpRequest("GET", f"https://localhost:{tls_server.port}/"), FAST)
     assert not info.value.retryable
@@ -444,7 +456,7 @@ async def test_untrusted_certificate(tls_server: ScriptedServer) -> None:
 def test_no_socket_leaks() -> None:
     before = open_fds()
     with ScriptedServer() as srv:
-        t = AsyncTransport(trust_env=False)
+        t = AsyncHTTPTransport(trust_env=False)
         srv.enqueue(
             json_reply(200, {}),
             json_reply(200, {}).drop_after(20),

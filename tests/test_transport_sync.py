@@ -1,4 +1,4 @@
-"""SyncTransport against the scripted loopback server (no mocks of our own code)."""
+"""HTTPTransport against the scripted loopback server (no mocks of our own code)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from msgflux._transport import sync_client
-from msgflux._transport.sync_client import SyncTransport
+from msgflux._transport.sync_client import HTTPTransport
 from msgflux._transport.types import HttpRequest, SSEEvent, Timeouts
 from msgflux.exceptions import (
     APIConnectionError,
@@ -59,8 +59,8 @@ def server() -> Iterator[ScriptedServer]:
 
 
 @pytest.fixture
-def transport() -> Iterator[SyncTransport]:
-    with SyncTransport(trust_env=False) as t:
+def transport() -> Iterator[HTTPTransport]:
+    with HTTPTransport(trust_env=False) as t:
         yield t
 
 
@@ -88,14 +88,14 @@ def post(server: ScriptedServer, path: str = "/v1/chat", stream: bool = False) -
     ],
     ids=["content-length", "chunked", "gzip", "gzip-chunked", "close-delimited"],
 )
-def test_send_body_framings(server: ScriptedServer, transport: SyncTransport, reply) -> None:
+def test_send_body_framings(server: ScriptedServer, transport: HTTPTransport, reply) -> None:
     server.enqueue(reply)
     resp = transport.send(post(server), FAST)
     assert resp.status == 200
     assert resp.body == b'{"ok": 1}'
 
 
-def test_request_as_sent(server: ScriptedServer, transport: SyncTransport) -> None:
+def test_request_as_sent(server: ScriptedServer, transport: HTTPTransport) -> None:
     server.enqueue(json_reply(200, {}), sse_reply(["data: x\n\n"]))
     transport.send(post(server), FAST)
     with transport.open_stream(post(server, stream=True), FAST) as s:
@@ -111,7 +111,7 @@ def test_request_as_sent(server: ScriptedServer, transport: SyncTransport) -> No
 
 
 def test_error_statuses_are_returned_not_raised(
-    server: ScriptedServer, transport: SyncTransport
+    server: ScriptedServer, transport: HTTPTransport
 ) -> None:
     server.enqueue(
         json_reply(429, {"error": "slow down"}, {"Retry-After": "2"}),
@@ -127,7 +127,7 @@ def test_error_statuses_are_returned_not_raised(
 # ---------------------------------------------------------------- keep-alive
 
 
-def test_keep_alive_reuses_one_connection(server: ScriptedServer, transport: SyncTransport) -> None:
+def test_keep_alive_reuses_one_connection(server: ScriptedServer, transport: HTTPTransport) -> None:
     for i in range(5):
         server.enqueue(json_reply(200, {"i": i}))
     bodies = [transport.send(post(server), FAST).body for _ in range(5)]
@@ -135,7 +135,7 @@ def test_keep_alive_reuses_one_connection(server: ScriptedServer, transport: Syn
     assert server.connections == 1
 
 
-def test_connection_close_is_not_reused(server: ScriptedServer, transport: SyncTransport) -> None:
+def test_connection_close_is_not_reused(server: ScriptedServer, transport: HTTPTransport) -> None:
     server.enqueue(json_reply(200, {}, {"Connection": "close"}).then_close())
     server.enqueue(json_reply(200, {}))
     transport.send(post(server), FAST)
@@ -145,7 +145,7 @@ def test_connection_close_is_not_reused(server: ScriptedServer, transport: SyncT
 
 @pytest.mark.parametrize("probe", [True, False], ids=["probed", "retried"])
 def test_server_closed_idle_connection(
-    server: ScriptedServer, transport: SyncTransport, probe: bool, monkeypatch: pytest.MonkeyPatch
+    server: ScriptedServer, transport: HTTPTransport, probe: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A pooled socket idle for a while is probed for a FIN before reuse; one
     # reused at once is not, and the stale-connection retry covers it.
@@ -158,7 +158,7 @@ def test_server_closed_idle_connection(
 
 
 def test_unsolicited_bytes_on_an_idle_connection_are_not_a_response(
-    server: ScriptedServer, transport: SyncTransport
+    server: ScriptedServer, transport: HTTPTransport
 ) -> None:
     server.enqueue(IDLE_408, json_reply(200, {"n": 2}))
     transport.send(post(server), FAST)
@@ -169,7 +169,7 @@ def test_unsolicited_bytes_on_an_idle_connection_are_not_a_response(
 
 @pytest.mark.parametrize("fault", [drop, reset], ids=["eof", "rst"])
 def test_dead_pooled_connection_is_retried_once(
-    server: ScriptedServer, transport: SyncTransport, fault
+    server: ScriptedServer, transport: HTTPTransport, fault
 ) -> None:
     server.enqueue(json_reply(200, {"n": 1}), fault(), json_reply(200, {"n": 2}))
     transport.send(post(server), FAST)
@@ -179,7 +179,7 @@ def test_dead_pooled_connection_is_retried_once(
 
 
 def test_fresh_connection_closed_without_response_is_an_error(
-    server: ScriptedServer, transport: SyncTransport
+    server: ScriptedServer, transport: HTTPTransport
 ) -> None:
     server.enqueue(drop(), json_reply(200, {}))
     with pytest.raises(APIConnectionError, match="closed before a response arrived") as info:
@@ -189,7 +189,7 @@ def test_fresh_connection_closed_without_response_is_an_error(
 
 
 def test_dead_pooled_then_dead_fresh_raises(
-    server: ScriptedServer, transport: SyncTransport
+    server: ScriptedServer, transport: HTTPTransport
 ) -> None:
     server.enqueue(json_reply(200, {}), drop(), drop())
     transport.send(post(server), FAST)
@@ -213,7 +213,7 @@ def test_dead_pooled_then_dead_fresh_raises(
     ids=["content-length", "chunked", "reset", "declared-longer", "mid-head"],
 )
 def test_body_cut_short_is_an_error_never_a_short_body(
-    server: ScriptedServer, transport: SyncTransport, reply
+    server: ScriptedServer, transport: HTTPTransport, reply
 ) -> None:
     server.enqueue(reply)
     with pytest.raises(APIConnectionError) as info:
@@ -224,7 +224,7 @@ def test_body_cut_short_is_an_error_never_a_short_body(
 
 
 def test_malformed_response_is_a_transport_error(
-    server: ScriptedServer, transport: SyncTransport
+    server: ScriptedServer, transport: HTTPTransport
 ) -> None:
     server.enqueue(raw(b"NOT HTTP AT ALL\r\n\r\n", close=True))
     with pytest.raises(TransportError, match="invalid HTTP response") as info:
@@ -238,7 +238,7 @@ def test_connection_refused() -> None:
     port = s.getsockname()[1]
     s.close()  # nothing listens there now
     with (
-        SyncTransport(trust_env=False) as t,
+        HTTPTransport(trust_env=False) as t,
         pytest.raises(APIConnectionError, match="refused") as info,
     ):
         t.send(HttpRequest("GET", f"http://127.0.0.1:{port}/x", (("Authorization", SECRET),)))
@@ -249,7 +249,7 @@ def test_connection_refused() -> None:
 # ---------------------------------------------------------------- timeouts
 
 
-def test_first_byte_timeout(server: ScriptedServer, transport: SyncTransport) -> None:
+def test_first_byte_timeout(server: ScriptedServer, transport: HTTPTransport) -> None:
     server.enqueue(stall(3))
     t0 = time.monotonic()
     with pytest.raises(FirstByteTimeoutError) as info:
@@ -260,12 +260,12 @@ def test_first_byte_timeout(server: ScriptedServer, transport: SyncTransport) ->
     assert isinstance(info.value, TimeoutError) and info.value.retryable
 
 
-def test_delay_within_first_byte_is_fine(server: ScriptedServer, transport: SyncTransport) -> None:
+def test_delay_within_first_byte_is_fine(server: ScriptedServer, transport: HTTPTransport) -> None:
     server.enqueue(delay(0.2, json_reply(200, {})))
     assert transport.send(post(server), Timeouts(first_byte=1, idle=0.1)).status == 200
 
 
-def test_slow_headers_are_bounded_by_idle(server: ScriptedServer, transport: SyncTransport) -> None:
+def test_slow_headers_are_bounded_by_idle(server: ScriptedServer, transport: HTTPTransport) -> None:
     server.enqueue(slow_headers(json_reply(200, {}), per_byte=0.005))
     assert transport.send(post(server), Timeouts(first_byte=1, idle=0.5)).status == 200
     server.enqueue(slow_headers(json_reply(200, {}), per_byte=0.5))
@@ -273,7 +273,7 @@ def test_slow_headers_are_bounded_by_idle(server: ScriptedServer, transport: Syn
         transport.send(post(server), Timeouts(first_byte=1, idle=0.2, total=5))
 
 
-def test_idle_timeout_mid_stream(server: ScriptedServer, transport: SyncTransport) -> None:
+def test_idle_timeout_mid_stream(server: ScriptedServer, transport: HTTPTransport) -> None:
     reply = sse_reply([{"n": 1}, {"n": 2}, {"n": 3}])
     first_two = len(reply.steps[0][1]) + len(reply.steps[1][1]) + len(reply.steps[2][1])
     server.enqueue(reply.stall_after(first_two, 3))
@@ -289,7 +289,7 @@ def test_idle_timeout_mid_stream(server: ScriptedServer, transport: SyncTranspor
 
 
 def test_total_timeout_on_a_dripping_stream(
-    server: ScriptedServer, transport: SyncTransport
+    server: ScriptedServer, transport: HTTPTransport
 ) -> None:
     server.enqueue(sse_reply([{"n": i} for i in range(50)], delay_between=0.05))
     t0 = time.monotonic()
@@ -308,7 +308,7 @@ def test_connect_timeout_when_the_backlog_is_full() -> None:
             port = stack.enter_context(hanging_listener())
         except RuntimeError as exc:  # e.g. tcp_abort_on_overflow answers with RST
             pytest.skip(str(exc))
-        with SyncTransport(trust_env=False) as t, pytest.raises(ConnectTimeoutError) as info:
+        with HTTPTransport(trust_env=False) as t, pytest.raises(ConnectTimeoutError) as info:
             t.send(HttpRequest("GET", f"http://127.0.0.1:{port}/"), Timeouts(connect=0.3))
         assert "connect timeout" in str(info.value) and "0.3 s" in str(info.value)
 
@@ -316,7 +316,7 @@ def test_connect_timeout_when_the_backlog_is_full() -> None:
 def test_connect_timeout_covers_a_stalled_tls_handshake(server: ScriptedServer) -> None:
     # The plain-HTTP scripted server never answers a TLS ClientHello.
     url = server.url.replace("http://", "https://")
-    with SyncTransport(trust_env=False) as t, pytest.raises(ConnectTimeoutError):
+    with HTTPTransport(trust_env=False) as t, pytest.raises(ConnectTimeoutError):
         t.send(HttpRequest("GET", url + "/"), Timeouts(connect=0.3))
 
 
@@ -324,7 +324,7 @@ def test_connect_timeout_covers_a_stalled_tls_handshake(server: ScriptedServer) 
 
 
 def test_stream_events_split_at_every_byte(
-    server: ScriptedServer, transport: SyncTransport
+    server: ScriptedServer, transport: HTTPTransport
 ) -> None:
     events = [{"i": i} for i in range(5)] + ["event: end\ndata: [DONE]\n\n"]
     server.enqueue(sse_reply(events, chunk_split=1))
@@ -337,7 +337,7 @@ def test_stream_events_split_at_every_byte(
 
 @pytest.mark.parametrize("chunked", [True, False], ids=["chunked", "close-delimited"])
 def test_stream_framings_and_reuse(
-    server: ScriptedServer, transport: SyncTransport, chunked: bool
+    server: ScriptedServer, transport: HTTPTransport, chunked: bool
 ) -> None:
     server.enqueue(sse_reply([{"a": 1}, {"b": 2}], chunked=chunked))
     server.enqueue(json_reply(200, {}))
@@ -348,7 +348,7 @@ def test_stream_framings_and_reuse(
 
 
 def test_stream_error_status_body_is_readable(
-    server: ScriptedServer, transport: SyncTransport
+    server: ScriptedServer, transport: HTTPTransport
 ) -> None:
     server.enqueue(json_reply(401, {"error": {"message": "bad key"}}))
     with transport.open_stream(post(server, stream=True), FAST) as s:
@@ -358,7 +358,7 @@ def test_stream_error_status_body_is_readable(
 
 
 def test_stream_broken_mid_event_raises_after_delivering_complete_events(
-    server: ScriptedServer, transport: SyncTransport
+    server: ScriptedServer, transport: HTTPTransport
 ) -> None:
     reply = sse_reply([{"n": 1}, {"n": 2}], chunk_split=4)
     total = sum(len(step[1]) for step in reply.steps if step[0] == "write")
@@ -374,7 +374,7 @@ def test_stream_broken_mid_event_raises_after_delivering_complete_events(
 
 
 def test_unterminated_final_event_is_reported_in_sse_tail(
-    server: ScriptedServer, transport: SyncTransport
+    server: ScriptedServer, transport: HTTPTransport
 ) -> None:
     server.enqueue(sse_reply(["data: one\n\n", "data: two"]))
     with transport.open_stream(post(server, stream=True), FAST) as s:
@@ -383,7 +383,7 @@ def test_unterminated_final_event_is_reported_in_sse_tail(
 
 
 def test_stream_closed_early_is_not_pooled(
-    server: ScriptedServer, transport: SyncTransport
+    server: ScriptedServer, transport: HTTPTransport
 ) -> None:
     server.enqueue(sse_reply([{"n": i} for i in range(3)], delay_between=0.3), json_reply(200, {}))
     with transport.open_stream(post(server, stream=True), FAST) as s:
@@ -393,7 +393,7 @@ def test_stream_closed_early_is_not_pooled(
 
 
 def test_stream_closed_after_last_event_reuses_connection(
-    server: ScriptedServer, transport: SyncTransport
+    server: ScriptedServer, transport: HTTPTransport
 ) -> None:
     # The caller stops at [DONE]; the chunked terminator has arrived by then
     # (or just after), and close() picks it up without blocking.
@@ -422,7 +422,7 @@ def tls_server() -> Iterator[ScriptedServer]:
 
 def test_https_with_trusted_certificate(tls_server: ScriptedServer) -> None:
     tls_server.enqueue(json_reply(200, {"tls": True}), sse_reply([{"n": 1}]))
-    with SyncTransport(ssl_context=tls_server.client_ssl_context(), trust_env=False) as t:
+    with HTTPTransport(ssl_context=tls_server.client_ssl_context(), trust_env=False) as t:
         url = f"https://localhost:{tls_server.port}/v1"
         assert t.send(HttpRequest("POST", url, (), b"{}"), FAST).body == b'{"tls": true}'
         with t.open_stream(HttpRequest("POST", url, (), b"{}", stream=True), FAST) as s:
@@ -430,7 +430,7 @@ def test_https_with_trusted_certificate(tls_server: ScriptedServer) -> None:
 
 
 def test_https_untrusted_certificate_is_not_retryable(tls_server: ScriptedServer) -> None:
-    with SyncTransport(trust_env=False) as t, pytest.raises(APIConnectionError) as info:
+    with HTTPTransport(trust_env=False) as t, pytest.raises(APIConnectionError) as info:
         t.send(HttpRequest("GET", f"https://localhost:{tls_server.port}/"), FAST)
     assert "certificate verification failed" in str(info.value)
     assert not info.value.retryable
@@ -440,7 +440,7 @@ def test_https_through_connect_proxy(tls_server: ScriptedServer) -> None:
     tls_server.enqueue(json_reply(200, {"via": "tunnel"}))
     with ConnectProxy(("127.0.0.1", tls_server.port)) as proxy:
         proxy_url = proxy.url.replace("http://", "http://user:pw@")
-        with SyncTransport(ssl_context=tls_server.client_ssl_context(), proxy=proxy_url) as t:
+        with HTTPTransport(ssl_context=tls_server.client_ssl_context(), proxy=proxy_url) as t:
             url = f"https://scripted.test:{tls_server.port}/v1"
             resp = t.send(HttpRequest("POST", url, (), b"{}"), FAST)
     assert resp.body == b'{"via": "tunnel"}'
@@ -452,7 +452,7 @@ def test_https_through_connect_proxy(tls_server: ScriptedServer) -> None:
 def test_proxy_refusing_connect(tls_server: ScriptedServer) -> None:
     with (
         ConnectProxy(("127.0.0.1", tls_server.port), refuse=407) as proxy,
-        SyncTransport(proxy=proxy.url) as t,
+        HTTPTransport(proxy=proxy.url) as t,
         pytest.raises(APIConnectionError, match="407") as info,
     ):
         t.send(HttpRequest("GET", "https://scripted.test/"), FAST)
@@ -468,7 +468,7 @@ def test_plain_http_through_proxy_from_environment(
     monkeypatch.delenv("no_proxy", raising=False)
     monkeypatch.delenv("NO_PROXY", raising=False)
     server.enqueue(json_reply(200, {}))
-    with SyncTransport() as t:
+    with HTTPTransport() as t:
         assert t.send(HttpRequest("GET", "http://scripted.test/v1/models"), FAST).status == 200
     req = server.requests[0]
     assert req.target == "http://scripted.test/v1/models"
@@ -479,7 +479,7 @@ def test_plain_http_through_proxy_from_environment(
 
 
 def test_eight_threads_share_one_transport(
-    server: ScriptedServer, transport: SyncTransport
+    server: ScriptedServer, transport: HTTPTransport
 ) -> None:
     per_thread = 25
     for i in range(8 * per_thread):
@@ -511,7 +511,7 @@ def test_eight_threads_share_one_transport(
 def test_no_socket_leaks_after_close() -> None:
     before = open_fds()
     with ScriptedServer() as srv:
-        t = SyncTransport(trust_env=False)
+        t = HTTPTransport(trust_env=False)
         srv.enqueue(
             json_reply(200, {}),
             json_reply(200, {}).drop_after(20),

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from msgflux._transport.types import HttpRequest, HttpResponse, SSEEvent, Timeouts
 
 if TYPE_CHECKING:
-    from msgflux._transport.async_client import AsyncStreamResponse, AsyncTransport
+    from msgflux._transport.async_client import AsyncHTTPTransport, AsyncStreamResponse
     from msgflux._transport.retry import (
         RETRYABLE_STATUS,
         RetryPolicy,
@@ -28,19 +28,19 @@ if TYPE_CHECKING:
         retry_after_from_headers,
     )
     from msgflux._transport.sse import SSEDecoder
-    from msgflux._transport.sync_client import SyncStreamResponse, SyncTransport
+    from msgflux._transport.sync_client import HTTPTransport, SyncStreamResponse
 
 __all__ = [
     "RETRYABLE_STATUS",
     "AsyncStreamResponse",
-    "AsyncTransport",
+    "AsyncHTTPTransport",
     "HttpRequest",
     "HttpResponse",
     "RetryPolicy",
     "SSEDecoder",
     "SSEEvent",
     "SyncStreamResponse",
-    "SyncTransport",
+    "HTTPTransport",
     "Timeouts",
     "acall_with_retries",
     "call_with_retries",
@@ -49,9 +49,9 @@ __all__ = [
 
 _LAZY = {
     "AsyncStreamResponse": "async_client",
-    "AsyncTransport": "async_client",
+    "AsyncHTTPTransport": "async_client",
     "SyncStreamResponse": "sync_client",
-    "SyncTransport": "sync_client",
+    "HTTPTransport": "sync_client",
     "SSEDecoder": "sse",
     "RETRYABLE_STATUS": "retry",
     "RetryPolicy": "retry",

@@ -22,26 +22,25 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import threading
 from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
 from msgflux._transport.attempt import INF, Attempt
-from msgflux._transport.errors import connect_failed, protocol_error
+from msgflux._transport.errors import connect_failed
 from msgflux._transport.http11 import IncompleteResponseError, ProtocolError, ResponseParser
-from msgflux._transport.proxy import Route, connect_request, parse_connect_response
-from msgflux._transport.routing import Prepared, Router
+from msgflux._transport.proxy import Route, TunnelHandshake
+from msgflux._transport.routing import Prepared
+from msgflux._transport.settings import ClientBase
 from msgflux._transport.sse import SSEDecoder
-from msgflux._transport.tls import default_ssl_context
-from msgflux._transport.types import HttpRequest, HttpResponse, SSEEvent, Timeouts
+from msgflux._transport.types import HttpRequest, HttpResponse, SSEEvent, Timeouts, header
 from msgflux.exceptions import APIConnectionError, MsgfluxError
 
 if TYPE_CHECKING:
-    import ssl
+    pass
 
-__all__ = ["AsyncStreamResponse", "AsyncTransport"]
+__all__ = ["AsyncStreamResponse", "AsyncHTTPTransport"]
 
 _DEFAULT_TIMEOUTS = Timeouts()
 _HIGH_WATER = 1 << 20  # pause reading a stream when this much body is unread
@@ -325,30 +324,19 @@ class _LoopPool:
             self._agen.aclose().send(None)
 
 
-class AsyncTransport:
+class AsyncHTTPTransport(ClientBase):
     """asyncio HTTP/1.1 transport with one keep-alive pool per event loop.
 
-    Options as :class:`~msgflux._transport.sync_client.SyncTransport`.
-    ``await aclose()`` (or ``async with``) closes the current loop's
-    connections; the transport stays usable.
+    Options: see :class:`~msgflux._transport.settings.ClientBase` (128 idle
+    connections per route by default). ``await aclose()`` (or ``async with``)
+    closes the current loop's connections; the transport stays usable.
     """
 
-    def __init__(
-        self,
-        *,
-        ssl_context: ssl.SSLContext | None = None,
-        proxy: str | None = None,
-        trust_env: bool = True,
-        max_idle_per_host: int = 128,
-        idle_expiry: float = 30.0,
-    ) -> None:
-        self._ssl_context = ssl_context
-        self._router = Router(proxy, trust_env)
-        self._max_idle = max_idle_per_host
-        self._idle_expiry = idle_expiry
-        self._lock = threading.Lock()
+    default_max_idle = 128
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
         self._pools: dict[asyncio.AbstractEventLoop, _LoopPool] = {}
-        self._generation = 0
 
     # ------------------------------------------------------------ public API
 
@@ -389,14 +377,14 @@ class AsyncTransport:
             else:
                 pool.discard()
 
-    async def __aenter__(self) -> AsyncTransport:
+    async def __aenter__(self) -> AsyncHTTPTransport:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
     def __repr__(self) -> str:
-        return f"<AsyncTransport loops={len(self._pools)}>"
+        return f"<AsyncHTTPTransport loops={len(self._pools)}>"
 
     # ------------------------------------------------------------ pools
 
@@ -520,7 +508,7 @@ class AsyncTransport:
         try:
             ctx = None
             if route.tls_host is not None:
-                ctx = self._ssl_context or default_ssl_context()
+                ctx = self._tls_context()
             if route.tunnel is None:
                 await loop.create_connection(
                     lambda: conn, sock=sock, ssl=ctx, server_hostname=route.tls_host
@@ -549,33 +537,20 @@ class AsyncTransport:
         return conn
 
     async def _open_tunnel(self, conn: _Conn, route: Route, attempt: Attempt) -> None:
-        assert route.tunnel is not None and conn.transport is not None
-        buf = conn.tunnel_buf = bytearray()
-        conn.transport.write(connect_request(route.tunnel, route.proxy_auth))
+        assert conn.transport is not None
+        handshake = TunnelHandshake(route, attempt.target.safe_url)
+        received = conn.tunnel_buf = bytearray()
+        conn.transport.write(handshake.request)
         while True:
-            head = parse_connect_response(bytes(buf))
-            if head is not None:
+            data = bytes(received)
+            received.clear()
+            if data and handshake.feed(data):
                 break
             if conn.lost:
-                raise APIConnectionError(
-                    f"proxy closed the connection while opening a tunnel to {route.where}",
-                    url=attempt.target.safe_url,
-                )
-            if len(buf) > 65536:
-                raise protocol_error(route.where, "proxy response head too large")
+                handshake.feed(b"")  # raises: the proxy closed before the tunnel was open
             waiter = conn.waiter = conn.loop.create_future()
             await waiter
         conn.tunnel_buf = None
-        status, reason, used = head
-        if not 200 <= status < 300:
-            err = APIConnectionError(
-                f"proxy refused to open a tunnel to {route.where}: {status} {reason}".rstrip(),
-                url=attempt.target.safe_url,
-            )
-            err.retryable = status in (502, 503, 504)
-            raise err
-        if used != len(buf):
-            raise protocol_error(route.where, "proxy sent data before the TLS handshake")
 
 
 async def _connect_socket(
@@ -636,7 +611,7 @@ class AsyncStreamResponse:
 
     __slots__ = ("_conn", "_decoder", "_events", "_transport", "headers", "sse_tail", "status")
 
-    def __init__(self, transport: AsyncTransport, conn: _Conn) -> None:
+    def __init__(self, transport: AsyncHTTPTransport, conn: _Conn) -> None:
         self._transport = transport
         self._conn: _Conn | None = conn
         self.status: int = conn.parser.status
@@ -647,10 +622,7 @@ class AsyncStreamResponse:
 
     def header(self, name: str) -> str | None:
         """The first value of header ``name`` (lower-case), or ``None``."""
-        for key, value in self.headers:
-            if key == name:
-                return value
-        return None
+        return header(self.headers, name)
 
     async def _next_chunk(self) -> bytes:
         """The next piece of body (decoded); ``b""`` at the end."""
@@ -663,8 +635,7 @@ class AsyncStreamResponse:
             try:
                 await conn.wait(_WANT_BODY)
             except BaseException:
-                self._conn = None
-                conn.abort()
+                self._drop(conn)
                 raise
             data = p.take_body()
         if not data:
@@ -718,12 +689,16 @@ class AsyncStreamResponse:
                 try:
                     await conn.wait(_WANT_BODY)
                 except BaseException:
-                    self._conn = None
-                    conn.abort()
+                    self._drop(conn)
                     raise
         decoder.close()
         self.sse_tail = decoder.pending
         raise StopAsyncIteration
+
+    def _drop(self, conn: _Conn) -> None:
+        """A failed read: the connection cannot be reused."""
+        self._conn = None
+        conn.abort()
 
     def _finish(self) -> None:
         conn = self._conn

@@ -10,10 +10,9 @@ from typing import TYPE_CHECKING
 
 from msgflux._transport.errors import connection_broken, protocol_error, timeout_error
 from msgflux._transport.http11 import IncompleteResponseError, ProtocolError
-from msgflux._transport.types import NON_STREAM_TOTAL, UNSET
+from msgflux._transport.types import NON_STREAM_TOTAL, UNSET, Timeouts
 
 if TYPE_CHECKING:
-    from msgflux._transport.types import Timeouts
     from msgflux._transport.urls import Target
     from msgflux.exceptions import MsgfluxError
 

@@ -19,6 +19,7 @@ from collections.abc import Iterable
 import httptools
 
 from msgflux._transport.decompress import DecompressionError, Decompressor, new_decompressor
+from msgflux._transport.types import header
 from msgflux.exceptions import InvalidParameterError
 
 __all__ = [
@@ -257,10 +258,7 @@ class ResponseParser:
 
     def header(self, name: str) -> str | None:
         """The first value of header ``name`` (lower-case), or ``None``."""
-        for key, value in self.headers:
-            if key == name:
-                return value
-        return None
+        return header(self.headers, name)
 
     # ------------------------------------------------------------ llhttp callbacks
 

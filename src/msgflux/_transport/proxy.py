@@ -17,12 +17,14 @@ import os
 from collections.abc import Mapping
 from typing import NamedTuple
 
+from msgflux._transport.errors import protocol_error
 from msgflux._transport.urls import Origin
-from msgflux.exceptions import InvalidParameterError
+from msgflux.exceptions import APIConnectionError, InvalidParameterError
 
 __all__ = [
     "Proxy",
     "Route",
+    "TunnelHandshake",
     "connect_request",
     "parse_connect_response",
     "proxy_from_env",
@@ -111,6 +113,51 @@ def parse_connect_response(buf: bytes) -> tuple[int, str, int] | None:
     if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
         return (0, line[:80], end + 4)
     return (int(parts[1]), parts[2] if len(parts) > 2 else "", end + 4)
+
+
+_MAX_PROXY_HEAD = 65536
+
+
+class TunnelHandshake:
+    """Opening a CONNECT tunnel through a proxy, sans-I/O, for both clients.
+
+    Send :attr:`request`, then :meth:`feed` what the proxy answers (``b""`` when
+    it closed) until it returns True: the tunnel is open. Failures raise the
+    typed error (a refusal is retryable when the proxy says its upstream is down).
+    """
+
+    __slots__ = ("_buf", "request", "route", "url")
+
+    def __init__(self, route: Route, url: str) -> None:
+        assert route.tunnel is not None
+        self.route = route
+        self.url = url
+        self.request = connect_request(route.tunnel, route.proxy_auth)
+        self._buf = b""
+
+    def feed(self, data: bytes) -> bool:
+        where = self.route.where
+        if not data:
+            raise APIConnectionError(
+                f"proxy closed the connection while opening a tunnel to {where}", url=self.url
+            )
+        buf = self._buf = self._buf + data
+        head = parse_connect_response(buf)
+        if head is None:
+            if len(buf) > _MAX_PROXY_HEAD:
+                raise protocol_error(where, "proxy response head too large")
+            return False
+        status, reason, used = head
+        if not 200 <= status < 300:
+            err = APIConnectionError(
+                f"proxy refused to open a tunnel to {where}: {status} {reason}".rstrip(),
+                url=self.url,
+            )
+            err.retryable = status in (502, 503, 504)
+            raise err
+        if used != len(buf):
+            raise protocol_error(where, "proxy sent data before the TLS handshake")
+        return True
 
 
 def _first(env: Mapping[str, str], names: tuple[str, ...]) -> str | None:

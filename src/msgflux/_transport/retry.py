@@ -23,6 +23,7 @@ from msgflux.exceptions import MsgfluxError
 __all__ = [
     "RETRYABLE_STATUS",
     "RetryPolicy",
+    "RetryState",
     "acall_with_retries",
     "call_with_retries",
     "retry_after_from_headers",
@@ -107,30 +108,53 @@ def _from_http_date(text: str) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
+class RetryState:
+    """The retry decision for one call, sans-I/O: both drivers below only sleep.
+
+    :meth:`after` takes the error of a failed attempt and returns how long to
+    wait before the next one, or ``None`` when the error must propagate (not
+    retryable, or ``policy.max_retries`` used up). ``on_retry(retry_number,
+    error, delay)`` runs before each wait (logging, metrics).
+    """
+
+    __slots__ = ("on_retry", "policy", "retries")
+
+    def __init__(self, policy: RetryPolicy,
+                 on_retry: Callable[[int, MsgfluxError, float], object] | None = None) -> None:
+        self.policy = policy
+        self.on_retry = on_retry
+        self.retries = 0
+
+    def after(self, error: MsgfluxError) -> float | None:
+        if not error.retryable or self.retries >= self.policy.max_retries:
+            return None
+        wait = self.policy.delay(self.retries, error.retry_after)
+        self.retries += 1
+        if self.on_retry is not None:
+            self.on_retry(self.retries, error, wait)
+        return wait
+
+
 def call_with_retries(
     attempt_fn: Callable[[], T],
     policy: RetryPolicy,
     sleep: Callable[[float], object] = time.sleep,
     on_retry: Callable[[int, MsgfluxError, float], object] | None = None,
 ) -> T:
-    """Call ``attempt_fn()``; retry retryable msgflux errors per ``policy``.
+    """Call ``attempt_fn()``; retry retryable msgflux errors as :class:`RetryState` says.
 
-    ``on_retry(retry_number, error, delay)`` runs before each wait (logging,
-    metrics). The last error propagates unchanged when retries run out.
+    The last error propagates unchanged when retries run out.
     """
-    retries = 0
+    state = RetryState(policy, on_retry)
     while True:
         try:
             return attempt_fn()
         except MsgfluxError as exc:
-            if not exc.retryable or retries >= policy.max_retries:
+            wait = state.after(exc)
+            if wait is None:
                 raise
-            wait = policy.delay(retries, exc.retry_after)
-            retries += 1
-            if on_retry is not None:
-                on_retry(retries, exc, wait)
-            if wait > 0:
-                sleep(wait)
+        if wait > 0:
+            sleep(wait)
 
 
 async def acall_with_retries(
@@ -144,16 +168,13 @@ async def acall_with_retries(
         import asyncio
 
         sleep = asyncio.sleep
-    retries = 0
+    state = RetryState(policy, on_retry)
     while True:
         try:
             return await attempt_fn()
         except MsgfluxError as exc:
-            if not exc.retryable or retries >= policy.max_retries:
+            wait = state.after(exc)
+            if wait is None:
                 raise
-            wait = policy.delay(retries, exc.retry_after)
-            retries += 1
-            if on_retry is not None:
-                on_retry(retries, exc, wait)
-            if wait > 0:
-                await sleep(wait)
+        if wait > 0:
+            await sleep(wait)

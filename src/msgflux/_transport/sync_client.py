@@ -13,27 +13,26 @@ stalled stream can hang the caller.
 from __future__ import annotations
 
 import socket
-import threading
 from collections.abc import Iterator
 from contextlib import suppress
 from time import monotonic
 from typing import TYPE_CHECKING, Any
 
 from msgflux._transport.attempt import INF, Attempt
-from msgflux._transport.errors import connect_failed, protocol_error
+from msgflux._transport.errors import connect_failed
 from msgflux._transport.http11 import IncompleteResponseError, ProtocolError, ResponseParser
-from msgflux._transport.proxy import Route, connect_request, parse_connect_response
-from msgflux._transport.routing import Prepared, Router
+from msgflux._transport.proxy import Route, TunnelHandshake
+from msgflux._transport.routing import Prepared
+from msgflux._transport.settings import ClientBase
 from msgflux._transport.sse import SSEDecoder
-from msgflux._transport.tls import default_ssl_context
-from msgflux._transport.types import HttpRequest, HttpResponse, SSEEvent, Timeouts
-from msgflux.exceptions import APIConnectionError, MsgfluxError
+from msgflux._transport.types import HttpRequest, HttpResponse, SSEEvent, Timeouts, header
+from msgflux.exceptions import MsgfluxError
 
 if TYPE_CHECKING:
-    import ssl
+    pass
 
 
-__all__ = ["SyncStreamResponse", "SyncTransport"]
+__all__ = ["SyncStreamResponse", "HTTPTransport"]
 
 _READ_SIZE = 65536
 # Seconds idle before a pooled socket is probed (one poll, ~1 us) for a FIN or
@@ -121,34 +120,40 @@ def _recv(conn: _Conn, attempt: Attempt, kind: str) -> bytes:
             now = monotonic()  # maybe early (a longer-lived socket timeout): re-check
 
 
-class SyncTransport:
+def _pump(conn: _Conn, attempt: Attempt, kind: str) -> None:
+    """One read into the parser (end of input at EOF), bounded by timeout ``kind``.
+
+    Any failure closes the connection and comes out typed.
+    """
+    try:
+        data = _recv(conn, attempt, kind)
+        if data:
+            conn.parser.feed(data)
+        else:
+            conn.parser.feed_eof()
+    except MsgfluxError:
+        conn.close()
+        raise
+    except (OSError, ProtocolError) as exc:
+        conn.close()
+        raise attempt.broken(exc, conn.parser.received) from None
+    except BaseException:
+        conn.close()
+        raise
+
+
+class HTTPTransport(ClientBase):
     """Blocking HTTP/1.1 transport with a keep-alive pool keyed by route.
 
-    ``ssl_context``: TLS settings (default: system CAs, verification on).
-    ``proxy``/``trust_env``: see :class:`~msgflux._transport.routing.Router`.
-    ``max_idle_per_host``: idle connections kept per route.
-    ``idle_expiry``: idle connections older than this (seconds) are not reused.
-    Thread-safe; usable as a context manager; :meth:`close` closes idle
-    sockets, and in-flight ones when they are released, and the transport
-    stays usable.
+    Options: see :class:`~msgflux._transport.settings.ClientBase` (32 idle
+    connections per route by default). Thread-safe; usable as a context
+    manager; :meth:`close` closes idle sockets, and in-flight ones when they
+    are released, and the transport stays usable.
     """
 
-    def __init__(
-        self,
-        *,
-        ssl_context: ssl.SSLContext | None = None,
-        proxy: str | None = None,
-        trust_env: bool = True,
-        max_idle_per_host: int = 32,
-        idle_expiry: float = 30.0,
-    ) -> None:
-        self._ssl_context = ssl_context
-        self._router = Router(proxy, trust_env)
-        self._max_idle = max_idle_per_host
-        self._idle_expiry = idle_expiry
-        self._lock = threading.Lock()
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
         self._idle: dict[tuple, list[_Conn]] = {}
-        self._generation = 0
 
     # ------------------------------------------------------------ public API
 
@@ -156,23 +161,9 @@ class SyncTransport:
         """One attempt; returns any status (4xx/5xx included) with the whole body."""
         conn, attempt = self._start(req, timeouts)
         p = conn.parser
-        try:
-            while not p.complete:
-                data = _recv(conn, attempt, "idle")
-                if data:
-                    p.feed(data)
-                else:
-                    p.feed_eof()
-            response = HttpResponse(p.status, p.headers, p.take_body())
-        except MsgfluxError:
-            conn.close()
-            raise
-        except (OSError, ProtocolError) as exc:
-            conn.close()
-            raise attempt.broken(exc, conn.parser.received) from None
-        except BaseException:
-            conn.close()
-            raise
+        while not p.complete:
+            _pump(conn, attempt, "idle")
+        response = HttpResponse(p.status, p.headers, p.take_body())
         self._release(conn)
         return response
 
@@ -191,7 +182,7 @@ class SyncTransport:
             for conn in pool:
                 conn.close()
 
-    def __enter__(self) -> SyncTransport:
+    def __enter__(self) -> HTTPTransport:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -199,7 +190,7 @@ class SyncTransport:
 
     def __repr__(self) -> str:
         idle = sum(len(v) for v in self._idle.values())
-        return f"<SyncTransport idle_connections={idle}>"
+        return f"<HTTPTransport idle_connections={idle}>"
 
     # ------------------------------------------------------------ one attempt
 
@@ -271,7 +262,7 @@ class SyncTransport:
             if route.tunnel is not None:
                 self._open_tunnel(sock, route, attempt, deadline, which)
             if route.tls_host is not None:
-                ctx = self._ssl_context or default_ssl_context()
+                ctx = self._tls_context()
                 sock.settimeout(_left(deadline, attempt, which))
                 sock = ctx.wrap_socket(sock, server_hostname=route.tls_host)
         except MsgfluxError:
@@ -293,34 +284,13 @@ class SyncTransport:
         deadline: float | None,
         which: str,
     ) -> None:
-        assert route.tunnel is not None
+        handshake = TunnelHandshake(route, attempt.target.safe_url)
         sock.settimeout(_left(deadline, attempt, which))
-        sock.sendall(connect_request(route.tunnel, route.proxy_auth))
-        buf = b""
+        sock.sendall(handshake.request)
         while True:
             sock.settimeout(_left(deadline, attempt, which))
-            data = sock.recv(4096)
-            if not data:
-                raise APIConnectionError(
-                    f"proxy closed the connection while opening a tunnel to {route.where}",
-                    url=attempt.target.safe_url,
-                )
-            buf += data
-            head = parse_connect_response(buf)
-            if head is not None:
-                break
-            if len(buf) > 65536:
-                raise protocol_error(route.where, "proxy response head too large")
-        status, reason, used = head
-        if not 200 <= status < 300:
-            err = APIConnectionError(
-                f"proxy refused to open a tunnel to {route.where}: {status} {reason}".rstrip(),
-                url=attempt.target.safe_url,
-            )
-            err.retryable = status in (502, 503, 504)
-            raise err
-        if used != len(buf):
-            raise protocol_error(route.where, "proxy sent data before the TLS handshake")
+            if handshake.feed(sock.recv(4096)):
+                return
 
     # ------------------------------------------------------------ pool
 
@@ -378,7 +348,7 @@ class SyncStreamResponse:
 
     __slots__ = ("_attempt", "_conn", "_transport", "headers", "sse_tail", "status")
 
-    def __init__(self, transport: SyncTransport, conn: _Conn, attempt: Attempt) -> None:
+    def __init__(self, transport: HTTPTransport, conn: _Conn, attempt: Attempt) -> None:
         self._transport = transport
         self._conn: _Conn | None = conn
         self._attempt = attempt
@@ -388,10 +358,7 @@ class SyncStreamResponse:
 
     def header(self, name: str) -> str | None:
         """The first value of header ``name`` (lower-case), or ``None``."""
-        for key, value in self.headers:
-            if key == name:
-                return value
-        return None
+        return header(self.headers, name)
 
     def _next_chunk(self) -> bytes:
         """The next piece of body (decoded); ``b""`` at the end."""
@@ -399,24 +366,14 @@ class SyncStreamResponse:
         if conn is None:
             return b""
         p = conn.parser
-        try:
+        data = p.take_body()
+        while not data and not p.complete:
+            try:
+                _pump(conn, self._attempt, "idle")
+            except BaseException:
+                self._conn = None  # closed by _pump
+                raise
             data = p.take_body()
-            while not data and not p.complete:
-                raw = _recv(conn, self._attempt, "idle")
-                if raw:
-                    p.feed(raw)
-                else:
-                    p.feed_eof()
-                data = p.take_body()
-        except MsgfluxError:
-            self._discard()
-            raise
-        except (OSError, ProtocolError) as exc:
-            self._discard()
-            raise self._attempt.broken(exc, conn.parser.received) from None
-        except BaseException:
-            self._discard()
-            raise
         if not data:
             self.close()
         return data
@@ -457,12 +414,6 @@ class SyncStreamResponse:
         if not p.complete:
             _drain_nowait(conn)
         self._transport._release(conn)
-
-    def _discard(self) -> None:
-        conn = self._conn
-        if conn is not None:
-            self._conn = None
-            conn.close()
 
     def __enter__(self) -> SyncStreamResponse:
         return self

@@ -11,6 +11,14 @@ import msgspec
 from msgspec import UNSET, UnsetType
 
 
+def header(headers: list[tuple[str, str]], name: str) -> str | None:
+    """The first value of header ``name`` (lower-case) in ``headers``, or ``None``."""
+    for key, value in headers:
+        if key == name:
+            return value
+    return None
+
+
 class HttpRequest(msgspec.Struct, frozen=True):
     """One HTTP request as a dialect describes it."""
 
@@ -33,10 +41,7 @@ class HttpResponse(msgspec.Struct):
 
     def header(self, name: str) -> str | None:
         """The first value of header ``name`` (lower-case), or ``None``."""
-        for key, value in self.headers:
-            if key == name:
-                return value
-        return None
+        return header(self.headers, name)
 
 
 class SSEEvent(msgspec.Struct, frozen=True, gc=False):

@@ -226,9 +226,9 @@ class ChatCompletionModel:
         if transport is None:
             with self._transport_lock:
                 if self._transport is None:
-                    from msgflux._transport.sync_client import SyncTransport
+                    from msgflux._transport.sync_client import HTTPTransport
 
-                    self._transport = SyncTransport()
+                    self._transport = HTTPTransport()
                 transport = self._transport
         return transport
 
@@ -237,9 +237,9 @@ class ChatCompletionModel:
         if transport is None:
             with self._transport_lock:
                 if self._atransport is None:
-                    from msgflux._transport.async_client import AsyncTransport
+                    from msgflux._transport.async_client import AsyncHTTPTransport
 
-                    self._atransport = AsyncTransport()
+                    self._atransport = AsyncHTTPTransport()
                 transport = self._atransport
         return transport
 
