@@ -734,3 +734,6 @@ class AsyncStreamResponse:
 
     def __repr__(self) -> str:
         return f"<AsyncStreamResponse {self.status}>"
+
+
+AsyncHTTPTransport.__module__ = "msgflux.transport"  # public there

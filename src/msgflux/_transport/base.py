@@ -87,3 +87,7 @@ class AsyncTransport(Protocol):
     def close(self) -> None:
         """Best-effort synchronous close, for ``model.close()`` outside a loop."""
         ...
+
+
+for _public in (Transport, AsyncTransport, ResponseStream, AsyncResponseStream):
+    _public.__module__ = "msgflux.transport"  # where users import them from

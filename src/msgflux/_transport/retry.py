@@ -9,8 +9,6 @@ first event reached the caller: that is the caller's to ensure, by retrying
 just the part that opens the stream.
 """
 
-from __future__ import annotations
-
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -178,3 +176,8 @@ async def acall_with_retries(
                 raise
         if wait > 0:
             await sleep(wait)
+
+
+# (No ``from __future__ import annotations`` here: msgspec resolves string
+# annotations through ``__module__``, which no longer names this file.)
+RetryPolicy.__module__ = "msgflux"  # public as mf.RetryPolicy

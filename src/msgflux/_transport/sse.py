@@ -169,3 +169,6 @@ class SSEDecoder:
                 self.retry = int(value)
         if data is not None:
             out.append(SSEEvent(_LF.join(data), event))
+
+
+SSEDecoder.__module__ = "msgflux.transport"  # public there

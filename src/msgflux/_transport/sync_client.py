@@ -448,3 +448,6 @@ def _drain_nowait(conn: _Conn) -> None:
                 return
     except (OSError, ProtocolError):
         return
+
+
+HTTPTransport.__module__ = "msgflux.transport"  # public there

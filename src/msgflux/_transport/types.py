@@ -5,8 +5,6 @@ Pure data, no I/O: dialects build :class:`HttpRequest` and read
 touches a socket.
 """
 
-from __future__ import annotations
-
 import msgspec
 from msgspec import UNSET, UnsetType
 
@@ -76,8 +74,16 @@ class Timeouts(msgspec.Struct, frozen=True):
     total: float | UnsetType | None = UNSET
 
     @classmethod
-    def each(cls, seconds: float) -> Timeouts:
+    def each(cls, seconds: float) -> "Timeouts":
         """``timeout=<seconds>``: that limit on each wait (connect, first byte, every
         gap between chunks), as in httpx and the openai/anthropic SDKs. The total is
         left to the call's kind."""
         return cls(connect=seconds, first_byte=seconds, idle=seconds)
+
+
+# Public names report where users find them. (No ``from __future__ import
+# annotations`` in this module: msgspec resolves string annotations through
+# ``__module__``, which no longer names this file.)
+Timeouts.__module__ = "msgflux"  # public as mf.Timeouts
+for _wire in (HttpRequest, HttpResponse, SSEEvent):
+    _wire.__module__ = "msgflux.transport"  # where transport authors import them from

@@ -1,4 +1,4 @@
-"""What every dialect shares: the endpoint it talks to and the error mapping."""
+"""What every dialect shares: the Dialect protocol, the endpoint, the error mapping."""
 
 from __future__ import annotations
 
@@ -7,15 +7,15 @@ from typing import Any, Literal, Protocol, TypeVar
 import msgspec
 
 from msgflux import exceptions as exc
-from msgflux._transport.types import SSEEvent
+from msgflux._transport.types import HttpRequest, SSEEvent
 from msgflux._version import __version__
-from msgflux.models.request import Delta
+from msgflux.models.request import ChatRequest, Completion, Delta
 
 T = TypeVar("T")
 
 USER_AGENT = f"msgflux/{__version__}"
 
-__all__ = ["USER_AGENT", "Endpoint", "Quirks", "StreamDecoder", "decode_wire",
+__all__ = ["USER_AGENT", "Dialect", "Endpoint", "Quirks", "StreamDecoder", "decode_wire",
            "error_from_status", "http_error", "join_url"]
 
 
@@ -80,6 +80,37 @@ class StreamDecoder(Protocol):
     has_end_marker: bool
 
     def feed(self, event: SSEEvent) -> Delta | None: ...
+
+
+class Dialect(Protocol):
+    """One wire protocol, sans-I/O. Each module of :mod:`msgflux.models.dialects`
+    satisfies it with module-level names (``tests/test_dialect_protocol.py``
+    checks that).
+
+    ``REQUIRES_MAX_TOKENS``: the API refuses a request without an output limit,
+    so the model layer fills one in (from the model's profile).
+    """
+
+    REQUIRES_MAX_TOKENS: bool
+
+    def build_request(self, request: ChatRequest, endpoint: Endpoint) -> HttpRequest:
+        """The HTTP request for ``request`` (URL, headers with the key, body)."""
+        ...
+
+    def parse_response(self, body: bytes, request: ChatRequest | None = None,
+                       provider: str = ...) -> Completion:
+        """A whole (non-streamed) answer; ResponseError when the bytes are not one."""
+        ...
+
+    def stream_decoder(self, request: ChatRequest | None = None, provider: str = ...
+                       ) -> StreamDecoder:
+        """A fresh decoder for one streamed answer."""
+        ...
+
+    def parse_error(self, status: int, headers: list[tuple[str, str]], body: bytes,
+                    provider: str, retry_after: float | None = None) -> exc.ProviderError:
+        """The typed error for a non-2xx response."""
+        ...
 
 
 def join_url(base: str, path: str) -> str:

@@ -71,6 +71,7 @@ from msgflux.models.request import (
 
 __all__ = [
     "API_VERSION",
+    "REQUIRES_MAX_TOKENS",
     "StreamDecoder",
     "build_request",
     "gemini_version",
@@ -82,6 +83,9 @@ __all__ = [
 API_VERSION = "v1beta"
 """The path version used unless ``Endpoint.api_version`` or the base URL names one
 (``parametersJsonSchema`` and ``responseJsonSchema`` need ``v1beta``)."""
+
+REQUIRES_MAX_TOKENS = False
+"""``maxOutputTokens`` is optional: the model's own limit applies without it."""
 
 # reasoning_effort → thinkingBudget (Gemini 2.5; 24576 is the Flash ceiling).
 _BUDGETS = {"none": 0, "minimal": 512, "low": 1024, "medium": 8192, "high": 24576,

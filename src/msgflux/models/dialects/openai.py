@@ -37,7 +37,11 @@ from msgflux.models.request import (
     Usage,
 )
 
-__all__ = ["StreamDecoder", "build_request", "parse_error", "parse_response", "stream_decoder"]
+__all__ = ["REQUIRES_MAX_TOKENS", "StreamDecoder", "build_request", "parse_error",
+           "parse_response", "stream_decoder"]
+
+REQUIRES_MAX_TOKENS = False
+"""The API picks an output limit when the request sets none."""
 
 _encode = msgspec.json.Encoder().encode
 

@@ -1,0 +1,39 @@
+"""Every dialect module satisfies the declared Dialect protocol, name for name."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+
+from msgflux.models.dialects import DIALECTS, get_dialect
+from msgflux.models.dialects.base import Dialect
+
+_METHODS = ("build_request", "parse_response", "stream_decoder", "parse_error")
+
+
+def _parameters(fn) -> list[tuple[str, bool]]:
+    """(name, has a default) of each parameter, ``self`` left out."""
+    return [(p.name, p.default is not inspect.Parameter.empty)
+            for p in inspect.signature(fn).parameters.values() if p.name != "self"]
+
+
+@pytest.mark.parametrize("name", DIALECTS)
+def test_dialect_module_satisfies_the_protocol(name: str) -> None:
+    dialect = get_dialect(name)
+    assert isinstance(dialect.REQUIRES_MAX_TOKENS, bool)
+    for method in _METHODS:
+        fn = getattr(dialect, method)
+        assert callable(fn), f"{name}.{method}"
+        assert _parameters(fn) == _parameters(getattr(Dialect, method)), f"{name}.{method}"
+
+
+def test_the_protocol_declares_what_the_model_layer_uses() -> None:
+    declared = {n for n in vars(Dialect) if not n.startswith("_")}
+    declared |= set(Dialect.__annotations__)
+    assert declared == {*_METHODS, "REQUIRES_MAX_TOKENS"}
+
+
+def test_unknown_dialect() -> None:
+    with pytest.raises(ValueError, match="unknown dialect"):
+        get_dialect("soap")
