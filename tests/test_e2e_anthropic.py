@@ -58,11 +58,11 @@ def anthropic_env(monkeypatch: pytest.MonkeyPatch, llama_server: Any) -> Any:
     temperature sometimes rambles that far, which takes minutes on this CPU: the limit
     is lowered here, outside the code under test.
     """
-    from msgflux.models.chat_completion import ChatCompletionModel
+    from msgflux.models import call
 
     monkeypatch.setenv("ANTHROPIC_BASE_URL", llama_server.root_url)
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-local-test-not-a-real-key")
-    monkeypatch.setattr(ChatCompletionModel, "_profile_output_limit", lambda self: 200)
+    monkeypatch.setattr(call, "profile_output_limit", lambda wiring: 200)
     return llama_server
 
 

@@ -281,7 +281,7 @@ def test_retry_policy_survives_serialize_round_trip(monkeypatch) -> None:
 
     json.dumps(state)
     again = mf.Model.from_serialized(state)
-    assert again._policy == policy
+    assert again.prepare("hi").policy == policy
 
 
 # ---------------------------------------------------------------- streams

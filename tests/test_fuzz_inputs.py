@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 import msgflux as mf
 from msgflux.exceptions import ConfigurationError, MsgfluxError
-from msgflux.models.chat_completion import _CALL_ARGS, _INIT_ARGS
+from msgflux.models.options import CALL_ARGS, INIT_ARGS
 from scripted_server import ScriptedServer
 
 FUZZ = settings(max_examples=120, deadline=None,
@@ -48,10 +48,10 @@ def model_for(name: str):
 
 def prepare(model, messages, **kwargs):
     """The model's pure steps up to the encoded request; no I/O."""
-    args = {name: kwargs.get(name) for name in _CALL_ARGS[1:]}
+    args = {name: kwargs.get(name) for name in CALL_ARGS[1:]}
     args["stream"] = bool(args["stream"])
-    call = model._prepare(messages, *args.values())
-    http = model._dialect.build_request(call.request, model._endpoint)
+    call = model.prepare(messages, **args)
+    http = call.http_request()
     assert http.method == "POST" and http.url.startswith(UNUSED)
     json.loads(http.body)  # valid JSON
     return call
@@ -274,7 +274,7 @@ paths = st.one_of(
 values = weird | st.sampled_from([0, -1, 1, 0.5, 2.5, 1e9, "", "x", "http://127.0.0.1:9/v1",
                                   "ftp://x", "https://", [1], ["a"], {"a": 1}, True, None,
                                   mf.Timeouts(total=1), mf.RetryPolicy()])
-init_kwargs = st.dictionaries(st.sampled_from([*_INIT_ARGS, "bogus", "provider", "model"]),
+init_kwargs = st.dictionaries(st.sampled_from([*INIT_ARGS, "bogus", "provider", "model"]),
                               values, max_size=4)
 
 
@@ -296,7 +296,7 @@ def test_random_model_paths_and_constructor_parameters(path, kwargs) -> None:
         return
     repr(model)
     json.dumps(model.serialize())  # JSON-serialisable
-    if model._row.engine is not None:
+    if not model._wiring.endpoint_ready:
         return  # the embedded engine would start on first use; nothing to encode here
     with contextlib.suppress(MsgfluxError):
         prepare(model, "hi")

@@ -22,7 +22,7 @@ def prepare(messages, **kwargs):
             "generation_schema": None, "typed_parser": None, "tool_schemas": None,
             "tool_choice": None, "extra_body": None, "timeout": None, "max_retries": None}
     args.update(kwargs)
-    return model()._prepare(messages, *args.values())
+    return model().prepare(messages, **args)
 
 
 @pytest.mark.parametrize("message", [

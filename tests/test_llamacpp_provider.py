@@ -34,7 +34,7 @@ def test_two_models_share_one_engine_started_lazily(engine) -> None:
                                  **OPTIONS)
     assert a("Say hi.").response_type == "text_generation"
     assert b("Say hi.").response_type == "text_generation"
-    assert a._endpoint.base_url == b._endpoint.base_url == engine.base_url
+    assert a._wiring.endpoint.base_url == b._wiring.endpoint.base_url == engine.base_url
     assert engine.running
 
 

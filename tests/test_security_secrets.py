@@ -107,11 +107,12 @@ def test_model_endpoint_request_and_responses_never_show_the_key(srv, dialect) -
     model = build(dialect, srv.url, extra_headers={"Authorization": f"Bearer {CANARY}",
                                                    "X-Api-Key": CANARY, "X-Trace": "t1"})
     state = model.serialize()
-    assert_clean(repr(model), str(model), json.dumps(state), repr(model._endpoint),
-                 str(model._endpoint), model.get_model_info(), model.sampling_params)
+    endpoint = model._wiring.endpoint
+    assert_clean(repr(model), str(model), json.dumps(state), repr(endpoint),
+                 str(endpoint), model.get_model_info(), model.sampling_params)
     assert state["state"]["extra_headers"] == {"X-Trace": "t1"}
-    call = model._prepare("hi", None, None, False, None, None, None, None, None, None, None)
-    http = model._dialect.build_request(call.request, model._endpoint)
+    call = model.prepare("hi")
+    http = call.http_request()
     assert any(CANARY in v for _, v in http.headers)  # it is sent...
     assert_clean(repr(http), str(http), repr(call.request), str(call))  # ...never shown
     srv.enqueue(ok_reply(dialect), stream_reply(dialect))
@@ -120,7 +121,7 @@ def test_model_endpoint_request_and_responses_never_show_the_key(srv, dialect) -
         s = model("hi", stream=True)
         chunks = list(s.consume())
     assert r.consume() == "fine" and "".join(chunks) == "fine"
-    assert_clean(repr(r), r.metadata, repr(s), s.metadata, repr(model._transport))
+    assert_clean(repr(r), r.metadata, repr(s), s.metadata, repr(model._wiring.transport()))
     received = srv.requests[0]
     assert CANARY in json.dumps(received.headers)  # the server did get it
 
@@ -245,8 +246,8 @@ async def _async_calls(model) -> None:
 @DIALECTS
 def test_cache_keys_and_entries_never_hold_the_key(srv, dialect) -> None:
     model = build(dialect, srv.url, enable_cache=True)
-    call = model._prepare("hi", None, None, False, None, None, None, None, None, None, None)
-    key = cache_key(model.provider, model._endpoint.base_url, call.request, None)
+    call = model.prepare("hi")
+    key = cache_key(model.provider, model._wiring.endpoint.base_url, call.request, None)
     assert CANARY.encode() not in key and CANARY not in key.hex()
     srv.enqueue(ok_reply(dialect))
     with model:
@@ -264,8 +265,8 @@ def test_cache_key_does_not_depend_on_the_key(srv) -> None:
     b = mf.Model.chat_completion("openai/gpt-4o", base_url=srv.url + "/v1", api_key="other")
     keys = []
     for m in (a, b):
-        call = m._prepare("hi", None, None, False, None, None, None, None, None, None, None)
-        keys.append(cache_key(m.provider, m._endpoint.base_url, call.request, None))
+        call = m.prepare("hi")
+        keys.append(cache_key(m.provider, m._wiring.endpoint.base_url, call.request, None))
     assert keys[0] == keys[1]
 
 

@@ -12,8 +12,8 @@ loop, where the stream starts when iterated — when iteration starts.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from msgflux.exceptions import (
     AuthenticationError,
@@ -23,16 +23,74 @@ from msgflux.exceptions import (
     NotFoundError,
     PermissionDeniedError,
 )
+from msgflux.models.response import ModelResponse, ModelStreamResponse
 
-__all__ = ["ModelGateway"]
+if TYPE_CHECKING:
+    from msgflux.dotdict import dotdict
+    from msgflux.models.request import Delta
+    from msgflux.models.response import StreamCall
+    from msgflux.models.stream import AsyncSource, StreamAssembler, SyncSource
+
+__all__ = ["FallbackStreamCall", "ModelGateway"]
 
 _UNAVAILABLE = (AuthenticationError, PermissionDeniedError, NotFoundError)
+T = TypeVar("T")
 
 
 def _falls_back(error: BaseException) -> bool:
     return isinstance(error, MsgfluxError) and (
         error.retryable or isinstance(error, _UNAVAILABLE)
     )
+
+
+def _name(model: Any) -> str:
+    return f"{model.provider}/{model.model_id}"
+
+
+class _Fallback(Generic[T]):
+    """Who is tried next and what failed so far, sans-I/O, for every way of calling.
+
+    Iterating yields each model's target in order (a target that is an exception —
+    the model refused the input — counts as that model's failure); :meth:`give_up`
+    is the error once every one failed with an error that falls back.
+    """
+
+    def __init__(self, entries: list[tuple[Any, T | Exception]]) -> None:
+        self.entries = entries
+        self.errors: list[tuple[str, BaseException]] = []
+        self.model: Any = entries[0][0]
+
+    def __iter__(self) -> Iterator[T]:
+        for model, target in self.entries:
+            self.model = model
+            if isinstance(target, Exception):
+                self.failed(target)
+                continue
+            yield target
+
+    def give_up(self) -> ModelGatewayError:
+        lines = "; ".join(f"{name}: {type(e).__name__}: {e}" for name, e in self.errors)
+        error = ModelGatewayError(f"Every model of the gateway failed ({lines})", self.errors)
+        error.__cause__ = self.errors[-1][1]
+        return error
+
+    def failed(self, error: BaseException) -> None:
+        """Note the current model's failure, or raise it when it must not fall back."""
+        if not _falls_back(error):
+            raise error
+        self.errors.append((_name(self.model), error))
+
+    def record(self) -> dict[str, Any]:
+        """``metadata.gateway``: which model answered and what failed before it."""
+        return {
+            "model": _name(self.model),
+            "failed": [{"model": name, "error": f"{type(e).__name__}: {e}"}
+                       for name, e in self.errors],
+        }
+
+    def answered(self, response: Any) -> Any:
+        response.metadata["gateway"] = self.record()
+        return response
 
 
 class ModelGateway:
@@ -63,65 +121,40 @@ class ModelGateway:
             built.append(entry)
         self.models = built
 
-    @staticmethod
-    def _name(model: Any) -> str:
-        return f"{model.provider}/{model.model_id}"
-
     def _order(self, preference: str | None) -> list[Any]:
         if preference is None:
             return list(self.models)
-        first = [m for m in self.models if self._name(m) == preference]
+        first = [m for m in self.models if _name(m) == preference]
         if not first:
-            names = [self._name(m) for m in self.models]
+            names = [_name(m) for m in self.models]
             raise InvalidParameterError(f"model_preference {preference!r} is not one of {names}")
         return first + [m for m in self.models if m is not first[0]]
 
-    def _record(self, response: Any, model: Any, errors: list[tuple[str, BaseException]]) -> Any:
-        response.metadata["gateway"] = {
-            "model": self._name(model),
-            "failed": [{"model": name, "error": f"{type(e).__name__}: {e}"} for name, e in errors],
-        }
-        return response
-
-    def _give_up(self, errors: list[tuple[str, BaseException]]) -> ModelGatewayError:
-        lines = "; ".join(f"{name}: {type(e).__name__}: {e}" for name, e in errors)
-        return ModelGatewayError(f"Every model of the gateway failed ({lines})", errors)
-
     def __call__(self, messages: Any, *, model_preference: str | None = None, **kwargs: Any
-                 ) -> Any:
-        errors: list[tuple[str, BaseException]] = []
+                 ) -> ModelResponse | ModelStreamResponse:
         order = self._order(model_preference)
-        for i, model in enumerate(order):
+        if kwargs.get("stream"):
+            return ModelStreamResponse.open(_stream_call(order, messages, kwargs))
+        fallback = _Fallback([(model, model) for model in order])
+        for model in fallback:
             try:
-                response = model(messages, **kwargs)
+                return fallback.answered(model(messages, **kwargs))
             except Exception as e:
-                if not _falls_back(e):
-                    raise
-                errors.append((self._name(model), e))
-                continue
-            if kwargs.get("stream") and getattr(response, "_source", True) is None:
-                # Inside a running event loop the stream starts when it is iterated:
-                # the fallback has to happen there.
-                rest = [(m, _prepared(m, messages, kwargs)) for m in order[i + 1:]]
-                response._call = _FallbackStreamCall(self, response, [(model, response._call),
-                                                                      *rest], errors)
-                return response
-            return self._record(response, model, errors)
-        raise self._give_up(errors) from errors[-1][1]
+                fallback.failed(e)
+        raise fallback.give_up()
 
     async def acall(self, messages: Any, *, model_preference: str | None = None, **kwargs: Any
-                    ) -> Any:
-        errors: list[tuple[str, BaseException]] = []
-        for model in self._order(model_preference):
+                    ) -> ModelResponse | ModelStreamResponse:
+        order = self._order(model_preference)
+        if kwargs.get("stream"):
+            return await ModelStreamResponse.aopen(_stream_call(order, messages, kwargs))
+        fallback = _Fallback([(model, model) for model in order])
+        for model in fallback:
             try:
-                response = await model.acall(messages, **kwargs)
+                return fallback.answered(await model.acall(messages, **kwargs))
             except Exception as e:
-                if not _falls_back(e):
-                    raise
-                errors.append((self._name(model), e))
-                continue
-            return self._record(response, model, errors)
-        raise self._give_up(errors) from errors[-1][1]
+                fallback.failed(e)
+        raise fallback.give_up()
 
     def close(self) -> None:
         for model in self.models:
@@ -132,87 +165,77 @@ class ModelGateway:
             await model.aclose()
 
     def __repr__(self) -> str:
-        return f"ModelGateway({[self._name(m) for m in self.models]})"
+        return f"ModelGateway({[_name(m) for m in self.models]})"
 
 
-def _prepared(model: Any, messages: Any, kwargs: dict[str, Any]) -> Any:
-    """The not yet started stream call of ``model`` (no I/O inside a running loop)."""
-    try:
-        return model(messages, **kwargs)._call
-    except Exception as e:
-        return e
+def _stream_call(order: list[Any], messages: Any, kwargs: dict[str, Any]) -> FallbackStreamCall:
+    """Every model's stream call, prepared now (no I/O). The first model's bad input
+    fails at the call; another model's is met when its turn comes."""
+    calls: list[tuple[Any, StreamCall | Exception]] = []
+    for model in order:
+        try:
+            calls.append((model, model.prepare(messages, **kwargs).stream_call()))
+        except Exception as e:
+            if not calls:
+                raise
+            calls.append((model, e))
+    return FallbackStreamCall(calls)
 
 
-class _FallbackStreamCall:
-    """Stands in for a deferred stream's call: starting it falls back through the models.
+class FallbackStreamCall:
+    """A stream call that falls back through a gateway's models while it starts.
 
-    ``ModelStreamResponse`` retries its start through ``retry``/``aretry``; when
-    the current model's start fails with an error that falls back (after that
-    model's own retries), the next model's call takes over. Nothing has reached
-    the caller before the start succeeds.
+    It implements :class:`~msgflux.models.response.StreamCall` over the models'
+    own stream calls: ``ModelStreamResponse`` retries its start through
+    :meth:`retry` / :meth:`aretry`; when the current model's start fails with an
+    error that falls back (after that model's own retries), the next model's call
+    takes over. Nothing has reached the caller before the start succeeds;
+    :meth:`finish` records which model answered in ``metadata.gateway``.
     """
 
-    def __init__(self, gateway: ModelGateway, response: Any, calls: list[tuple[Any, Any]],
-                 errors: list[tuple[str, BaseException]]) -> None:
-        self.gateway = gateway
-        self.response = response
-        self.calls = calls
-        self.errors = errors
-        self.current = calls[0][1]
+    def __init__(self, calls: list[tuple[Any, StreamCall | Exception]]) -> None:
+        first = calls[0][1]
+        assert not isinstance(first, Exception)
+        self.fallback = _Fallback(calls)
+        self.current: StreamCall = first
 
     @property
-    def known_type(self) -> Any:
+    def known_type(self) -> str | None:
         return self.current.known_type
 
     @property
-    def default_type(self) -> Any:
+    def default_type(self) -> str:
         return self.current.default_type
 
     @property
-    def lead(self) -> Any:
+    def lead(self) -> Delta | None:
         return self.current.lead
 
-    def open_sync(self) -> Any:
+    def open_sync(self) -> SyncSource:
         return self.current.open_sync()
 
-    async def open_async(self) -> Any:
+    async def open_async(self) -> AsyncSource:
         return await self.current.open_async()
 
-    def finish(self, asm: Any) -> Any:
-        return self.current.finish(asm)
+    def finish(self, asm: StreamAssembler) -> tuple[str, Any, dotdict]:
+        kind, data, meta = self.current.finish(asm)
+        meta["gateway"] = self.fallback.record()
+        return kind, data, meta
 
-    def _candidates(self) -> Any:
-        while self.calls:
-            model, call = self.calls.pop(0)
-            if isinstance(call, BaseException):
-                self._failed(model, call)
-                continue
+    def retry(self, attempt: Callable[[], None]) -> None:
+        for call in self.fallback:
             self.current = call
-            yield model, call
-        errors = self.errors
-        raise self.gateway._give_up(errors) from errors[-1][1]
-
-    def _failed(self, model: Any, error: BaseException) -> None:
-        if not _falls_back(error):
-            raise error
-        self.errors.append((self.gateway._name(model), error))
-
-    def retry(self, attempt: Any) -> None:
-        for model, call in self._candidates():
             try:
-                call.retry(attempt)
+                return call.retry(attempt)
             except Exception as e:
-                self._failed(model, e)
-                continue
-            self.gateway._record(self.response, model, self.errors)
-            return
+                self.fallback.failed(e)
+        raise self.fallback.give_up()
 
-    async def aretry(self, attempt: Any) -> None:
-        for model, call in self._candidates():
+    async def aretry(self, attempt: Callable[[], Awaitable[None]]) -> None:
+        for call in self.fallback:
+            self.current = call
             try:
-                await call.aretry(attempt)
+                return await call.aretry(attempt)
             except Exception as e:
-                self._failed(model, e)
-                continue
-            self.gateway._record(self.response, model, self.errors)
-            return
+                self.fallback.failed(e)
+        raise self.fallback.give_up()

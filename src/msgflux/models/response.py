@@ -15,33 +15,36 @@ chunks usable with ``for`` and ``async for``. How a stream starts:
   handler) does no I/O at the call: the request is sent when iteration begins,
   on that loop for ``async for`` — so the loop is never blocked. (With tools,
   where ``consume()`` must know whether calls come back, it starts at once.)
+* ``await model.acall(..., stream=True)`` opens the stream on the running loop
+  and awaits the first chunk.
 
 When tools are on offer, ``consume()`` must know whether the answer is a tool
 call, and models may write text before their calls; so such a stream is read
 until its first tool call (then to its end) or until the answer finishes, and
 its text is handed on after that. Without tools, text streams chunk by chunk.
-* ``await model.acall(..., stream=True)`` opens the stream on the running loop
-  and awaits the first chunk.
 
 Failures before the first chunk reaches the caller are retried like any call;
 after that a break raises :class:`~msgflux.exceptions.StreamError` carrying the
 partial text and tool calls. Nothing ends silently short.
+
+A stream response is driven through a :class:`StreamCall` — the seam between
+this module and whoever knows how to open and finish the stream (a model's
+call, or a gateway falling back across models).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
-from typing import TYPE_CHECKING, Any
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any, Literal, Protocol
 
 from msgflux.dotdict import dotdict
 from msgflux.exceptions import MsgfluxError, StreamError, StreamUsageError
+from msgflux.models.request import Delta
 from msgflux.models.stream import AsyncSource, StreamAssembler, SyncSource
 from msgflux.models.tool_calls import ToolCallAggregator
 
-if TYPE_CHECKING:
-    from msgflux.models.chat_completion import _StreamCall
-
-__all__ = ["ModelResponse", "ModelStreamResponse"]
+__all__ = ["ModelResponse", "ModelStreamResponse", "StreamCall"]
 
 
 class ModelResponse:
@@ -77,6 +80,49 @@ class ModelResponse:
         return f"ModelResponse(response_type={self.response_type!r}, data={self.data!r})"
 
 
+class StreamCall(Protocol):
+    """How a :class:`ModelStreamResponse` opens, retries and finishes its stream.
+
+    ``known_type``: the response type when it is known before any byte (no tool
+    can be called), else ``None``. ``default_type``: the type of an answer
+    without tool calls. ``lead``: text that opens the stream without coming
+    from it (a prefilled prefix the server does not echo), or ``None``.
+    ``retry(attempt)`` runs ``attempt`` until it succeeds, retrying what is
+    safe; ``finish(asm)`` turns the folded stream into ``(response_type, data,
+    metadata)``.
+    """
+
+    @property
+    def known_type(self) -> str | None: ...
+
+    @property
+    def default_type(self) -> str: ...
+
+    @property
+    def lead(self) -> Delta | None: ...
+
+    def open_sync(self) -> SyncSource: ...
+
+    async def open_async(self) -> AsyncSource: ...
+
+    def retry(self, attempt: Callable[[], None]) -> None: ...
+
+    async def aretry(self, attempt: Callable[[], Awaitable[None]]) -> None: ...
+
+    def finish(self, asm: StreamAssembler) -> tuple[str, Any, dotdict]: ...
+
+
+def loop_running() -> bool:
+    """Is an event loop running in this thread? (asyncio is not imported just to ask.)"""
+    aio = sys.modules.get("asyncio")
+    return aio is not None and aio._get_running_loop() is not None
+
+
+# The life of a stream response: NEW (nothing sent) → OPEN (started; the caller is
+# reading) → DONE (answer complete, ``data`` final). A stream that breaks stays OPEN.
+_State = Literal["new", "open", "done"]
+
+
 class ModelStreamResponse:
     """A streamed answer; see the module docstring for how it starts and is read.
 
@@ -85,145 +131,144 @@ class ModelStreamResponse:
     reasoning, and ``metadata`` the usage and finish reason.
     """
 
-    def __init__(self, call: _StreamCall) -> None:
+    def __init__(self, call: StreamCall) -> None:
         self._call = call
         self.response_type: str | None = call.known_type
         self.metadata = dotdict()
         self.data: Any = None
         self.reasoning: str | None = None
+        self._state: _State = "new"
         self._asm = StreamAssembler()
         self._pending: list[str] = []
         self._source: SyncSource | AsyncSource | None = None
-        self._exhausted = False
-        self._done = False
+
+    @classmethod
+    def open(cls, call: StreamCall) -> ModelStreamResponse:
+        """The response of a blocking ``stream=True`` call: started now, unless an
+        event loop runs in this thread and no tool can be called (then it starts
+        when iterated, so the loop is never blocked)."""
+        response = cls(call)
+        if response.response_type is None or not loop_running():
+            response.start()
+        return response
+
+    @classmethod
+    async def aopen(cls, call: StreamCall) -> ModelStreamResponse:
+        """The response of ``await acall(..., stream=True)``: started on this loop."""
+        response = cls(call)
+        await response.astart()
+        return response
 
     # -------------------------------------------------------------- starting
 
-    def _prime(self, delta: Any) -> bool:
-        """Fold one delta read before the caller sees anything; True once the type is known."""
-        text = self._asm.add(delta)
+    def start(self) -> None:
+        """Send the request and read up to the first chunk (retried like any call)."""
+        self._call.retry(self._attempt_sync)
+        self._settle()
+
+    async def astart(self) -> None:
+        """:meth:`start` on the running event loop."""
+        await self._call.aretry(self._attempt_async)
+        self._settle()
+
+    def _attempt_sync(self) -> None:
+        source = self._begin(self._call.open_sync())
+        try:
+            self._started(source, stopped=any(map(self._prime, source.deltas)))
+        except BaseException as error:
+            source.close()
+            raise self._start_failed(error)  # noqa: B904 (the cause is set there)
+
+    async def _attempt_async(self) -> None:
+        source = self._begin(await self._call.open_async())
+        try:
+            stopped = False
+            async for delta in source.deltas:
+                if self._prime(delta):
+                    stopped = True
+                    break
+            self._started(source, stopped)
+        except BaseException as error:
+            await source.aclose()
+            raise self._start_failed(error)  # noqa: B904
+
+    def _begin(self, source: SyncSource | AsyncSource) -> Any:
+        """A fresh attempt: forget what a failed one folded."""
+        self._asm = StreamAssembler()
+        self._pending = []
+        self._source = source
+        lead = self._call.lead
+        if lead is not None:
+            self._asm.add(lead)
+            self._pending.append(lead.text or "")
+        return source
+
+    def _prime(self, delta: Delta) -> bool:
+        """Fold one delta read before the caller sees anything; True once the start is
+        over. A tool-call stream is read to its end."""
+        asm = self._asm
+        text = asm.add(delta)
         if text:
             self._pending.append(text)
-        if delta.tool_calls or delta.finish_reason is not None or delta.done:
+        if asm.tools is not None:
+            return False
+        if delta.finish_reason is not None or delta.done:
             return True
         if self._call.known_type is None:
             return False  # tools on offer: text may precede a call, so hold it back
         return bool(text or delta.reasoning)
 
-    def _reset(self) -> None:
-        self._asm = StreamAssembler()
-        self._pending = []
-        self._exhausted = False
-        lead = self._call.lead
-        if lead is not None:
-            self._asm.add(lead)
-            self._pending.append(lead.text)
-
-    def _attempt_sync(self) -> None:
-        self._reset()
-        source = self._call.open_sync()
-        try:
-            try:
-                for delta in source.deltas:
-                    if self._prime(delta):
-                        break
-                else:
-                    self._exhausted = True
-                if self._asm.tools is not None and not self._exhausted:
-                    for delta in source.deltas:  # a tool-call stream is read whole
-                        self._asm.add(delta)
-                    self._exhausted = True
-                self._check_ended(source)
-            except MsgfluxError as e:
-                broken = self._unstarted(e)
-                if broken is e:
-                    raise
-                raise broken from e
-        except BaseException:
-            source.close()
-            raise
-        self._source = source
-
-    async def _attempt_async(self) -> None:
-        self._reset()
-        source = await self._call.open_async()
-        try:
-            try:
-                done = True
-                async for delta in source.deltas:
-                    if self._prime(delta):
-                        done = False
-                        break
-                self._exhausted = done
-                if self._asm.tools is not None and not self._exhausted:
-                    async for delta in source.deltas:
-                        self._asm.add(delta)
-                    self._exhausted = True
-                self._check_ended(source)
-            except MsgfluxError as e:
-                broken = self._unstarted(e)
-                if broken is e:
-                    raise
-                raise broken from e
-        except BaseException:
-            await source.aclose()
-            raise
-        self._source = source
-
-    def _check_ended(self, source: SyncSource | AsyncSource) -> None:
-        """A stream over before anything reached the caller must have ended properly.
+    def _started(self, source: SyncSource | AsyncSource, stopped: bool) -> None:
+        """The start read its part; a stream already over must have ended properly.
 
         Otherwise it was cut (a close-delimited body ends "cleanly" when the
-        connection drops): raise a retryable StreamError, like any failure
-        before the first chunk.
+        connection drops): a retryable StreamError, like any failure before the
+        first chunk.
         """
-        if self._exhausted and self._cut_short(source):
+        if not stopped and self._cut_short(source):
             error = self._asm.broken(
                 "The stream ended before the provider's end marker, before any of the answer "
                 "reached the caller. The partial answer is on this error."
             )
             error.retryable = True
             raise error
+        if not stopped:
+            self._source = None  # read to its end: nothing left to pull
+
+    def _start_failed(self, error: BaseException) -> BaseException:
+        """What a failed start raises: a tool-call stream keeps the calls that arrived.
+
+        The error stays retryable (and keeps its ``retry_after``) when it was.
+        """
+        if (not isinstance(error, MsgfluxError) or self._asm.tools is None
+                or isinstance(error, StreamError)):
+            return error
+        broken = self._broken(error)
+        broken.retryable = error.retryable
+        broken.retry_after = error.retry_after
+        broken.__cause__ = error
+        return broken
 
     def _cut_short(self, source: SyncSource | AsyncSource) -> bool:
         """Did the stream end without its protocol's end (marker, or finish when none)?"""
         decoder = source.decoder
         return not decoder.done and (decoder.has_end_marker or self._asm.finish_reason is None)
 
-    def _unstarted(self, error: MsgfluxError) -> MsgfluxError:
-        """A failure while starting; a tool-call stream keeps the calls that arrived.
-
-        The error stays retryable (and keeps its ``retry_after``) when it was.
-        """
-        if self._asm.tools is None or isinstance(error, StreamError):
-            return error
-        broken = self._broken(error)
-        broken.retryable = error.retryable
-        broken.retry_after = error.retry_after
-        return broken
-
-    def _start_sync(self) -> None:
-        self._call.retry(self._attempt_sync)
-        self._settle()
-
-    async def _start_async(self) -> None:
-        await self._call.aretry(self._attempt_async)
-        self._settle()
-
     def _settle(self) -> None:
-        """After the start: fix the type and finish a stream that is already over."""
+        """After the start: fix the type, and finish a stream that is already over."""
+        self._state = "open"
         if self._asm.tools is not None:
             self.response_type = "tool_call"
         elif self.response_type is None:
             self.response_type = self._call.default_type
-        if self._exhausted:
+        if self._source is None:
             self._finish()
 
     # -------------------------------------------------------------- reading
 
     def consume(self) -> Any:
         """The aggregator for a tool-call stream, else an iterator of text chunks."""
-        if self._done and self.response_type == "tool_call":
+        if self._state == "done" and self.response_type == "tool_call":
             return self.data
         return _Chunks(self)
 
@@ -236,29 +281,25 @@ class ModelStreamResponse:
         return bool(self._asm.reasoning_parts)
 
     def _iter_sync(self) -> Iterator[str]:
-        if self._source is None:
-            self._start_sync()
+        if self._state == "new":
+            self.start()
         yield from self._take_pending()
-        if self._done:
+        if self._state == "done":
             return
         source = self._source
         assert isinstance(source, SyncSource)
-        add = self._asm.add
         try:
-            for delta in source.deltas:
-                text = add(delta)
-                if text:
-                    yield text
+            yield from filter(None, map(self._asm.add, source.deltas))
         except MsgfluxError as e:
             raise self._broken(e) from e
         self._finish()
 
     async def _iter_async(self) -> AsyncIterator[str]:
-        if self._source is None:
-            await self._start_async()
+        if self._state == "new":
+            await self.astart()
         for text in self._take_pending():
             yield text
-        if self._done:
+        if self._state == "done":
             return
         source = self._source
         if isinstance(source, SyncSource):  # opened by a sync call: read it off the loop
@@ -289,21 +330,17 @@ class ModelStreamResponse:
         )
 
     def _finish(self) -> None:
-        if self._done:
+        if self._state == "done":
             return
         source = self._source
         asm = self._asm
+        self._state = "done"
         if source is not None and self._cut_short(source):
-            self._done = True
             raise asm.broken(
                 "The stream ended before the provider's end marker: the answer is incomplete. "
                 "The partial answer is on this error."
             )
-        self._done = True
-        self.response_type, self.data, metadata = self._call.finish(asm)
-        for key, value in self.metadata.items():  # set while streaming (e.g. by a gateway)
-            metadata.setdefault(key, value)
-        self.metadata = metadata
+        self.response_type, self.data, self.metadata = self._call.finish(asm)
         self.reasoning = asm.reasoning
 
     # -------------------------------------------------------------- closing
@@ -323,7 +360,7 @@ class ModelStreamResponse:
             source.close()
 
     def __repr__(self) -> str:
-        state = "done" if self._done else "open"
+        state = "done" if self._state == "done" else "open"
         return f"ModelStreamResponse(response_type={self.response_type!r}, {state})"
 
 
@@ -337,7 +374,7 @@ class _Chunks:
 
     def __iter__(self) -> Iterator[str]:
         r = self._response
-        if r._done:
+        if r._state == "done":
             return iter(list(r._asm.text_parts))
         source = r._source
         if isinstance(source, AsyncSource):
@@ -346,7 +383,7 @@ class _Chunks:
 
     def __aiter__(self) -> AsyncIterator[str]:
         r = self._response
-        if r._done:
+        if r._state == "done":
             return _replay(list(r._asm.text_parts))
         return r._iter_async()
 

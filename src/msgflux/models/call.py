@@ -1,0 +1,500 @@
+"""One chat call, sync or async: prepare, cache, encode, send, decode, shape.
+
+The route of a call reads top to bottom here::
+
+    prepare()          caller input → neutral ChatRequest (+ how to read the answer)
+    PreparedCall.run / arun
+        cache lookup   a hit is an independent copy
+        encode         dialect.build_request(request, endpoint) → HttpRequest
+        send           transport.send, retried per RetryPolicy (RetryState)
+        decode         dialect.parse_response → Completion (or a typed error)
+        shape          text / structured / tool calls → ModelResponse, cached
+    StreamCall         the same for a stream, driven by ModelStreamResponse
+
+Everything here takes an explicit :class:`Wiring` — the dialect, endpoint,
+transports, profile and cache of one model — never the model itself.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any
+
+from msgflux.dotdict import dotdict
+from msgflux.exceptions import MsgfluxError, OutputTruncatedError, _redact
+from msgflux.models import options as opt
+from msgflux.models.cache import ResponseCache, cache_key
+from msgflux.models.dialects.base import Endpoint
+from msgflux.models.messages import to_messages
+from msgflux.models.request import ChatRequest, Completion, Delta, ImagePart, TextPart, Usage
+from msgflux.models.response import ModelResponse, ModelStreamResponse
+from msgflux.models.stream import AsyncSource, SyncSource
+from msgflux.models.structured import CompiledSchema, compile_schema, decode_structured
+from msgflux.models.tool_calls import ToolCallAggregator
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from msgflux._transport.base import AsyncTransport, Transport
+    from msgflux._transport.retry import RetryPolicy
+    from msgflux._transport.types import HttpRequest, Timeouts
+    from msgflux.dsl.typed_parsers.base import TypedParser
+    from msgflux.models.dialects.base import Dialect
+    from msgflux.models.profiles.types import ModelProfile
+    from msgflux.models.providers.registry import Provider
+    from msgflux.models.stream import StreamAssembler
+
+__all__ = ["PreparedCall", "StreamCall", "Wiring", "prepare"]
+
+_UNSET: Any = object()
+
+
+class Wiring:
+    """Where one model's calls go and what carries them, built once per model.
+
+    What costs something is made on first use: the endpoint of an embedded
+    engine (it starts the engine), the default transports, the profile.
+    Transports handed in by the caller are theirs to close.
+    """
+
+    __slots__ = ("_async_transport", "_endpoint", "_lock", "_own_async", "_own_sync",
+                 "_profile", "_transport", "api_key", "base_url", "cache", "dialect",
+                 "engine_options", "headers", "model_id", "provider", "row")
+
+    def __init__(self, model_id: str, row: Provider, dialect: Dialect, *,
+                 api_key: str | None, base_url: str | None, headers: dict[str, Any] | None,
+                 engine_options: dict[str, Any], cache: ResponseCache | None,
+                 transport: Transport | None, async_transport: AsyncTransport | None) -> None:
+        self.model_id = model_id
+        self.row = row
+        self.provider = row.id
+        self.dialect = dialect
+        self.api_key = api_key
+        self.base_url = base_url
+        self.headers = tuple((k.lower(), str(v)) for k, v in (headers or {}).items())
+        self.engine_options = engine_options
+        self.cache = cache
+        self._transport = transport
+        self._async_transport = async_transport
+        self._own_sync = transport is None
+        self._own_async = async_transport is None
+        self._lock = threading.Lock()
+        self._profile: Any = _UNSET
+        self._endpoint: Endpoint | None = None
+        if row.engine is None:
+            self._endpoint = self._build_endpoint(base_url)
+
+    # -------------------------------------------------------------- endpoint
+
+    def _build_endpoint(self, base_url: str | None) -> Endpoint:
+        from msgflux.exceptions import InvalidParameterError
+
+        if not base_url:
+            raise InvalidParameterError(
+                f"Provider {self.provider!r} has no default base URL: pass base_url=..."
+            )
+        return Endpoint(self.provider, base_url.rstrip("/"), self.api_key, self.headers,
+                        self.row.quirks)
+
+    @property
+    def endpoint_ready(self) -> bool:
+        """False until an embedded engine was started (starting it blocks)."""
+        return self._endpoint is not None
+
+    @property
+    def endpoint(self) -> Endpoint:
+        endpoint = self._endpoint
+        if endpoint is None:
+            with self._lock:
+                if self._endpoint is None:
+                    self._endpoint = self._build_endpoint(self._engine_base_url())
+                endpoint = self._endpoint
+        return endpoint
+
+    async def aendpoint(self) -> Endpoint:
+        """The endpoint, starting an embedded engine off the event loop."""
+        import asyncio
+
+        return await asyncio.to_thread(lambda: self.endpoint)
+
+    def _engine_base_url(self) -> str:
+        from msgflux.models.providers.llamacpp import EngineOptions, get_engine, resolve_gguf
+
+        engine = get_engine(resolve_gguf(self.model_id), EngineOptions(**self.engine_options))
+        return engine.base_url
+
+    # -------------------------------------------------------------- transports
+
+    def transport(self) -> Transport:
+        transport = self._transport
+        return transport if transport is not None else self._default("_transport")
+
+    def async_transport(self) -> AsyncTransport:
+        transport = self._async_transport
+        return transport if transport is not None else self._default("_async_transport")
+
+    def _default(self, slot: str) -> Any:
+        """The default transport for ``slot``, made once (the clients load sockets, ssl
+        and asyncio: only when first needed)."""
+        with self._lock:
+            transport = getattr(self, slot)
+            if transport is None:
+                if slot == "_transport":
+                    from msgflux._transport.sync_client import HTTPTransport as Client
+                else:
+                    from msgflux._transport.async_client import AsyncHTTPTransport as Client
+                transport = Client()
+                setattr(self, slot, transport)
+        return transport
+
+    def close(self) -> None:
+        """Close the pools of the transports this wiring made."""
+        if self._own_sync and self._transport is not None:
+            self._transport.close()
+        if self._own_async and self._async_transport is not None:
+            self._async_transport.close()
+
+    async def aclose(self) -> None:
+        if self._own_async and self._async_transport is not None:
+            await self._async_transport.aclose()
+        if self._own_sync and self._transport is not None:
+            self._transport.close()
+
+    # -------------------------------------------------------------- profile and errors
+
+    @property
+    def profile(self) -> ModelProfile | None:
+        """The model's profile from the bundled models.dev data (``None`` when unknown)."""
+        if self._profile is _UNSET:
+            from msgflux.models.profiles import get_model_profile
+
+            self._profile = get_model_profile(self.model_id, provider_id=self.provider)
+        return self._profile
+
+    def error(self, status: int, headers: list[tuple[str, str]], body: bytes) -> MsgfluxError:
+        """The typed error for a non-2xx answer, with the key masked if quoted back."""
+        from msgflux._transport.retry import retry_after_from_headers
+
+        error = self.dialect.parse_error(status, headers, body, self.provider,
+                                         retry_after=retry_after_from_headers(headers))
+        return _redact(error, self.api_key)
+
+
+# ---------------------------------------------------------------- preparing
+
+
+def prepare(wiring: Wiring, settings: opt.ModelSettings, messages: Any, *,
+            system_prompt: str | None = None, prefilling: str | None = None,
+            stream: bool = False, generation_schema: Any = None, typed_parser: Any = None,
+            tool_schemas: Any = None, tool_choice: Any = None, extra_body: Any = None,
+            timeout: Any = None, max_retries: Any = None) -> PreparedCall:
+    """Check the caller's input and build the neutral request (no I/O)."""
+    msgs = to_messages(messages, system_prompt)
+    tools = opt.tool_specs(tool_schemas)
+    choice = opt.tool_choice(tool_choice, tools)
+    compiled = compile_schema(generation_schema) if generation_schema is not None else None
+    parser = opt.typed_parser(typed_parser, compiled is not None)
+    opt.check_prefilling(prefilling, compiled is not None, wiring.row)
+    stop = settings.get("stop")
+    max_tokens = settings.get("max_tokens")
+    if max_tokens is None and wiring.dialect.REQUIRES_MAX_TOKENS:
+        max_tokens = profile_output_limit(wiring)
+    request = ChatRequest(
+        model=wiring.model_id,
+        messages=msgs,
+        temperature=settings.get("temperature"),
+        top_p=settings.get("top_p"),
+        max_tokens=max_tokens,
+        stop=(stop,) if isinstance(stop, str) else (tuple(stop) if stop else None),
+        seed=settings.get("seed"),
+        reasoning_effort=settings.get("reasoning_effort"),
+        tools=tools,
+        tool_choice=choice,
+        parallel_tool_calls=settings.get("parallel_tool_calls") if tools else None,
+        output=compiled.output if compiled is not None else None,
+        prefill=prefilling,
+        stream=bool(stream),
+        extra=opt.extra_body(settings.get("extra_body"), extra_body),
+    )
+    if settings.get("check_capabilities", True):
+        _check_capabilities(wiring, request)
+    return PreparedCall(
+        wiring,
+        request,
+        compiled,
+        parser,
+        typed_parser if parser is not None else None,
+        opt.timeouts(timeout) if timeout is not None else settings.timeouts,
+        opt.retry_policy(max_retries) if max_retries is not None else settings.policy,
+    )
+
+
+def profile_output_limit(wiring: Wiring) -> int | None:
+    """The model's output limit from its profile (for dialects that require max_tokens)."""
+    profile = wiring.profile
+    return (profile.limits.output or None) if profile is not None else None
+
+
+def _check_capabilities(wiring: Wiring, request: ChatRequest) -> None:
+    """Refuse what the model's profile says it cannot serve (before the network)."""
+    profile = wiring.profile
+    if profile is None:
+        return
+    from msgflux.models.profiles import check_request
+
+    chars = 0
+    images = False
+    for message in request.messages:
+        content = message.content
+        if isinstance(content, str):
+            chars += len(content)
+        elif content:
+            for part in content:
+                if isinstance(part, TextPart):
+                    chars += len(part.text)
+                elif isinstance(part, ImagePart):
+                    images = True
+    check_request(
+        profile,
+        has_tools=bool(request.tools),
+        has_schema=request.output is not None,
+        has_images=images,
+        # ~4 characters a token in English; divide by 6 so the estimate stays low.
+        estimated_prompt_tokens=chars // 6,
+        max_tokens=request.max_tokens,
+    )
+
+
+# ---------------------------------------------------------------- one call
+
+
+class PreparedCall:
+    """A checked call, ready to send: ``run()`` (blocking) or ``await arun()``.
+
+    ``request`` is the neutral :class:`~msgflux.models.request.ChatRequest`;
+    :meth:`http_request` shows what would be sent (the headers hold the key).
+    """
+
+    __slots__ = ("compiled", "parser", "parser_name", "policy", "request", "timeouts", "wiring")
+
+    def __init__(self, wiring: Wiring, request: ChatRequest, compiled: CompiledSchema | None,
+                 parser: TypedParser | None, parser_name: str | None, timeouts: Timeouts,
+                 policy: RetryPolicy) -> None:
+        self.wiring = wiring
+        self.request = request
+        self.compiled = compiled
+        self.parser = parser
+        self.parser_name = parser_name
+        self.timeouts = timeouts
+        self.policy = policy
+
+    def __repr__(self) -> str:
+        return f"PreparedCall({self.wiring.provider}/{self.request.model})"
+
+    def http_request(self) -> HttpRequest:
+        return self.wiring.dialect.build_request(self.request, self.wiring.endpoint)
+
+    def stream_call(self) -> StreamCall:
+        """The stream side of this call, for a ModelStreamResponse to drive."""
+        return StreamCall(self)
+
+    # -------------------------------------------------------------- running
+
+    def run(self) -> ModelResponse | ModelStreamResponse:
+        if self.request.stream:
+            return ModelStreamResponse.open(StreamCall(self))
+        key, hit = self._cached()
+        if hit is not None:
+            return hit
+        from msgflux._transport.retry import call_with_retries
+
+        http = self.http_request()
+        body = call_with_retries(lambda: self._send(http), self.policy)
+        return self._answer(key, body)
+
+    async def arun(self) -> ModelResponse | ModelStreamResponse:
+        if not self.wiring.endpoint_ready:
+            await self.wiring.aendpoint()  # an engine start must not block the loop
+        if self.request.stream:
+            return await ModelStreamResponse.aopen(StreamCall(self))
+        key, hit = self._cached()
+        if hit is not None:
+            return hit
+        from msgflux._transport.retry import acall_with_retries
+
+        http = self.http_request()
+        body = await acall_with_retries(lambda: self._asend(http), self.policy)
+        return self._answer(key, body)
+
+    def _send(self, http: HttpRequest) -> bytes:
+        response = self.wiring.transport().send(http, self.timeouts)
+        if not 200 <= response.status < 300:
+            raise self.wiring.error(response.status, response.headers, response.body)
+        return response.body
+
+    async def _asend(self, http: HttpRequest) -> bytes:
+        response = await self.wiring.async_transport().send(http, self.timeouts)
+        if not 200 <= response.status < 300:
+            raise self.wiring.error(response.status, response.headers, response.body)
+        return response.body
+
+    # -------------------------------------------------------------- cache
+
+    def _cached(self) -> tuple[bytes | None, ModelResponse | None]:
+        """The cache key of this (non-stream) call and a copy of its hit, if any."""
+        cache = self.wiring.cache
+        if cache is None:
+            return None, None
+        key = cache_key(self.wiring.provider, self.wiring.endpoint.base_url, self.request,
+                        self.parser_name)
+        hit = cache.get(key)
+        return key, (hit.copy() if hit is not None else None)
+
+    def _answer(self, key: bytes | None, body: bytes) -> ModelResponse:
+        """Decode and shape the answer; keep a copy under ``key`` so callers cannot
+        change the cache."""
+        wiring = self.wiring
+        try:
+            completion = wiring.dialect.parse_response(body, self.request, wiring.provider)
+        except MsgfluxError as e:  # an in-band error may quote the key back
+            _redact(e, wiring.api_key)
+            raise
+        result = self._shape(completion)
+        if key is not None and wiring.cache is not None:
+            wiring.cache.set(key, result.copy())
+        return result
+
+    # -------------------------------------------------------------- shaping
+
+    def _shape(self, completion: Completion) -> ModelResponse:
+        meta = metadata(self.wiring, completion.usage, completion.finish_reason, completion.model)
+        if completion.tool_calls:
+            agg = ToolCallAggregator.from_calls(completion.tool_calls)
+            agg.text = completion.text or None
+            agg.reasoning = completion.reasoning
+            agg.reasoning_blocks = completion.reasoning_blocks
+            return ModelResponse(agg, "tool_call", meta, completion.reasoning)
+        text = completion.text or ""
+        prefill = self.request.prefill
+        if prefill is not None and not self.wiring.row.quirks.prefill_echoed(stream=False):
+            text = prefill + text
+        kind, data = self.decode_text(text, completion.finish_reason)
+        return ModelResponse(data, kind, meta, completion.reasoning)
+
+    def decode_text(self, text: str, finish_reason: str | None) -> tuple[str, Any]:
+        """``(response_type, data)`` of a text answer, by output mode."""
+        if self.compiled is not None:
+            if finish_reason == "length":
+                raise OutputTruncatedError(
+                    "The structured answer was cut off at the token limit "
+                    "(finish_reason 'length'); raise max_tokens.", raw=text,
+                )
+            return "structured", decode_structured(self.compiled, text)
+        if self.parser is not None:
+            return "structured", self.parser.decode(text)
+        return "text_generation", text
+
+
+def metadata(wiring: Wiring, usage: Usage | None, finish_reason: str | None,
+             model: str | None) -> dotdict:
+    """``response.metadata``: usage, finish reason, model, provider and cost."""
+    return dotdict(
+        usage=_usage_dict(usage) if usage is not None else None,
+        finish_reason=finish_reason,
+        model=model or wiring.model_id,
+        provider=wiring.provider,
+        cost=_cost(wiring, usage),
+    )
+
+
+def _cost(wiring: Wiring, usage: Usage | None) -> float | None:
+    if usage is None:
+        return None
+    profile = wiring.profile
+    if profile is None:
+        return None
+    return profile.cost.calculate(
+        input_tokens=usage.prompt_tokens,
+        output_tokens=usage.completion_tokens,
+        cached_tokens=usage.cached_tokens or 0,
+        cache_write_tokens=usage.cache_write_tokens or 0,
+        reasoning_tokens=usage.reasoning_tokens or 0,
+    )
+
+
+def _usage_dict(usage: Usage) -> dotdict:
+    out = dotdict(prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
+                  total_tokens=usage.total_tokens)
+    if usage.cached_tokens is not None:
+        out["cached_tokens"] = usage.cached_tokens
+    if usage.cache_write_tokens is not None:
+        out["cache_write_tokens"] = usage.cache_write_tokens
+    if usage.reasoning_tokens is not None:
+        out["reasoning_tokens"] = usage.reasoning_tokens
+    return out
+
+
+# ---------------------------------------------------------------- the stream call
+
+
+class StreamCall:
+    """A prepared call's stream side (the :class:`~msgflux.models.response.StreamCall`
+    protocol): opening, retrying its start, finishing the answer."""
+
+    __slots__ = ("call", "default_type", "known_type", "lead")
+
+    def __init__(self, call: PreparedCall) -> None:
+        self.call = call
+        request = call.request
+        structured = call.compiled is not None or call.parser is not None
+        self.default_type = "structured" if structured else "text_generation"
+        tools_possible = bool(request.tools) and not (
+            request.tool_choice is not None and request.tool_choice.mode == "none"
+        )
+        self.known_type: str | None = None if tools_possible else self.default_type
+        # When the server streams only the continuation, the prefix leads the stream.
+        prefill = request.prefill
+        echoed = call.wiring.row.quirks.prefill_echoed(stream=True)
+        self.lead = Delta(text=prefill) if prefill and not echoed else None
+
+    def open_sync(self) -> SyncSource:
+        call, wiring = self.call, self.call.wiring
+        stream = wiring.transport().open_stream(call.http_request(), call.timeouts)
+        if not 200 <= stream.status < 300:
+            body = stream.read()
+            stream.close()
+            raise wiring.error(stream.status, stream.headers, body)
+        return SyncSource(stream, self._decoder(), wiring.api_key)
+
+    async def open_async(self) -> AsyncSource:
+        call, wiring = self.call, self.call.wiring
+        if not wiring.endpoint_ready:
+            await wiring.aendpoint()
+        stream = await wiring.async_transport().open_stream(call.http_request(), call.timeouts)
+        if not 200 <= stream.status < 300:
+            body = await stream.read()
+            await stream.aclose()
+            raise wiring.error(stream.status, stream.headers, body)
+        return AsyncSource(stream, self._decoder(), wiring.api_key)
+
+    def _decoder(self) -> Any:
+        wiring = self.call.wiring
+        return wiring.dialect.stream_decoder(self.call.request, wiring.provider)
+
+    def retry(self, attempt: Callable[[], None]) -> None:
+        from msgflux._transport.retry import call_with_retries
+
+        call_with_retries(attempt, self.call.policy)
+
+    async def aretry(self, attempt: Callable[[], Awaitable[None]]) -> None:
+        from msgflux._transport.retry import acall_with_retries
+
+        await acall_with_retries(attempt, self.call.policy)
+
+    def finish(self, asm: StreamAssembler) -> tuple[str, Any, dotdict]:
+        meta = metadata(self.call.wiring, asm.usage, asm.finish_reason, asm.model)
+        agg = asm.aggregator()
+        if agg is not None:
+            return "tool_call", agg, meta
+        kind, data = self.call.decode_text(asm.text, asm.finish_reason)
+        return kind, data, meta

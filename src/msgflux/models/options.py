@@ -1,0 +1,346 @@
+"""Argument checking and coercion for chat models, at construction and per call.
+
+Everything a caller can get wrong is found here, before any network call, and
+raised as :class:`~msgflux.exceptions.InvalidParameterError` with what was wrong
+and how to fix it. What comes out is typed: :class:`ModelSettings` for a model,
+:class:`Timeouts`, :class:`RetryPolicy`, tool specs and a tool choice for a call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from msgflux.exceptions import InvalidParameterError, PrefillNotSupportedError
+from msgflux.models.request import ToolChoice, ToolSpec
+
+if TYPE_CHECKING:
+    from msgflux._transport.retry import RetryPolicy
+    from msgflux._transport.types import Timeouts
+    from msgflux.dsl.typed_parsers.base import TypedParser
+    from msgflux.models.providers.registry import Provider
+
+__all__ = [
+    "CALL_ARGS",
+    "INIT_ARGS",
+    "ModelSettings",
+    "check_prefilling",
+    "extra_body",
+    "retry_policy",
+    "serializable_state",
+    "timeouts",
+    "tool_choice",
+    "tool_specs",
+    "typed_parser",
+]
+
+# Constructor arguments that are ours; anything else is a typo or belongs in extra_body.
+INIT_ARGS = (
+    "base_url", "api_key", "temperature", "max_tokens", "top_p", "stop", "seed",
+    "reasoning_effort", "parallel_tool_calls", "timeout", "max_retries", "enable_cache",
+    "cache_size", "extra_body", "extra_headers", "check_capabilities", "n_threads", "n_ctx",
+    "n_parallel", "transport", "async_transport",
+)
+CALL_ARGS = (
+    "messages", "system_prompt", "prefilling", "stream", "generation_schema", "typed_parser",
+    "tool_schemas", "tool_choice", "extra_body", "timeout", "max_retries",
+)
+_SECRET_HEADER_WORDS = ("auth", "key", "token", "secret", "cookie", "signature")
+_OBJECTS = ("transport", "async_transport")  # live objects: never serialized
+
+
+class ModelSettings:
+    """A model's constructor options, checked once.
+
+    ``options``: the validated keywords as given (minus the API key), which
+    ``serialize()`` writes back; ``timeouts`` and ``policy``: the coerced
+    defaults each call starts from.
+    """
+
+    __slots__ = ("options", "policy", "timeouts")
+
+    def __init__(self, kwargs: Mapping[str, Any]) -> None:
+        unknown = sorted(set(kwargs) - set(INIT_ARGS))
+        if unknown:
+            raise InvalidParameterError(
+                f"Unknown parameter(s) {', '.join(map(repr, unknown))} for a chat model. "
+                f"Accepted: {', '.join(INIT_ARGS)}. Provider-specific body fields go in "
+                f"extra_body={{...}}."
+            )
+        self.options = _checked(kwargs)
+        self.timeouts = timeouts(self.options.get("timeout"))
+        self.policy = retry_policy(self.options.get("max_retries"))
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self.options.get(name, default)
+
+
+def _checked(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    opts = dict(kwargs)
+    opts.pop("api_key", None)
+
+    def number(name: str, low: float, high: float | None = None) -> None:
+        value = opts.get(name)
+        if value is None:
+            return
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < low or (
+                high is not None and value > high):
+            bound = f"between {low} and {high}" if high is not None else f">= {low}"
+            raise InvalidParameterError(f"{name} must be a number {bound}, got {value!r}")
+
+    def integer(name: str, low: int) -> None:
+        value = opts.get(name)
+        if value is None:
+            return
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise InvalidParameterError(f"{name} must be an int >= {low}, got {value!r}")
+
+    number("temperature", 0, 2)
+    number("top_p", 0, 1)
+    integer("max_tokens", 1)
+    integer("seed", -(2**63))
+    retry_policy(opts.get("max_retries"))
+    integer("cache_size", 1)
+    integer("n_threads", 1)
+    integer("n_ctx", 256)
+    integer("n_parallel", 1)
+    stop = opts.get("stop")
+    if stop is not None and not (isinstance(stop, str) or (
+            isinstance(stop, (list, tuple)) and all(isinstance(s, str) for s in stop))):
+        raise InvalidParameterError(f"stop must be a str or a list of str, got {stop!r}")
+    for name in ("extra_body", "extra_headers"):
+        value = opts.get(name)
+        if value is not None and not isinstance(value, Mapping):
+            raise InvalidParameterError(f"{name} must be a dict, got {type(value).__name__}")
+        if value is not None:
+            opts[name] = dict(value)
+    effort = opts.get("reasoning_effort")
+    if effort is not None and not isinstance(effort, str):
+        raise InvalidParameterError(
+            f"reasoning_effort must be a str such as 'low', 'medium' or 'high', got {effort!r}"
+        )
+    base_url = opts.get("base_url")
+    if base_url is not None and not (isinstance(base_url, str)
+                                     and base_url.startswith(("http://", "https://"))):
+        raise InvalidParameterError(
+            f"base_url must be an http(s) URL such as 'http://localhost:8000/v1', got {base_url!r}"
+        )
+    _check_transports(opts)
+    timeouts(opts.get("timeout"))
+    return opts
+
+
+def _check_transports(opts: Mapping[str, Any]) -> None:
+    from msgflux._transport.base import AsyncTransport, Transport
+
+    for name, protocol in (("transport", Transport), ("async_transport", AsyncTransport)):
+        value = opts.get(name)
+        if value is not None and not isinstance(value, protocol):
+            raise InvalidParameterError(
+                f"{name} must implement msgflux.transport.{protocol.__name__} "
+                f"(send, open_stream, close), got {type(value).__name__}"
+            )
+
+
+def serializable_state(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The options as ``serialize()`` writes them: JSON-able, no secrets, no live objects."""
+    state: dict[str, Any] = {}
+    for key, value in options.items():
+        if value is None or key in _OBJECTS:
+            continue
+        if key == "extra_headers":
+            value = {k: v for k, v in value.items()
+                     if not any(w in k.lower() for w in _SECRET_HEADER_WORDS)}
+        elif key == "timeout" and not isinstance(value, (int, float)):
+            value = msgspec.to_builtins(timeouts(value))
+        elif key == "max_retries" and not isinstance(value, int):
+            value = msgspec.to_builtins(retry_policy(value))
+        state[key] = value
+    return state
+
+
+# ---------------------------------------------------------------- time and retries
+
+
+def timeouts(value: Any) -> Timeouts:
+    """``timeout=``: seconds for each wait, a dict of phases, or a ``Timeouts``."""
+    from msgflux._transport.types import Timeouts
+
+    if value is None:
+        return Timeouts()
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+        return Timeouts.each(float(value))
+    if isinstance(value, Mapping):
+        fields = Timeouts.__struct_fields__
+        unknown = sorted(str(k) for k in value if k not in fields)
+        try:
+            if unknown:
+                raise msgspec.ValidationError(f"unknown key(s) {', '.join(unknown)}")
+            value = msgspec.convert(dict(value), Timeouts)
+        except msgspec.ValidationError as e:
+            raise InvalidParameterError(
+                f"timeout dict: {e}; keys are connect, first_byte, idle, total (seconds)"
+            ) from None
+    if not isinstance(value, Timeouts):
+        raise InvalidParameterError(
+            f"timeout must be seconds (a positive number), a dict or a Timeouts, got {value!r}"
+        )
+    for name in value.__struct_fields__:
+        limit = getattr(value, name)
+        # "not limit > 0" also refuses NaN: a limit that can never be met is a mistake.
+        if limit is not None and limit is not msgspec.UNSET and (
+                isinstance(limit, bool) or not isinstance(limit, (int, float))
+                or not limit > 0):
+            raise InvalidParameterError(
+                f"timeout {name} must be a positive number of seconds or None, got {limit!r}"
+            )
+    return value
+
+
+def retry_policy(max_retries: Any) -> RetryPolicy:
+    """``max_retries=``: an int, a ``RetryPolicy``, or the dict ``serialize()`` wrote."""
+    from msgflux._transport.retry import RetryPolicy
+
+    if max_retries is None:
+        return RetryPolicy()
+    if isinstance(max_retries, Mapping):
+        try:
+            max_retries = msgspec.convert(dict(max_retries), RetryPolicy)
+        except msgspec.ValidationError as e:
+            raise InvalidParameterError(
+                f"max_retries dict: {e}; keys are max_retries, backoff_base, backoff_max, "
+                "retry_after_max"
+            ) from None
+    if isinstance(max_retries, RetryPolicy):
+        fields = (max_retries.max_retries, max_retries.backoff_base, max_retries.backoff_max,
+                  max_retries.retry_after_max)
+        if isinstance(fields[0], int) and all(
+                not isinstance(v, bool) and isinstance(v, (int, float)) and v >= 0
+                for v in fields):
+            return max_retries
+        raise InvalidParameterError(f"max_retries: every RetryPolicy field must be >= 0, "
+                                    f"got {max_retries!r}")
+    if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+        raise InvalidParameterError(
+            f"max_retries must be an int >= 0 or a mf.RetryPolicy, got {max_retries!r}"
+        )
+    return RetryPolicy(max_retries=max_retries)
+
+
+# ---------------------------------------------------------------- tools
+
+
+def tool_specs(tool_schemas: Any) -> tuple[ToolSpec, ...]:
+    """``tool_schemas=``: OpenAI-shaped function tools → neutral ToolSpecs."""
+    if not tool_schemas:
+        return ()
+    if isinstance(tool_schemas, (dict, str)) or not isinstance(tool_schemas, (list, tuple)):
+        raise InvalidParameterError(
+            "tool_schemas must be a list of tool dicts like "
+            '{"type": "function", "function": {"name": ..., "parameters": {...}}}'
+        )
+    specs = []
+    seen = set()
+    for i, tool in enumerate(tool_schemas):
+        if not isinstance(tool, Mapping):
+            raise InvalidParameterError(f"tool_schemas[{i}] must be a dict")
+        function = tool.get("function", tool) if tool.get("type", "function") == "function" \
+            else None
+        if not isinstance(function, Mapping):
+            raise InvalidParameterError(
+                f"tool_schemas[{i}] must be a function tool: "
+                '{"type": "function", "function": {"name": ..., "parameters": {...}}}'
+            )
+        name = function.get("name")
+        if not isinstance(name, str) or not name:
+            raise InvalidParameterError(f"tool_schemas[{i}] has no function name")
+        if name in seen:
+            raise InvalidParameterError(f"tool_schemas has two tools named {name!r}")
+        seen.add(name)
+        params = function.get("parameters")
+        if params is not None and (not isinstance(params, Mapping)
+                                   or params.get("type", "object") != "object"):
+            raise InvalidParameterError(
+                f"tool {name!r}: parameters must be a JSON Schema object "
+                '({"type": "object", "properties": {...}})'
+            )
+        description = function.get("description")
+        strict = function.get("strict")
+        specs.append(ToolSpec(
+            name,
+            description if isinstance(description, str) else None,
+            dict(params) if params is not None else None,
+            strict if isinstance(strict, bool) else None,
+        ))
+    return tuple(specs)
+
+
+def tool_choice(choice: Any, tools: tuple[ToolSpec, ...]) -> ToolChoice | None:
+    """``tool_choice=``: ``auto``, ``required`` (``any``), ``none`` or a tool name."""
+    if choice is None:
+        return None
+    if not tools:
+        raise InvalidParameterError("tool_choice was given without tool_schemas")
+    if isinstance(choice, Mapping):
+        function = choice.get("function")
+        name = function.get("name") if isinstance(function, Mapping) else choice.get("name")
+        choice = name
+    if choice in ("auto", "required", "none"):
+        return ToolChoice(choice)
+    if choice == "any":
+        return ToolChoice("required")
+    names = [t.name for t in tools]
+    if isinstance(choice, str) and choice in names:
+        return ToolChoice("tool", choice)
+    raise InvalidParameterError(
+        f"tool_choice must be 'auto', 'required', 'none' or one of the tool names {names}, "
+        f"got {choice!r}"
+    )
+
+
+# ---------------------------------------------------------------- output and body
+
+
+def typed_parser(name: Any, has_schema: bool) -> TypedParser | None:
+    """``typed_parser=``: a registered parser name, never beside ``generation_schema``."""
+    if name is None:
+        return None
+    if not isinstance(name, str):
+        raise InvalidParameterError(
+            f"typed_parser must be a parser name such as 'typed_xml', got {name!r}"
+        )
+    if has_schema:
+        raise InvalidParameterError("Pass either generation_schema or typed_parser, not both.")
+    from msgflux.dsl.typed_parsers import get_typed_parser
+
+    return get_typed_parser(name)
+
+
+def check_prefilling(prefilling: Any, has_schema: bool, row: Provider) -> None:
+    """``prefilling=``: a str, without a schema, on a provider that continues a turn."""
+    if prefilling is None:
+        return
+    if not isinstance(prefilling, str):
+        raise InvalidParameterError("prefilling must be a str")
+    if has_schema:
+        raise InvalidParameterError(
+            "prefilling cannot be combined with generation_schema: the schema already "
+            "fixes how the answer starts."
+        )
+    if row.quirks.prefill == "unsupported":
+        raise PrefillNotSupportedError(
+            f"Provider {row.id!r} does not continue a trailing assistant "
+            "message, so prefilling cannot work there. Use a provider that does "
+            "(anthropic, mistral, vllm, llamacpp, llamacpp-server, ...)."
+        )
+
+
+def extra_body(model_extra: dict[str, Any] | None, call_extra: Any) -> dict[str, Any] | None:
+    """The call's ``extra_body`` over the model's (keys of the call win)."""
+    if call_extra is None:
+        return model_extra
+    if not isinstance(call_extra, Mapping):
+        raise InvalidParameterError("extra_body must be a dict")
+    return {**(model_extra or {}), **call_extra}
