@@ -56,9 +56,7 @@ class StreamAssembler:
             if tools is None:
                 tools = self.tools = ToolCallAggregator()
             for call in delta.tool_calls:
-                tools.process(call.index, call.id, call.name, call.arguments)
-                if call.signature is not None:
-                    tools._entries[call.index].signature = call.signature
+                tools.process(call.index, call.id, call.name, call.arguments, call.signature)
         if delta.finish_reason is not None:
             self.finish_reason = delta.finish_reason
             self.native_finish_reason = delta.native_finish_reason
