@@ -19,7 +19,7 @@ from msgflux._transport.types import SSEEvent
 from msgflux.models.dialects import openai as openai_dialect
 from msgflux.models.stream import StreamAssembler
 from scripted_server import ScriptedServer, json_reply, sse_reply
-from test_faults_support import DONE, FAST, completion, openai
+from test_faults_support import DONE, FAST, chunk, completion, openai
 
 MODES = pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
 STREAMS = pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
@@ -138,3 +138,38 @@ def test_ollama_parallel_calls_end_to_end(srv, use_async, stream) -> None:
     assert [(c["id"], c["function"]["arguments"]) for c in calls] == [
         ("call_k2x9", {"city": "Paris"}), ("call_p7q1", {"city": "Tokyo"})]
     assert r.metadata.finish_reason == "tool_calls"
+
+
+# ---------------------------------------------------------------- 2. arguments as a JSON object
+
+
+def test_object_arguments_are_read_as_the_same_dict() -> None:
+    body = json.dumps(completion(None, tool_calls=[{"id": "c1", "type": "function", "function": {
+        "name": "get_weather", "arguments": {"city": "Paris", "days": [1, 2]}}}])).encode()
+    c = openai_dialect.parse_response(body)
+    assert msgspec.json.decode(c.tool_calls[0].arguments) == {"city": "Paris", "days": [1, 2]}
+    event = json.dumps(chunk(tool_calls=[{"index": 0, "id": "c1", "type": "function",
+                                          "function": {"name": "get_weather",
+                                                       "arguments": {"city": "Paris"}}}]))
+    d = openai_dialect.stream_decoder().feed(SSEEvent(event.encode()))
+    assert d is not None and d.tool_calls is not None
+    assert msgspec.json.decode(d.tool_calls[0].arguments) == {"city": "Paris"}
+
+
+@MODES
+@STREAMS
+def test_object_arguments_end_to_end(srv, use_async, stream) -> None:
+    call = {"index": 0, "id": "call_obj", "type": "function",
+            "function": {"name": "get_weather", "arguments": {"city": "Paris"}}}
+    if stream:
+        srv.enqueue(sse([chunk(role="assistant", tool_calls=[call]),
+                         chunk(finish="tool_calls"), DONE]))
+    else:
+        srv.enqueue(json_reply(200, completion(None, tool_calls=[call])))
+    r, _ = run(openai(srv), use_async, stream, tool_schemas=WEATHER)
+    assert r.response_type == "tool_call"
+    assert r.data.get_calls() == [{"id": "call_obj", "type": "function", "function": {
+        "name": "get_weather", "arguments": {"city": "Paris"}}}]
+    r.data.insert_results("call_obj", "sunny")
+    assert msgspec.json.decode(r.data.get_messages()[0]["tool_calls"][0]["function"][
+        "arguments"]) == {"city": "Paris"}

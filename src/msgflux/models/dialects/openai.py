@@ -178,7 +178,7 @@ def _tool(tool: Any) -> dict[str, Any]:
 
 class _Function(msgspec.Struct):
     name: str | None = None
-    arguments: str | None = None
+    arguments: str | dict[str, Any] | None = None  # some compatible servers send an object
 
 
 class _ToolCall(msgspec.Struct):
@@ -281,6 +281,22 @@ def _usage(u: _Usage | None) -> Usage | None:
     )
 
 
+def _call_deltas(calls: list[_ToolCall]) -> list[ToolCallDelta]:
+    """The calls (or call fragments) of one message or delta; a loop, as it runs per chunk."""
+    out = []
+    for i, c in enumerate(calls):
+        f = c.function
+        name = arguments = None
+        if f is not None:
+            name = f.name
+            arguments = f.arguments
+            if arguments.__class__ is dict:  # sent as an object: the same call, as JSON text
+                arguments = _encode(arguments).decode()
+        out.append(ToolCallDelta(c.index if c.index is not None else i, c.id, name,
+                                 arguments))
+    return out
+
+
 def _text(content: str | list[Any] | None) -> str | None:
     if content is None or isinstance(content, str):
         return content
@@ -305,12 +321,8 @@ def parse_response(body: bytes, request: ChatRequest | None = None, provider: st
     choice = wire.choices[0]
     message = choice.message or _Message()
     calls = tuple(
-        ToolCall(
-            id=c.id or f"call_{i}",
-            name=(c.function.name if c.function else None) or "",
-            arguments=(c.function.arguments if c.function else None) or "",
-        )
-        for i, c in enumerate(message.tool_calls or ())
+        ToolCall(c.id or f"call_{i}", c.name or "", c.arguments or "")
+        for i, c in enumerate(_call_deltas(message.tool_calls or []))
     )
     reasoning = message.reasoning_content or message.reasoning
     finish = _finish(choice.finish_reason)
@@ -363,15 +375,7 @@ class StreamDecoder:
             text = d.content or None
             reasoning = d.reasoning_content or d.reasoning or None
             if d.tool_calls:
-                calls = tuple(
-                    ToolCallDelta(
-                        index=c.index if c.index is not None else i,
-                        id=c.id,
-                        name=c.function.name if c.function else None,
-                        arguments=c.function.arguments if c.function else None,
-                    )
-                    for i, c in enumerate(d.tool_calls)
-                )
+                calls = tuple(_call_deltas(d.tool_calls))
         return Delta(
             text=text,
             reasoning=reasoning,
