@@ -173,3 +173,32 @@ def test_object_arguments_end_to_end(srv, use_async, stream) -> None:
     r.data.insert_results("call_obj", "sunny")
     assert msgspec.json.decode(r.data.get_messages()[0]["tool_calls"][0]["function"][
         "arguments"]) == {"city": "Paris"}
+
+
+# ---------------------------------------------------------------- 3. forced tool ends with "stop"
+
+
+@MODES
+@STREAMS
+def test_forced_tool_ending_with_stop_is_tool_calls_on_both_paths(srv, use_async,
+                                                                   stream) -> None:
+    # OpenAI ends a turn forced onto a named function with finish_reason "stop".
+    if stream:
+        srv.enqueue(sse([
+            chunk(role="assistant", content=None, tool_calls=[{
+                "index": 0, "id": "call_f1", "type": "function",
+                "function": {"name": "get_weather", "arguments": ""}}]),
+            chunk(tool_calls=[{"index": 0, "function": {"arguments": '{"city":'}}]),
+            chunk(tool_calls=[{"index": 0, "function": {"arguments": '"Oslo"}'}}]),
+            chunk(finish="stop"),
+            DONE,
+        ]))
+    else:
+        body = completion(None, tool_calls=[{"id": "call_f1", "type": "function", "function": {
+            "name": "get_weather", "arguments": '{"city":"Oslo"}'}}])
+        assert body["choices"][0]["finish_reason"] == "stop"
+        srv.enqueue(json_reply(200, body))
+    r, _ = run(openai(srv), use_async, stream, tool_schemas=WEATHER, tool_choice="get_weather")
+    assert r.response_type == "tool_call"
+    assert r.metadata.finish_reason == "tool_calls"
+    assert r.data.get_calls()[0]["function"]["arguments"] == {"city": "Oslo"}

@@ -30,6 +30,7 @@ __all__ = [
     "ToolChoice",
     "ToolSpec",
     "Usage",
+    "settled_finish",
 ]
 
 Role = Literal["system", "user", "assistant", "tool"]
@@ -167,6 +168,16 @@ class Usage(msgspec.Struct):
     cached_tokens: int | None = None
     cache_write_tokens: int | None = None
     reasoning_tokens: int | None = None
+
+
+def settled_finish(reason: str | None, tool_calls: bool) -> str | None:
+    """The neutral finish of a turn its provider ended with a plain "stop":
+    "tool_calls" when the turn carries calls (OpenAI says "stop" when a named
+    tool was forced); any other reason as is.
+    """
+    if reason == "stop" and tool_calls:
+        return "tool_calls"
+    return reason
 
 
 class Completion(msgspec.Struct):

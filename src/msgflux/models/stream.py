@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from msgflux.exceptions import MsgfluxError, StreamError, _redact
-from msgflux.models.request import Delta, ReasoningBlock, Usage
+from msgflux.models.request import Delta, ReasoningBlock, Usage, settled_finish
 from msgflux.models.tool_calls import ToolCallAggregator
 
 __all__ = ["AsyncSource", "StreamAssembler", "SyncSource"]
@@ -58,7 +58,7 @@ class StreamAssembler:
             for call in delta.tool_calls:
                 tools.process(call.index, call.id, call.name, call.arguments, call.signature)
         if delta.finish_reason is not None:
-            self.finish_reason = delta.finish_reason
+            self.finish_reason = settled_finish(delta.finish_reason, self.tools is not None)
             self.native_finish_reason = delta.native_finish_reason
         if delta.usage is not None:
             self.usage = delta.usage

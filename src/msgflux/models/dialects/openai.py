@@ -35,6 +35,7 @@ from msgflux.models.request import (
     ToolCall,
     ToolCallDelta,
     Usage,
+    settled_finish,
 )
 
 __all__ = ["StreamDecoder", "build_request", "parse_error", "parse_response", "stream_decoder"]
@@ -325,14 +326,11 @@ def parse_response(body: bytes, request: ChatRequest | None = None, provider: st
         for i, c in enumerate(_call_deltas(message.tool_calls or []))
     )
     reasoning = message.reasoning_content or message.reasoning
-    finish = _finish(choice.finish_reason)
-    if calls and finish == "stop":
-        finish = "tool_calls"  # some servers say "stop" for a tool-call turn
     return Completion(
         text=_text(message.content) if message.content is not None else message.refusal,
         reasoning=reasoning,
         tool_calls=calls,
-        finish_reason=finish,
+        finish_reason=settled_finish(_finish(choice.finish_reason), bool(calls)),
         native_finish_reason=choice.finish_reason,
         usage=_usage(wire.usage),
         model=wire.model,
