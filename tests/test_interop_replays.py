@@ -15,11 +15,14 @@ import msgspec
 import pytest
 
 import msgflux as mf
+from msgflux import exceptions as exc
 from msgflux._transport.types import SSEEvent
+from msgflux.models.dialects import anthropic as anthropic_dialect
+from msgflux.models.dialects import google as google_dialect
 from msgflux.models.dialects import openai as openai_dialect
 from msgflux.models.stream import StreamAssembler
 from scripted_server import ScriptedServer, json_reply, sse_reply
-from test_faults_support import DONE, FAST, chunk, completion, openai
+from test_faults_support import DONE, FAST, anthropic, chunk, completion, openai
 
 MODES = pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
 STREAMS = pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
@@ -202,3 +205,201 @@ def test_forced_tool_ending_with_stop_is_tool_calls_on_both_paths(srv, use_async
     assert r.response_type == "tool_call"
     assert r.metadata.finish_reason == "tool_calls"
     assert r.data.get_calls()[0]["function"]["arguments"] == {"city": "Oslo"}
+
+
+# ---------------------------------------------------------------- 4. refusals: OpenAI
+
+REFUSAL = "I'm sorry, I cannot assist with that request."
+
+
+def openai_refusal(stream: bool) -> Any:
+    if not stream:
+        return json_reply(200, completion(None, refusal=REFUSAL))
+    return sse([
+        chunk(role="assistant", content=None, refusal=""),
+        chunk(refusal="I'm sorry, I cannot "),
+        chunk(refusal="assist with that request."),
+        chunk(finish="stop"),
+        DONE,
+    ])
+
+
+def test_openai_refusal_in_the_dialect() -> None:
+    c = openai_dialect.parse_response(json.dumps(completion(None, refusal=REFUSAL)).encode())
+    assert (c.text, c.refusal) == (None, REFUSAL)
+    assert (c.finish_reason, c.native_finish_reason) == ("refusal", "stop")
+    d = openai_dialect.stream_decoder().feed(SSEEvent(json.dumps(chunk(refusal="No.")).encode()))
+    assert d is not None and (d.text, d.refusal) == (None, "No.")
+
+
+@MODES
+@STREAMS
+def test_openai_refusal_of_a_text_call(srv, use_async, stream) -> None:
+    srv.enqueue(openai_refusal(stream))
+    r, chunks = run(openai(srv), use_async, stream)
+    assert r.response_type == "text_generation"
+    assert r.data == REFUSAL and r.metadata.refusal == REFUSAL
+    assert r.metadata.finish_reason == "refusal"
+    if stream:
+        assert "".join(chunks) == REFUSAL  # the refusal is streamed like text
+    else:
+        assert r.consume() == REFUSAL
+
+
+@MODES
+@STREAMS
+@pytest.mark.parametrize("kind", ["schema", "typed_parser"])
+def test_openai_refusal_of_a_structured_call(srv, use_async, stream, kind) -> None:
+    srv.enqueue(openai_refusal(stream))
+    kwargs: dict[str, Any] = (
+        {"generation_schema": Answer} if kind == "schema" else {"typed_parser": "typed_xml"})
+    with pytest.raises(exc.RefusalError) as info:
+        run(openai(srv), use_async, stream, **kwargs)
+    error = info.value
+    assert isinstance(error, exc.StructuredOutputError)  # old handlers still catch it
+    assert error.refusal == REFUSAL and error.raw == REFUSAL
+    assert REFUSAL in str(error)
+
+
+def test_a_normal_answer_has_no_refusal(srv) -> None:
+    srv.enqueue(json_reply(200, completion("fine")))
+    r, _ = run(openai(srv), False, False)
+    assert r.metadata.refusal is None and r.metadata.finish_reason == "stop"
+
+
+# ---------------------------------------------------------------- 4. refusals: Anthropic
+
+
+def claude_message(text: str) -> dict:
+    content = [{"type": "text", "text": text}] if text else []
+    return {"id": "msg_01", "type": "message", "role": "assistant", "model": "claude-x",
+            "content": content, "stop_reason": "refusal", "stop_sequence": None,
+            "usage": {"input_tokens": 12, "output_tokens": 4}}
+
+
+def claude_stream(text: str) -> Any:
+    def ev(name: str, data: dict) -> str:
+        return f"event: {name}\ndata: {json.dumps(data)}\n\n"
+
+    events = [ev("message_start", {"type": "message_start", "message": {
+        "id": "msg_01", "type": "message", "role": "assistant", "model": "claude-x",
+        "content": [], "stop_reason": None, "usage": {"input_tokens": 12, "output_tokens": 1}}})]
+    if text:
+        events += [
+            ev("content_block_start", {"type": "content_block_start", "index": 0,
+                                       "content_block": {"type": "text", "text": ""}}),
+            ev("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                       "delta": {"type": "text_delta", "text": text}}),
+            ev("content_block_stop", {"type": "content_block_stop", "index": 0}),
+        ]
+    events += [
+        ev("message_delta", {"type": "message_delta", "delta": {
+            "stop_reason": "refusal", "stop_sequence": None}, "usage": {"output_tokens": 4}}),
+        ev("message_stop", {"type": "message_stop"}),
+    ]
+    return sse_reply(events)
+
+
+def test_anthropic_refusal_in_the_dialect() -> None:
+    c = anthropic_dialect.parse_response(json.dumps(claude_message("Here is")).encode())
+    assert (c.finish_reason, c.native_finish_reason) == ("refusal", "refusal")
+    assert c.text == "Here is" and c.refusal and "refusal" in c.refusal
+
+
+@MODES
+@STREAMS
+@pytest.mark.parametrize("text", ["", "Here is how"], ids=["empty", "partial"])
+def test_anthropic_refusal_of_a_text_call(srv, use_async, stream, text) -> None:
+    srv.enqueue(claude_stream(text) if stream else json_reply(200, claude_message(text)))
+    r, chunks = run(anthropic(srv), use_async, stream)
+    meta = r.metadata
+    assert meta.finish_reason == "refusal"
+    assert isinstance(meta.refusal, str) and "refusal" in meta.refusal
+    assert r.data.startswith(text) and r.data.endswith(meta.refusal)  # the text is kept
+    if stream:
+        assert "".join(chunks) == r.data
+
+
+@MODES
+@STREAMS
+def test_anthropic_refusal_of_a_structured_call(srv, use_async, stream) -> None:
+    srv.enqueue(claude_stream("") if stream else json_reply(200, claude_message("")))
+    with pytest.raises(exc.RefusalError) as info:
+        run(anthropic(srv), use_async, stream, generation_schema=Answer)
+    assert "refusal" in info.value.refusal
+
+
+# ---------------------------------------------------------------- 4. refusals: Gemini
+
+RATINGS = [
+    {"category": "HARM_CATEGORY_HATE_SPEECH", "probability": "NEGLIGIBLE"},
+    {"category": "HARM_CATEGORY_DANGEROUS_CONTENT", "probability": "HIGH", "blocked": True},
+    {"category": "HARM_CATEGORY_HARASSMENT", "probability": "NEGLIGIBLE"},
+]
+USAGE = {"promptTokenCount": 9, "totalTokenCount": 9}
+
+
+def blocked_candidate(reason: str) -> dict:
+    return {"candidates": [{"finishReason": reason, "index": 0, "safetyRatings": RATINGS}],
+            "usageMetadata": USAGE, "modelVersion": "gemini-2.5-flash", "responseId": "r1"}
+
+
+BLOCKED_PROMPT = {"promptFeedback": {"blockReason": "SAFETY", "safetyRatings": RATINGS},
+                  "usageMetadata": USAGE, "modelVersion": "gemini-2.5-flash", "responseId": "r2"}
+
+
+@pytest.mark.parametrize("reason", ["SAFETY", "PROHIBITED_CONTENT", "BLOCKLIST", "SPII",
+                                    "RECITATION"])
+def test_gemini_blocked_candidate_is_a_refusal_naming_why(reason) -> None:
+    c = google_dialect.parse_response(json.dumps(blocked_candidate(reason)).encode())
+    assert (c.finish_reason, c.native_finish_reason) == ("refusal", reason)
+    assert c.refusal is not None and reason in c.refusal
+    assert "HARM_CATEGORY_DANGEROUS_CONTENT" in c.refusal
+    assert "HARASSMENT" not in c.refusal  # only the categories that blocked
+    d = google_dialect.stream_decoder().feed(
+        SSEEvent(json.dumps(blocked_candidate(reason)).encode()))
+    assert d is not None and (d.finish_reason, d.refusal) == ("refusal", c.refusal)
+
+
+def test_gemini_blocked_prompt_is_a_refusal_naming_why() -> None:
+    c = google_dialect.parse_response(json.dumps(BLOCKED_PROMPT).encode())
+    assert (c.finish_reason, c.native_finish_reason) == ("refusal", "SAFETY")
+    assert c.refusal is not None and "prompt" in c.refusal and "SAFETY" in c.refusal
+    assert "HARM_CATEGORY_DANGEROUS_CONTENT" in c.refusal
+    assert c.usage is not None and c.usage.prompt_tokens == 9
+    bare = google_dialect.parse_response(b'{"promptFeedback": {"blockReason": "OTHER"}}')
+    assert bare.finish_reason == "refusal" and "OTHER" in (bare.refusal or "")
+    d = google_dialect.stream_decoder().feed(SSEEvent(json.dumps(BLOCKED_PROMPT).encode()))
+    assert d is not None and (d.finish_reason, d.refusal) == ("refusal", c.refusal)
+
+
+def gemini_reply(payload: dict, stream: bool) -> Any:
+    if stream:
+        return sse_reply([f"data: {json.dumps(payload)}\r\n\r\n"])
+    return json_reply(200, payload)
+
+
+@MODES
+@STREAMS
+@pytest.mark.parametrize("where", ["candidate", "prompt"])
+def test_gemini_block_of_a_text_call(srv, use_async, stream, where) -> None:
+    payload = blocked_candidate("SAFETY") if where == "candidate" else BLOCKED_PROMPT
+    srv.enqueue(gemini_reply(payload, stream))
+    r, chunks = run(gemini(srv), use_async, stream)
+    meta = r.metadata
+    assert meta.finish_reason == "refusal"
+    assert "SAFETY" in meta.refusal and "HARM_CATEGORY_DANGEROUS_CONTENT" in meta.refusal
+    assert r.data == meta.refusal
+    if stream:
+        assert "".join(chunks) == meta.refusal
+
+
+@MODES
+@STREAMS
+@pytest.mark.parametrize("where", ["candidate", "prompt"])
+def test_gemini_block_of_a_structured_call(srv, use_async, stream, where) -> None:
+    payload = blocked_candidate("PROHIBITED_CONTENT") if where == "candidate" else BLOCKED_PROMPT
+    srv.enqueue(gemini_reply(payload, stream))
+    with pytest.raises(exc.RefusalError) as info:
+        run(gemini(srv), use_async, stream, generation_schema=Answer)
+    assert "HARM_CATEGORY_DANGEROUS_CONTENT" in info.value.refusal

@@ -23,6 +23,7 @@ from msgflux.exceptions import (
     MsgfluxError,
     OutputTruncatedError,
     PrefillNotSupportedError,
+    RefusalError,
     _redact,
 )
 from msgflux.models.cache import ResponseCache, cache_key
@@ -43,6 +44,7 @@ from msgflux.models.request import (
     ToolChoice,
     ToolSpec,
     Usage,
+    with_refusal,
 )
 from msgflux.models.response import ModelResponse, ModelStreamResponse
 from msgflux.models.structured import CompiledSchema, compile_schema, decode_structured
@@ -377,14 +379,15 @@ class ChatCompletionModel:
 
     # -------------------------------------------------------------- shaping answers
 
-    def _metadata(self, usage: Usage | None, finish_reason: str | None, model: str | None
-                  ) -> dotdict:
+    def _metadata(self, usage: Usage | None, finish_reason: str | None, model: str | None,
+                  refusal: str | None) -> dotdict:
         return dotdict(
             usage=_usage_dict(usage) if usage is not None else None,
             finish_reason=finish_reason,
             model=model or self.model_id,
             provider=self.provider,
             cost=self._cost(usage),
+            refusal=refusal,
         )
 
     def _cost(self, usage: Usage | None) -> float | None:
@@ -407,7 +410,13 @@ class ChatCompletionModel:
             return prefill + text
         return text
 
-    def _decode_text(self, call: _Call, text: str, finish_reason: str | None) -> tuple[str, Any]:
+    def _decode_text(self, call: _Call, text: str, finish_reason: str | None,
+                     refusal: str | None) -> tuple[str, Any]:
+        """The answer by output mode. ``text`` includes a refusal's text, if any: a text
+        call answers with it; a structured call raises RefusalError, as a refusal is
+        no malformed answer."""
+        if refusal is not None and (call.compiled is not None or call.parser is not None):
+            raise RefusalError(refusal, raw=text)
         if call.compiled is not None:
             if finish_reason == "length":
                 raise OutputTruncatedError(
@@ -420,7 +429,9 @@ class ChatCompletionModel:
         return "text_generation", text
 
     def _shape(self, call: _Call, completion: Completion) -> ModelResponse:
-        meta = self._metadata(completion.usage, completion.finish_reason, completion.model)
+        refusal = completion.refusal
+        meta = self._metadata(completion.usage, completion.finish_reason, completion.model,
+                              refusal)
         if completion.tool_calls:
             agg = ToolCallAggregator.from_calls(completion.tool_calls)
             agg.text = completion.text or None
@@ -428,7 +439,9 @@ class ChatCompletionModel:
             agg.reasoning_blocks = completion.reasoning_blocks
             return ModelResponse(agg, "tool_call", meta, completion.reasoning)
         text = self._with_prefill(completion.text, call.request.prefill)
-        kind, data = self._decode_text(call, text, completion.finish_reason)
+        if refusal is not None:
+            text = with_refusal(text, refusal)
+        kind, data = self._decode_text(call, text, completion.finish_reason, refusal)
         return ModelResponse(data, kind, meta, completion.reasoning)
 
     # -------------------------------------------------------------- the network
@@ -588,11 +601,12 @@ class _StreamCall:
 
     def finish(self, asm: StreamAssembler) -> tuple[str, Any, dotdict]:
         model = self.model
-        meta = model._metadata(asm.usage, asm.finish_reason, asm.model)
+        refusal = asm.refusal
+        meta = model._metadata(asm.usage, asm.finish_reason, asm.model, refusal)
         agg = asm.aggregator()
         if agg is not None:
             return "tool_call", agg, meta
-        kind, data = model._decode_text(self.call, asm.text, asm.finish_reason)
+        kind, data = model._decode_text(self.call, asm.text, asm.finish_reason, refusal)
         return kind, data, meta
 
 

@@ -553,12 +553,20 @@ _FINISH = {
     "max_tokens": "length",
     "model_context_window_exceeded": "length",
     "tool_use": "tool_calls",
-    "refusal": "content_filter",
+    "refusal": "refusal",
 }
 
 
 def _finish(reason: str | None) -> str | None:
     return _FINISH.get(reason, reason) if reason is not None else None
+
+
+def _refusal(reason: str | None, provider: str) -> str | None:
+    """The refusal's text: Anthropic only says, by its stop reason, that the model
+    refused (any text written before stays the answer's text)."""
+    if reason != "refusal":
+        return None
+    return f"{provider} refused to continue this answer (stop_reason 'refusal')."
 
 
 def _usage(start: _Usage | None, end: _Usage | None = None) -> Usage:
@@ -638,6 +646,7 @@ def parse_response(body: bytes, request: ChatRequest | None = None, provider: st
     reasoning = "".join(thoughts) if thoughts else None
     return Completion(
         text=text,
+        refusal=_refusal(wire.stop_reason, provider),
         reasoning=reasoning,
         reasoning_blocks=tuple(blocks),
         tool_calls=tuple(calls),
@@ -707,8 +716,8 @@ class StreamDecoder:
             finish = _finish(reason)
             if finish == "tool_calls" and not self._calls and self._answer_index >= 0:
                 finish = "stop"
-            return Delta(finish_reason=finish, native_finish_reason=reason,
-                         usage=_usage(self._start, ev.usage))
+            return Delta(refusal=_refusal(reason, self.provider), finish_reason=finish,
+                         native_finish_reason=reason, usage=_usage(self._start, ev.usage))
         if kind == "message_start":
             message = ev.message
             if message is None:

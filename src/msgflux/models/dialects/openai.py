@@ -237,6 +237,7 @@ class _Delta(msgspec.Struct, gc=False):
     reasoning_content: str | None = None
     reasoning: str | None = None
     tool_calls: list[_ToolCall] | None = None
+    refusal: str | None = None
 
 
 class _ChunkChoice(msgspec.Struct, gc=False):
@@ -326,11 +327,14 @@ def parse_response(body: bytes, request: ChatRequest | None = None, provider: st
         for i, c in enumerate(_call_deltas(message.tool_calls or []))
     )
     reasoning = message.reasoning_content or message.reasoning
+    refusal = message.refusal or None
     return Completion(
-        text=_text(message.content) if message.content is not None else message.refusal,
+        text=_text(message.content),
+        refusal=refusal,
         reasoning=reasoning,
         tool_calls=calls,
-        finish_reason=settled_finish(_finish(choice.finish_reason), bool(calls)),
+        finish_reason=settled_finish(_finish(choice.finish_reason), bool(calls),
+                                     refusal is not None),
         native_finish_reason=choice.finish_reason,
         usage=_usage(wire.usage),
         model=wire.model,
@@ -367,15 +371,17 @@ class StreamDecoder:
             return Delta(usage=usage, model=chunk.model, id=chunk.id)
         choice = chunk.choices[0]
         d = choice.delta
-        text = reasoning = None
+        text = reasoning = refusal = None
         calls = None
         if d is not None:
             text = d.content or None
+            refusal = d.refusal or None
             reasoning = d.reasoning_content or d.reasoning or None
             if d.tool_calls:
                 calls = tuple(_call_deltas(d.tool_calls))
         return Delta(
             text=text,
+            refusal=refusal,
             reasoning=reasoning,
             tool_calls=calls,
             finish_reason=_finish(choice.finish_reason),
