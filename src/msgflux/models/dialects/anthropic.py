@@ -669,14 +669,15 @@ class StreamDecoder:
     structured request streams its input as text.
     """
 
-    __slots__ = ("_answer_index", "_answer_name", "_calls", "_lead", "_start", "done",
-                 "provider")
+    __slots__ = ("_answer_index", "_answer_name", "_calls", "_lead", "_malformed", "_start",
+                 "done", "provider")
 
     has_end_marker = True
 
     def __init__(self, request: ChatRequest | None = None, provider: str = "anthropic") -> None:
         self.done = False
         self.provider = provider
+        self._malformed = f"{provider} sent a stream event that is not valid JSON"
         self._calls: dict[int, int] = {}  # content block index → tool call index
         self._answer_name = _answer_name(request)
         self._answer_index = -1
@@ -685,8 +686,7 @@ class StreamDecoder:
 
     def feed(self, event: SSEEvent) -> Delta | None:
         data = event.data
-        ev = decode_wire(_event_decoder, data,
-                         f"{self.provider} sent a stream event that is not valid JSON")
+        ev = decode_wire(_event_decoder, data, self._malformed)
         kind = ev.type
         if kind == "content_block_delta":
             d = ev.delta

@@ -578,18 +578,18 @@ class StreamDecoder:
     ``finishReason`` (which is how a complete stream is told from a cut one).
     """
 
-    __slots__ = ("_calls", "done", "provider")
+    __slots__ = ("_calls", "_malformed", "done", "provider")
     has_end_marker = False
 
     def __init__(self, provider: str = "google") -> None:
         self.done = False
         self.provider = provider
+        self._malformed = f"{provider} sent a stream chunk that is not valid JSON"
         self._calls = 0
 
     def feed(self, event: SSEEvent) -> Delta | None:
         data = event.data
-        chunk = decode_wire(_response_decoder, data,
-                            f"{self.provider} sent a stream chunk that is not valid JSON")
+        chunk = decode_wire(_response_decoder, data, self._malformed)
         if chunk.error is not None:
             raise _in_band_error(chunk.error, self.provider, data)
         usage = _usage(chunk.usage_metadata) if chunk.usage_metadata is not None else None

@@ -348,20 +348,20 @@ def parse_response(body: bytes, request: ChatRequest | None = None, provider: st
 class StreamDecoder:
     """OpenAI chunks → Deltas. ``[DONE]`` ends the stream."""
 
-    __slots__ = ("done", "provider")
+    __slots__ = ("_malformed", "done", "provider")
     has_end_marker = True
 
     def __init__(self, provider: str = "openai") -> None:
         self.done = False
         self.provider = provider
+        self._malformed = f"{provider} sent a stream chunk that is not valid JSON"
 
     def feed(self, event: SSEEvent) -> Delta | None:
         data = event.data
         if data[:6] == b"[DONE]":
             self.done = True
             return Delta(done=True)
-        chunk = decode_wire(_chunk_decoder, data,
-                            f"{self.provider} sent a stream chunk that is not valid JSON")
+        chunk = decode_wire(_chunk_decoder, data, self._malformed)
         if chunk.error is not None:
             raise _in_band_error(chunk.error, self.provider, data)
         usage = _usage(chunk.usage) if chunk.usage is not None else None
