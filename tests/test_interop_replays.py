@@ -403,3 +403,54 @@ def test_gemini_block_of_a_structured_call(srv, use_async, stream, where) -> Non
     with pytest.raises(exc.RefusalError) as info:
         run(gemini(srv), use_async, stream, generation_schema=Answer)
     assert "HARM_CATEGORY_DANGEROUS_CONTENT" in info.value.refusal
+
+
+# ---------------------------------------------------------------- 5. mutation killers
+
+
+def gemini_call_chunk(name: str, args: dict, finish: str | None = None) -> dict:
+    candidate: dict[str, Any] = {"content": {"role": "model", "parts": [
+        {"functionCall": {"name": name, "args": args}}]}, "index": 0}
+    if finish is not None:
+        candidate["finishReason"] = finish
+    return {"candidates": [candidate], "modelVersion": "gemini-2.5-flash", "responseId": "r3"}
+
+
+GEMINI_SPLIT_CALLS = [
+    gemini_call_chunk("get_weather", {"city": "Paris"}),
+    gemini_call_chunk("get_weather", {"city": "Tokyo"}, finish="STOP"),
+]
+
+
+def test_gemini_calls_in_separate_chunks_stay_apart() -> None:
+    asm = fold(google_dialect.stream_decoder(), [json.dumps(c).encode()
+                                                 for c in GEMINI_SPLIT_CALLS])
+    agg = asm.aggregator()
+    assert agg is not None and asm.finish_reason == "tool_calls"
+    assert [c["function"]["arguments"] for c in agg.get_calls()] == [
+        {"city": "Paris"}, {"city": "Tokyo"}]
+    assert len({c["id"] for c in agg.get_calls()}) == 2
+
+
+@MODES
+def test_gemini_calls_in_separate_chunks_end_to_end(srv, use_async) -> None:
+    srv.enqueue(sse_reply([f"data: {json.dumps(c)}\r\n\r\n" for c in GEMINI_SPLIT_CALLS]))
+    r, _ = run(gemini(srv), use_async, True, tool_schemas=WEATHER)
+    assert r.response_type == "tool_call"
+    assert [c["function"]["arguments"] for c in r.data.get_calls()] == [
+        {"city": "Paris"}, {"city": "Tokyo"}]
+
+
+@MODES
+def test_text_after_done_is_never_handed_out(srv, use_async) -> None:
+    srv.enqueue(sse([chunk(role="assistant"), chunk("Hel"), chunk("lo", finish="stop"), DONE,
+                     chunk(" LEAKED"), DONE]))
+    r, chunks = run(openai(srv), use_async, True)
+    assert chunks == ["Hel", "lo"] and r.data == "Hello"
+
+
+@MODES
+def test_text_after_done_is_never_handed_out_of_a_tool_stream(srv, use_async) -> None:
+    srv.enqueue(sse([*OLLAMA_STREAM, ollama_call("call_late", "Lima"), DONE]))
+    r, _ = run(openai(srv), use_async, True, tool_schemas=WEATHER)
+    assert [c["id"] for c in r.data.get_calls()] == ["call_k2x9", "call_p7q1"]
