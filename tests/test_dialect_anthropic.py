@@ -505,7 +505,7 @@ def test_parse_full_response() -> None:
 
 @pytest.mark.parametrize(("native", "finish"), [
     ("end_turn", "stop"), ("stop_sequence", "stop"), ("max_tokens", "length"),
-    ("tool_use", "tool_calls"), ("refusal", "content_filter"),
+    ("tool_use", "tool_calls"), ("refusal", "refusal"),
     ("model_context_window_exceeded", "length"), ("pause_turn", "pause_turn"),
 ])
 def test_stop_reasons(native: str, finish: str) -> None:
@@ -513,6 +513,7 @@ def test_stop_reasons(native: str, finish: str) -> None:
              "stop_reason": native, "usage": {"input_tokens": 1, "output_tokens": 1}}
     c = dialect.parse_response(msgspec.json.encode(reply))
     assert (c.finish_reason, c.native_finish_reason) == (finish, native)
+    assert (c.refusal is not None) == (native == "refusal") and c.text == "x"
     assert c.usage is not None and c.usage.cached_tokens is None
 
 

@@ -396,8 +396,8 @@ def test_parse_function_calls_with_signature_and_ids() -> None:
 
 
 @pytest.mark.parametrize(("native", "finish"), [
-    ("STOP", "stop"), ("MAX_TOKENS", "length"), ("SAFETY", "content_filter"),
-    ("RECITATION", "content_filter"), ("PROHIBITED_CONTENT", "content_filter"),
+    ("STOP", "stop"), ("MAX_TOKENS", "length"), ("SAFETY", "refusal"),
+    ("RECITATION", "refusal"), ("PROHIBITED_CONTENT", "refusal"),
     ("MALFORMED_FUNCTION_CALL", "malformed_function_call"), ("OTHER", "other"),
 ])
 def test_finish_reasons(native: str, finish: str) -> None:
@@ -410,11 +410,13 @@ def test_blocked_prompt_and_bad_bodies() -> None:
     c = dialect.parse_response(reply({"promptFeedback": {"blockReason": "SAFETY"},
                                       "usageMetadata": {"promptTokenCount": 9,
                                                         "totalTokenCount": 9}}))
-    assert (c.text, c.finish_reason, c.native_finish_reason) == ("", "content_filter", "SAFETY")
+    assert (c.text, c.finish_reason, c.native_finish_reason) == ("", "refusal", "SAFETY")
+    assert c.refusal == "google blocked the prompt (blockReason SAFETY)."
     assert c.usage is not None and c.usage.prompt_tokens == 9
     # A candidate cut off before any content (e.g. SAFETY on the first token).
     c = dialect.parse_response(reply({"candidates": [{"finishReason": "SAFETY"}]}))
-    assert (c.text, c.finish_reason) == ("", "content_filter")
+    assert (c.text, c.finish_reason) == ("", "refusal")
+    assert c.refusal == "google blocked the answer (finishReason SAFETY)."
     with pytest.raises(exc.ResponseError, match="no candidates"):
         dialect.parse_response(b"{}")
     with pytest.raises(exc.ResponseError, match="not a generateContent"):
@@ -479,7 +481,8 @@ def test_stream_usage_only_and_blocked_chunks() -> None:
     assert d is not None and d.usage is not None and d.usage.prompt_tokens == 3
     assert decoder.feed(SSEEvent(b"{}")) is None
     d = decoder.feed(SSEEvent(b'{"promptFeedback":{"blockReason":"PROHIBITED_CONTENT"}}'))
-    assert d is not None and d.finish_reason == "content_filter"
+    assert d is not None and d.finish_reason == "refusal"
+    assert d.refusal == "google blocked the prompt (blockReason PROHIBITED_CONTENT)."
     with pytest.raises(exc.ResponseError, match="not valid JSON"):
         decoder.feed(SSEEvent(b'{"candidates": ['))
 

@@ -345,5 +345,6 @@ def test_non_json_error_body(srv: ScriptedServer) -> None:
 def test_blocked_prompt(srv: ScriptedServer) -> None:
     srv.route("POST", GENERATE, json_reply(200, {"promptFeedback": {"blockReason": "SAFETY"}}))
     response = model(srv)("something blocked")
-    assert response.consume() == ""
-    assert response.metadata.finish_reason == "content_filter"
+    assert response.consume() == "google blocked the prompt (blockReason SAFETY)."
+    assert response.metadata.finish_reason == "refusal"
+    assert response.metadata.refusal == response.consume()

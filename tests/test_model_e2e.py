@@ -434,13 +434,15 @@ def test_cache_hit_is_an_independent_copy_of_a_tool_call(scripted) -> None:
         {"id": "c1", "type": "function", "function": {"name": "get_weather",
                                                      "arguments": '{"city":"Oslo"}'}}])))
     model = mf.Model.chat_completion("openai/gpt-4o", enable_cache=True)
-    first = model("weather?", tool_schemas=WEATHER)
-    first.consume().insert_results("c1", "cold")
-    second = model("weather?", tool_schemas=WEATHER)
-    assert second.response_type == "tool_call" and len(scripted.requests) == 1
+    model("weather?", tool_schemas=WEATHER).consume().insert_results("c1", "cold")  # the miss
+    hit = model("weather?", tool_schemas=WEATHER)
+    assert hit.response_type == "tool_call" and len(scripted.requests) == 1
+    hit.consume().insert_results("c1", "warm")  # a caller changes what a hit gave it
+    again = model("weather?", tool_schemas=WEATHER)
+    assert len(scripted.requests) == 1 and model._response_cache.cache_info()["hits"] == 2
     with pytest.raises(exc.MessageFormatError):
-        second.consume().get_messages()  # the first caller's result did not leak in
-    assert model._response_cache.cache_info()["hits"] == 1
+        again.consume().get_messages()  # neither earlier caller's result leaked in
+    assert again.consume() is not hit.consume()
 
 
 # ---------------------------------------------------------------- FastAPI under uvicorn

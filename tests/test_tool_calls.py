@@ -70,3 +70,50 @@ def test_results_that_are_not_json_are_sent_as_text() -> None:
     agg = ToolCallAggregator.from_calls([ToolCall("c1", "f", "{}")])
     agg.insert_results("c1", Reading())
     assert agg.get_messages()[1]["content"] == "22 C and sunny"
+
+
+# ---------------------------------------------------------------- index reuse and order
+
+
+def test_a_new_id_at_a_used_index_starts_a_new_call() -> None:
+    # Ollama streams each parallel call whole, every one at index 0, each with its own id.
+    agg = ToolCallAggregator()
+    agg.process(0, "call_paris", "get_weather", '{"city": "Paris"}')
+    agg.process(0, "call_tokyo", "get_weather", '{"city": "Tokyo"}')
+    agg.process(0, None, None, "")  # a fragment without an id belongs to the latest call
+    assert len(agg) == 2
+    assert [(c["id"], c["function"]["arguments"]) for c in agg.get_calls()] == [
+        ("call_paris", {"city": "Paris"}), ("call_tokyo", {"city": "Tokyo"})]
+    agg.insert_results({"call_paris": "mild", "call_tokyo": "rain"})
+    assert [m.get("tool_call_id") for m in agg.get_messages()] == [
+        None, "call_paris", "call_tokyo"]
+
+
+def test_the_same_id_repeated_on_every_fragment_is_one_call() -> None:
+    agg = ToolCallAggregator()
+    agg.process(0, "call_a", "f", '{"x"')
+    agg.process(0, "call_a", None, ": 1}")
+    assert agg.get_calls() == [
+        {"id": "call_a", "type": "function", "function": {"name": "f", "arguments": {"x": 1}}}]
+
+
+def test_calls_come_back_by_index_not_by_arrival() -> None:
+    agg = ToolCallAggregator()
+    agg.process(1, "call_b", "second", '{"n": 2}')
+    agg.process(0, "call_a", "first", '{"n": 1}')
+    assert [c["id"] for c in agg.get_calls()] == ["call_a", "call_b"]
+    assert [c.id for c in agg.to_tool_calls()] == ["call_a", "call_b"]
+    agg.insert_results("call_b", "two")
+    agg.insert_results("call_a", "one")
+    assistant, *results = agg.get_messages()
+    assert [c["id"] for c in assistant["tool_calls"]] == ["call_a", "call_b"]
+    assert [(m["tool_call_id"], m["content"]) for m in results] == [
+        ("call_a", "one"), ("call_b", "two")]
+
+
+def test_signature_is_set_through_process() -> None:
+    agg = ToolCallAggregator()
+    agg.process(0, "c1", "f", "{}", signature="sig-1")
+    agg.insert_results("c1", "ok")
+    assert agg.get_messages()[0]["tool_calls"][0]["signature"] == "sig-1"
+    assert agg.to_tool_calls()[0].signature == "sig-1"

@@ -43,6 +43,7 @@ __all__ = [
     "PrefillNotSupportedError",
     "ProviderError",
     "RateLimitError",
+    "RefusalError",
     "ResponseError",
     "ServerError",
     "StreamError",
@@ -260,6 +261,24 @@ class StructuredOutputError(ResponseError):
 
 class OutputTruncatedError(StructuredOutputError):
     """A structured call stopped at the token limit (``finish_reason == "length"``)."""
+
+
+class RefusalError(StructuredOutputError):
+    """The provider refused to answer a structured call (generation_schema or typed_parser).
+
+    ``refusal`` is the refusal's text (the model's words, or what blocked the
+    answer); ``raw`` everything the model produced, refusal included. A
+    structured answer cannot be made from a refusal: read it, or rephrase.
+    """
+
+    def __init__(self, refusal: str, *, raw: str | None = None) -> None:
+        shown = refusal if len(refusal) <= 500 else refusal[:500] + "..."
+        super().__init__(
+            f"The model refused to give the structured answer: {shown!r}. The refusal is on "
+            ".refusal; rephrase the request, or handle the refusal instead of a result.",
+            raw=raw,
+        )
+        self.refusal = refusal
 
 
 class ToolCallArgumentsError(ResponseError):

@@ -14,6 +14,7 @@ from typing import Any, Literal
 import msgspec
 
 __all__ = [
+    "REFUSAL_BREAK",
     "AudioPart",
     "ChatRequest",
     "Completion",
@@ -30,6 +31,8 @@ __all__ = [
     "ToolChoice",
     "ToolSpec",
     "Usage",
+    "settled_finish",
+    "with_refusal",
 ]
 
 Role = Literal["system", "user", "assistant", "tool"]
@@ -169,10 +172,37 @@ class Usage(msgspec.Struct):
     reasoning_tokens: int | None = None
 
 
+# What a refusal means here: the provider declined to answer (OpenAI's ``refusal``,
+# Anthropic's ``stop_reason: "refusal"``, a Gemini safety block). Its text travels in
+# ``refusal``, apart from ``text``; the neutral finish reason is "refusal" and the
+# provider's own stays in ``native_finish_reason``.
+REFUSAL_BREAK = "\n"
+
+
+def settled_finish(reason: str | None, tool_calls: bool, refused: bool) -> str | None:
+    """The neutral finish of a turn its provider ended with a plain "stop".
+
+    "tool_calls" when the turn carries calls (OpenAI says "stop" when a named
+    tool was forced), "refusal" when it was refused; any other reason as is.
+    """
+    if reason == "stop":
+        if tool_calls:
+            return "tool_calls"
+        if refused:
+            return "refusal"
+    return reason
+
+
+def with_refusal(text: str, refusal: str) -> str:
+    """The answer of a refused text call: any text, then the refusal's on a new line."""
+    return text + REFUSAL_BREAK + refusal if text else refusal
+
+
 class Completion(msgspec.Struct):
-    """A finished (non-streamed) answer."""
+    """A finished (non-streamed) answer; ``refusal`` is set when the provider refused."""
 
     text: str | None = None
+    refusal: str | None = None
     reasoning: str | None = None
     reasoning_blocks: tuple[ReasoningBlock, ...] = ()
     tool_calls: tuple[ToolCall, ...] = ()
@@ -196,11 +226,13 @@ class ToolCallDelta(msgspec.Struct, gc=False):
 class Delta(msgspec.Struct, gc=False):
     """What one stream event adds. ``done`` marks the protocol's own end marker.
 
-    ``reasoning_signature`` closes the current reasoning block;
-    ``reasoning_redacted`` is a whole redacted block.
+    ``refusal`` is a fragment of a refusal's text; ``reasoning_signature``
+    closes the current reasoning block; ``reasoning_redacted`` is a whole
+    redacted block.
     """
 
     text: str | None = None
+    refusal: str | None = None
     reasoning: str | None = None
     reasoning_signature: str | None = None
     reasoning_redacted: str | None = None

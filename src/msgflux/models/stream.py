@@ -1,8 +1,8 @@
 """Streams: folding Deltas into an answer, and pulling Deltas off the wire.
 
 :class:`StreamAssembler` is pure: it folds Deltas (text, reasoning blocks,
-tool-call fragments, usage, finish reason) and says what the stream turned out
-to be. :class:`SyncSource` and :class:`AsyncSource` pull SSE events from an
+tool-call fragments, refusals, usage, finish reason) and says what the stream
+turned out to be. :class:`SyncSource` and :class:`AsyncSource` pull SSE events from an
 open transport stream through a dialect's decoder; they are plain generators so
 each chunk costs a few attribute lookups, nothing more.
 """
@@ -13,7 +13,13 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from msgflux.exceptions import MsgfluxError, StreamError, _redact
-from msgflux.models.request import Delta, ReasoningBlock, Usage
+from msgflux.models.request import (
+    REFUSAL_BREAK,
+    Delta,
+    ReasoningBlock,
+    Usage,
+    settled_finish,
+)
 from msgflux.models.tool_calls import ToolCallAggregator
 
 __all__ = ["AsyncSource", "StreamAssembler", "SyncSource"]
@@ -23,11 +29,12 @@ class StreamAssembler:
     """Accumulates one streamed answer."""
 
     __slots__ = ("_block_text", "blocks", "finish_reason", "id", "model", "native_finish_reason",
-                 "reasoning_parts", "text_parts", "tools", "usage")
+                 "reasoning_parts", "refusal_parts", "text_parts", "tools", "usage")
 
     def __init__(self) -> None:
         self.text_parts: list[str] = []
         self.reasoning_parts: list[str] = []
+        self.refusal_parts: list[str] = []
         self._block_text: list[str] = []
         self.blocks: list[ReasoningBlock] = []
         self.tools: ToolCallAggregator | None = None
@@ -42,6 +49,8 @@ class StreamAssembler:
         text = delta.text
         if text:
             self.text_parts.append(text)
+        if delta.refusal:
+            text = self._refuse(text, delta.refusal)
         if delta.reasoning:
             self.reasoning_parts.append(delta.reasoning)
             self._block_text.append(delta.reasoning)
@@ -56,11 +65,10 @@ class StreamAssembler:
             if tools is None:
                 tools = self.tools = ToolCallAggregator()
             for call in delta.tool_calls:
-                tools.process(call.index, call.id, call.name, call.arguments)
-                if call.signature is not None:
-                    tools._entries[call.index].signature = call.signature
+                tools.process(call.index, call.id, call.name, call.arguments, call.signature)
         if delta.finish_reason is not None:
-            self.finish_reason = delta.finish_reason
+            self.finish_reason = settled_finish(delta.finish_reason, self.tools is not None,
+                                                bool(self.refusal_parts))
             self.native_finish_reason = delta.native_finish_reason
         if delta.usage is not None:
             self.usage = delta.usage
@@ -70,9 +78,25 @@ class StreamAssembler:
             self.id = delta.id
         return text
 
+    def _refuse(self, text: str | None, refusal: str) -> str:
+        """Fold a refusal fragment; it is handed on like text, joined to the text
+        before it as :func:`~msgflux.models.request.with_refusal` joins them."""
+        handed = refusal
+        if not self.refusal_parts and self.text_parts:
+            handed = REFUSAL_BREAK + refusal
+        self.refusal_parts.append(refusal)
+        self.text_parts.append(handed)
+        return text + handed if text else handed
+
     @property
     def text(self) -> str:
+        """Everything handed on: the text, and a refusal's text after it."""
         return "".join(self.text_parts)
+
+    @property
+    def refusal(self) -> str | None:
+        """The refusal's text, when the provider refused."""
+        return "".join(self.refusal_parts) if self.refusal_parts else None
 
     @property
     def reasoning(self) -> str | None:

@@ -1,13 +1,14 @@
 """``ToolCallAggregator``: tool calls as the model proposed them, and their results.
 
 It reassembles calls from stream fragments (several calls per delta, fragments
-interleaved, ``id``/``name`` only on the first one), hands them out in OpenAI
-shape with parsed arguments, collects results, and writes the messages that
-continue the conversation.
+interleaved, ``id``/``name`` only on the first one, or a new call at an index
+already used), hands them out in OpenAI shape with parsed arguments, in index
+order, collects results, and writes the messages that continue the conversation.
 """
 
 from __future__ import annotations
 
+from operator import attrgetter
 from typing import Any
 
 import msgspec
@@ -20,12 +21,14 @@ __all__ = ["ToolCallAggregator"]
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.decode
 _MISSING = object()
+_by_index = attrgetter("index")
 
 
 class _Entry:
-    __slots__ = ("arguments", "id", "name", "result", "signature")
+    __slots__ = ("arguments", "id", "index", "name", "result", "signature")
 
-    def __init__(self, id: str | None, name: str | None) -> None:
+    def __init__(self, index: int, id: str | None, name: str | None) -> None:
+        self.index = index
         self.id = id
         self.name = name
         self.arguments: list[str] = []
@@ -43,10 +46,11 @@ class ToolCallAggregator:
     said alongside the calls.
     """
 
-    __slots__ = ("_entries", "reasoning", "reasoning_blocks", "text")
+    __slots__ = ("_current", "_entries", "reasoning", "reasoning_blocks", "text")
 
     def __init__(self, reasoning: str | None = None) -> None:
-        self._entries: dict[int, _Entry] = {}
+        self._entries: list[_Entry] = []  # every call, in arrival order
+        self._current: dict[int, _Entry] = {}  # stream index -> the call it now feeds
         self.text: str | None = None
         self.reasoning = reasoning
         self.reasoning_blocks: tuple[ReasoningBlock, ...] = ()
@@ -55,19 +59,23 @@ class ToolCallAggregator:
     def from_calls(cls, calls: tuple[ToolCall, ...] | list[ToolCall]) -> ToolCallAggregator:
         agg = cls()
         for i, call in enumerate(calls):
-            agg.process(i, call.id, call.name, call.arguments)
-            if call.signature is not None:
-                agg._entries[i].signature = call.signature
+            agg.process(i, call.id, call.name, call.arguments, call.signature)
         return agg
 
     # -------------------------------------------------------------- assembling
 
     def process(self, call_index: int, tool_id: str | None = None, name: str | None = None,
-                arguments: str | None = None) -> None:
-        """Add one fragment of call ``call_index``."""
-        entry = self._entries.get(call_index)
-        if entry is None:
-            entry = self._entries[call_index] = _Entry(tool_id or None, name or None)
+                arguments: str | None = None, signature: str | None = None) -> None:
+        """Add one fragment of call ``call_index`` (``signature``: the provider's opaque token).
+
+        A fragment bringing a new id to an index whose call already has another
+        starts a new call there: some servers (Ollama) send every parallel call
+        whole at index 0, each with its own id.
+        """
+        entry = self._current.get(call_index)
+        if entry is None or (tool_id and entry.id and tool_id != entry.id):
+            entry = self._current[call_index] = _Entry(call_index, tool_id or None, name or None)
+            self._entries.append(entry)
         else:
             if tool_id and not entry.id:
                 entry.id = tool_id
@@ -75,13 +83,15 @@ class ToolCallAggregator:
                 entry.name = name
         if arguments:
             entry.arguments.append(arguments)
+        if signature is not None:
+            entry.signature = signature
 
     @property
     def tool_calls(self) -> dict[int, dict[str, Any]]:
-        """Index → ``{"id", "name", "arguments"}`` with the raw argument text (0.5.1 shape)."""
+        """Position → ``{"id", "name", "arguments"}`` with the raw argument text (0.5.1 shape)."""
         return {
             i: {"id": e.id, "name": e.name, "arguments": "".join(e.arguments)}
-            for i, e in self._entries.items()
+            for i, e in enumerate(self._ordered())
         }
 
     def __len__(self) -> int:
@@ -91,24 +101,25 @@ class ToolCallAggregator:
         return True
 
     def __repr__(self) -> str:
-        names = [e.name for e in self._entries.values()]
+        names = [e.name for e in self._ordered()]
         return f"ToolCallAggregator(calls={names!r})"
 
     # -------------------------------------------------------------- reading
 
-    def _ordered(self) -> list[tuple[int, _Entry]]:
-        return sorted(self._entries.items())
+    def _ordered(self) -> list[_Entry]:
+        """By stream index; calls sharing one index in the order they came (a stable sort)."""
+        return sorted(self._entries, key=_by_index)
 
     @staticmethod
-    def _call_id(index: int, entry: _Entry) -> str:
-        return entry.id or f"call_{index}"
+    def _call_id(entry: _Entry) -> str:
+        return entry.id or f"call_{entry.index}"
 
     def get_calls(self) -> list[dict[str, Any]]:
         """The calls with their arguments parsed into dicts (empty arguments → ``{}``)."""
         calls = []
-        for index, entry in self._ordered():
+        for entry in self._ordered():
             calls.append({
-                "id": self._call_id(index, entry),
+                "id": self._call_id(entry),
                 "type": "function",
                 "function": {"name": entry.name or "", "arguments": self._arguments(entry)},
             })
@@ -139,8 +150,8 @@ class ToolCallAggregator:
     def to_tool_calls(self) -> tuple[ToolCall, ...]:
         """The calls as neutral :class:`ToolCall` values (raw argument text)."""
         return tuple(
-            ToolCall(self._call_id(i, e), e.name or "", "".join(e.arguments) or "{}", e.signature)
-            for i, e in self._ordered()
+            ToolCall(self._call_id(e), e.name or "", "".join(e.arguments) or "{}", e.signature)
+            for e in self._ordered()
         )
 
     # -------------------------------------------------------------- results
@@ -155,17 +166,17 @@ class ToolCallAggregator:
             return
         if result is _MISSING:
             raise TypeError("insert_results(call_id, result): the result is missing")
-        for index, entry in self._entries.items():
-            if self._call_id(index, entry) == call_id:
+        for entry in self._entries:
+            if self._call_id(entry) == call_id:
                 entry.result = result
                 return
-        known = [self._call_id(i, e) for i, e in self._ordered()]
+        known = [self._call_id(e) for e in self._ordered()]
         raise MessageFormatError(f"No tool call with id {call_id!r}; the calls are {known!r}")
 
     def get_messages(self) -> list[dict[str, Any]]:
         """The assistant turn that made the calls, then one ``tool`` message per result."""
         ordered = self._ordered()
-        missing = [e.name or self._call_id(i, e) for i, e in ordered if e.result is _MISSING]
+        missing = [e.name or self._call_id(e) for e in ordered if e.result is _MISSING]
         if missing:
             raise MessageFormatError(
                 f"No result for tool call(s) {missing!r}: providers reject a tool-call turn "
@@ -173,9 +184,9 @@ class ToolCallAggregator:
             )
         assistant: dict[str, Any] = {"role": "assistant", "content": self.text or None}
         calls = []
-        for index, entry in ordered:
+        for entry in ordered:
             call: dict[str, Any] = {
-                "id": self._call_id(index, entry),
+                "id": self._call_id(entry),
                 "type": "function",
                 "function": {"name": entry.name or "",
                              "arguments": "".join(entry.arguments) or "{}"},
@@ -187,11 +198,11 @@ class ToolCallAggregator:
         if self.reasoning_blocks:
             assistant["thinking_blocks"] = [_block_dict(b) for b in self.reasoning_blocks]
         messages = [assistant]
-        for index, entry in ordered:
+        for entry in ordered:
             result = entry.result
             content = result if isinstance(result, str) else _result_text(result)
             messages.append(
-                {"role": "tool", "tool_call_id": self._call_id(index, entry), "content": content}
+                {"role": "tool", "tool_call_id": self._call_id(entry), "content": content}
             )
         return messages
 
@@ -200,12 +211,13 @@ class ToolCallAggregator:
         other = ToolCallAggregator(self.reasoning)
         other.text = self.text
         other.reasoning_blocks = self.reasoning_blocks
-        for index, entry in self._entries.items():
-            clone = _Entry(entry.id, entry.name)
+        for entry in self._entries:
+            clone = _Entry(entry.index, entry.id, entry.name)
             clone.arguments = list(entry.arguments)
             clone.result = entry.result
             clone.signature = entry.signature
-            other._entries[index] = clone
+            other._entries.append(clone)
+            other._current[clone.index] = clone  # the latest call of each index, as here
         return other
 
 

@@ -552,12 +552,20 @@ _FINISH = {
     "max_tokens": "length",
     "model_context_window_exceeded": "length",
     "tool_use": "tool_calls",
-    "refusal": "content_filter",
+    "refusal": "refusal",
 }
 
 
 def _finish(reason: str | None) -> str | None:
     return _FINISH.get(reason, reason) if reason is not None else None
+
+
+def _refusal(reason: str | None, provider: str) -> str | None:
+    """The refusal's text: Anthropic only says, by its stop reason, that the model
+    refused (any text written before stays the answer's text)."""
+    if reason != "refusal":
+        return None
+    return f"{provider} refused to continue this answer (stop_reason 'refusal')."
 
 
 def _usage(start: _Usage | None, end: _Usage | None = None) -> Usage:
@@ -637,6 +645,7 @@ def parse_response(body: bytes, request: ChatRequest | None = None, provider: st
     reasoning = "".join(thoughts) if thoughts else None
     return Completion(
         text=text,
+        refusal=_refusal(wire.stop_reason, provider),
         reasoning=reasoning,
         reasoning_blocks=tuple(blocks),
         tool_calls=tuple(calls),
@@ -659,14 +668,15 @@ class StreamDecoder:
     structured request streams its input as text.
     """
 
-    __slots__ = ("_answer_index", "_answer_name", "_calls", "_lead", "_start", "done",
-                 "provider")
+    __slots__ = ("_answer_index", "_answer_name", "_calls", "_lead", "_malformed", "_start",
+                 "done", "provider")
 
     has_end_marker = True
 
     def __init__(self, request: ChatRequest | None = None, provider: str = "anthropic") -> None:
         self.done = False
         self.provider = provider
+        self._malformed = f"{provider} sent a stream event that is not valid JSON"
         self._calls: dict[int, int] = {}  # content block index → tool call index
         self._answer_name = _answer_name(request)
         self._answer_index = -1
@@ -675,8 +685,7 @@ class StreamDecoder:
 
     def feed(self, event: SSEEvent) -> Delta | None:
         data = event.data
-        ev = decode_wire(_event_decoder, data,
-                         f"{self.provider} sent a stream event that is not valid JSON")
+        ev = decode_wire(_event_decoder, data, self._malformed)
         kind = ev.type
         if kind == "content_block_delta":
             d = ev.delta
@@ -706,8 +715,8 @@ class StreamDecoder:
             finish = _finish(reason)
             if finish == "tool_calls" and not self._calls and self._answer_index >= 0:
                 finish = "stop"
-            return Delta(finish_reason=finish, native_finish_reason=reason,
-                         usage=_usage(self._start, ev.usage))
+            return Delta(refusal=_refusal(reason, self.provider), finish_reason=finish,
+                         native_finish_reason=reason, usage=_usage(self._start, ev.usage))
         if kind == "message_start":
             message = ev.message
             if message is None:

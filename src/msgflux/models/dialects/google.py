@@ -20,6 +20,10 @@ How the neutral request maps onto ``generateContent``:
   Gemini 3 and later, a ``thinkingBudget`` before), with thought summaries on;
 - a prefill is a trailing ``model`` content, which Gemini continues.
 
+A safety block (a candidate's ``finishReason`` such as SAFETY, or the prompt's
+``promptFeedback.blockReason`` with no candidates) is a refusal whose text names
+the reason and the harm categories that blocked.
+
 The stream has no end marker: it ends when the body does, after the chunk that
 carries ``finishReason``.
 """
@@ -393,6 +397,8 @@ class _Content(msgspec.Struct, gc=False):
 class _Candidate(msgspec.Struct, gc=False, rename="camel"):
     content: _Content | None = None
     finish_reason: str | None = None
+    finish_message: str | None = None
+    safety_ratings: msgspec.Raw = msgspec.Raw()  # read only when the answer was blocked
 
 
 class _UsageMetadata(msgspec.Struct, gc=False, rename="camel"):
@@ -406,6 +412,14 @@ class _UsageMetadata(msgspec.Struct, gc=False, rename="camel"):
 
 class _PromptFeedback(msgspec.Struct, gc=False, rename="camel"):
     block_reason: str | None = None
+    block_reason_message: str | None = None
+    safety_ratings: msgspec.Raw = msgspec.Raw()
+
+
+class _SafetyRating(msgspec.Struct, gc=False):
+    category: str | None = None
+    probability: str | None = None
+    blocked: bool = False
 
 
 class _Error(msgspec.Struct, gc=False):
@@ -425,6 +439,7 @@ class _Response(msgspec.Struct, gc=False, rename="camel"):
 
 _response_decoder = msgspec.json.Decoder(_Response)
 _list_decoder = msgspec.json.Decoder(list[_Response])
+_ratings_decoder = msgspec.json.Decoder(list[_SafetyRating])
 
 _FILTERED = frozenset({"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII",
                        "IMAGE_SAFETY", "IMAGE_PROHIBITED_CONTENT", "IMAGE_RECITATION"})
@@ -438,8 +453,32 @@ def _finish(reason: str | None, calls: bool) -> str | None:
     if reason == "MAX_TOKENS":
         return "length"
     if reason in _FILTERED:
-        return "content_filter"
+        return "refusal"
     return reason.lower()  # MALFORMED_FUNCTION_CALL, OTHER…: named, not disguised as stop
+
+
+def _blocked(what: str, field: str, reason: str, ratings: msgspec.Raw, message: str | None,
+             provider: str) -> str:
+    """The refusal's text for a safety block: what was blocked, why, by which categories."""
+    text = f"{provider} blocked the {what} ({field} {reason}"
+    categories = _categories(ratings)
+    if categories:
+        text += ": " + ", ".join(categories)
+    text += ")"
+    return f"{text}: {message}" if message else text + "."
+
+
+def _categories(ratings: msgspec.Raw) -> list[str]:
+    """The harm categories that blocked (else those rated likely), from ``safetyRatings``."""
+    if not ratings:
+        return []
+    try:
+        rated = _ratings_decoder.decode(ratings)
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        return []  # a rating in an unknown shape must not hide the refusal itself
+    named = [r.category for r in rated if r.blocked and r.category]
+    return named or [r.category for r in rated
+                     if r.category and r.probability in ("MEDIUM", "HIGH")]
 
 
 def _usage(u: _UsageMetadata) -> Usage:
@@ -488,6 +527,16 @@ class _Parts:
         self.reasoning = "".join(reasoning)
 
 
+def _prompt_refusal(feedback: _PromptFeedback, provider: str) -> str:
+    return _blocked("prompt", "blockReason", feedback.block_reason or "", feedback.safety_ratings,
+                    feedback.block_reason_message, provider)
+
+
+def _answer_refusal(candidate: _Candidate, provider: str) -> str:
+    return _blocked("answer", "finishReason", candidate.finish_reason or "",
+                    candidate.safety_ratings, candidate.finish_message, provider)
+
+
 # ---------------------------------------------------------------- response
 
 
@@ -499,21 +548,24 @@ def parse_response(body: bytes, request: ChatRequest | None = None, provider: st
         raise _in_band_error(wire.error, provider, body)
     usage = _usage(wire.usage_metadata) if wire.usage_metadata is not None else None
     if not wire.candidates:
-        blocked = wire.prompt_feedback.block_reason if wire.prompt_feedback else None
-        if blocked is None:
+        feedback = wire.prompt_feedback
+        if feedback is None or feedback.block_reason is None:
             raise ResponseError(f"{provider} returned no candidates",
                                 raw=body[:2000].decode("utf-8", "replace"))
-        # The prompt itself was blocked: no answer, said the way OpenAI says it.
-        return Completion(text="", finish_reason="content_filter", native_finish_reason=blocked,
+        # The prompt itself was blocked: no answer, a refusal that says why.
+        return Completion(text="", refusal=_prompt_refusal(feedback, provider),
+                          finish_reason="refusal", native_finish_reason=feedback.block_reason,
                           usage=usage, model=wire.model_version, id=wire.response_id)
     candidate = wire.candidates[0]
     parts = _Parts(candidate.content.parts or [] if candidate.content else [], 0)
+    finish = _finish(candidate.finish_reason, bool(parts.calls))
     return Completion(
         text=parts.text,
+        refusal=_answer_refusal(candidate, provider) if finish == "refusal" else None,
         reasoning=parts.reasoning or None,
         reasoning_blocks=tuple(parts.blocks),
         tool_calls=tuple(parts.calls),
-        finish_reason=_finish(candidate.finish_reason, bool(parts.calls)),
+        finish_reason=finish,
         native_finish_reason=candidate.finish_reason,
         usage=usage,
         model=wire.model_version,
@@ -533,25 +585,26 @@ class StreamDecoder:
     ``finishReason`` (which is how a complete stream is told from a cut one).
     """
 
-    __slots__ = ("_calls", "done", "provider")
+    __slots__ = ("_calls", "_malformed", "done", "provider")
     has_end_marker = False
 
     def __init__(self, provider: str = "google") -> None:
         self.done = False
         self.provider = provider
+        self._malformed = f"{provider} sent a stream chunk that is not valid JSON"
         self._calls = 0
 
     def feed(self, event: SSEEvent) -> Delta | None:
         data = event.data
-        chunk = decode_wire(_response_decoder, data,
-                            f"{self.provider} sent a stream chunk that is not valid JSON")
+        chunk = decode_wire(_response_decoder, data, self._malformed)
         if chunk.error is not None:
             raise _in_band_error(chunk.error, self.provider, data)
         usage = _usage(chunk.usage_metadata) if chunk.usage_metadata is not None else None
         if not chunk.candidates:
-            blocked = chunk.prompt_feedback.block_reason if chunk.prompt_feedback else None
-            if blocked is not None:
-                return Delta(finish_reason="content_filter", native_finish_reason=blocked,
+            feedback = chunk.prompt_feedback
+            if feedback is not None and feedback.block_reason is not None:
+                return Delta(refusal=_prompt_refusal(feedback, self.provider),
+                             finish_reason="refusal", native_finish_reason=feedback.block_reason,
                              usage=usage, model=chunk.model_version, id=chunk.response_id)
             if usage is None:
                 return None
@@ -562,9 +615,12 @@ class StreamDecoder:
         if raw is not None and len(raw) == 1:
             only = raw[0]
             if only.function_call is None and not only.thought:  # the common chunk: text
+                finish = _finish(candidate.finish_reason, self._calls > 0)
                 return Delta(
                     text=only.text or None,
-                    finish_reason=_finish(candidate.finish_reason, self._calls > 0),
+                    refusal=(_answer_refusal(candidate, self.provider)
+                             if finish == "refusal" else None),
+                    finish_reason=finish,
                     native_finish_reason=candidate.finish_reason,
                     usage=usage,
                     model=chunk.model_version,
@@ -577,11 +633,13 @@ class StreamDecoder:
                                         arguments=c.arguments, signature=c.signature)
                           for i, c in enumerate(parts.calls))
             self._calls += len(parts.calls)
+        finish = _finish(candidate.finish_reason, self._calls > 0)
         return Delta(
             text=parts.text or None,
+            refusal=_answer_refusal(candidate, self.provider) if finish == "refusal" else None,
             reasoning=parts.reasoning or None,
             tool_calls=calls,
-            finish_reason=_finish(candidate.finish_reason, self._calls > 0),
+            finish_reason=finish,
             native_finish_reason=candidate.finish_reason,
             usage=usage,
             model=chunk.model_version,

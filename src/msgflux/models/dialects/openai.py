@@ -35,6 +35,7 @@ from msgflux.models.request import (
     ToolCall,
     ToolCallDelta,
     Usage,
+    settled_finish,
 )
 
 __all__ = ["REQUIRES_MAX_TOKENS", "StreamDecoder", "build_request", "parse_error",
@@ -181,7 +182,7 @@ def _tool(tool: Any) -> dict[str, Any]:
 
 class _Function(msgspec.Struct):
     name: str | None = None
-    arguments: str | None = None
+    arguments: str | dict[str, Any] | None = None  # some compatible servers send an object
 
 
 class _ToolCall(msgspec.Struct):
@@ -239,6 +240,7 @@ class _Delta(msgspec.Struct, gc=False):
     reasoning_content: str | None = None
     reasoning: str | None = None
     tool_calls: list[_ToolCall] | None = None
+    refusal: str | None = None
 
 
 class _ChunkChoice(msgspec.Struct, gc=False):
@@ -284,6 +286,22 @@ def _usage(u: _Usage | None) -> Usage | None:
     )
 
 
+def _call_deltas(calls: list[_ToolCall]) -> list[ToolCallDelta]:
+    """The calls (or call fragments) of one message or delta; a loop, as it runs per chunk."""
+    out = []
+    for i, c in enumerate(calls):
+        f = c.function
+        name = arguments = None
+        if f is not None:
+            name = f.name
+            arguments = f.arguments
+            if arguments.__class__ is dict:  # sent as an object: the same call, as JSON text
+                arguments = _encode(arguments).decode()
+        out.append(ToolCallDelta(c.index if c.index is not None else i, c.id, name,
+                                 arguments))
+    return out
+
+
 def _text(content: str | list[Any] | None) -> str | None:
     if content is None or isinstance(content, str):
         return content
@@ -308,22 +326,18 @@ def parse_response(body: bytes, request: ChatRequest | None = None, provider: st
     choice = wire.choices[0]
     message = choice.message or _Message()
     calls = tuple(
-        ToolCall(
-            id=c.id or f"call_{i}",
-            name=(c.function.name if c.function else None) or "",
-            arguments=(c.function.arguments if c.function else None) or "",
-        )
-        for i, c in enumerate(message.tool_calls or ())
+        ToolCall(c.id or f"call_{i}", c.name or "", c.arguments or "")
+        for i, c in enumerate(_call_deltas(message.tool_calls or []))
     )
     reasoning = message.reasoning_content or message.reasoning
-    finish = _finish(choice.finish_reason)
-    if calls and finish == "stop":
-        finish = "tool_calls"  # some servers say "stop" for a tool-call turn
+    refusal = message.refusal or None
     return Completion(
-        text=_text(message.content) if message.content is not None else message.refusal,
+        text=_text(message.content),
+        refusal=refusal,
         reasoning=reasoning,
         tool_calls=calls,
-        finish_reason=finish,
+        finish_reason=settled_finish(_finish(choice.finish_reason), bool(calls),
+                                     refusal is not None),
         native_finish_reason=choice.finish_reason,
         usage=_usage(wire.usage),
         model=wire.model,
@@ -337,20 +351,20 @@ def parse_response(body: bytes, request: ChatRequest | None = None, provider: st
 class StreamDecoder:
     """OpenAI chunks → Deltas. ``[DONE]`` ends the stream."""
 
-    __slots__ = ("done", "provider")
+    __slots__ = ("_malformed", "done", "provider")
     has_end_marker = True
 
     def __init__(self, provider: str = "openai") -> None:
         self.done = False
         self.provider = provider
+        self._malformed = f"{provider} sent a stream chunk that is not valid JSON"
 
     def feed(self, event: SSEEvent) -> Delta | None:
         data = event.data
         if data[:6] == b"[DONE]":
             self.done = True
             return Delta(done=True)
-        chunk = decode_wire(_chunk_decoder, data,
-                            f"{self.provider} sent a stream chunk that is not valid JSON")
+        chunk = decode_wire(_chunk_decoder, data, self._malformed)
         if chunk.error is not None:
             raise _in_band_error(chunk.error, self.provider, data)
         usage = _usage(chunk.usage) if chunk.usage is not None else None
@@ -360,23 +374,17 @@ class StreamDecoder:
             return Delta(usage=usage, model=chunk.model, id=chunk.id)
         choice = chunk.choices[0]
         d = choice.delta
-        text = reasoning = None
+        text = reasoning = refusal = None
         calls = None
         if d is not None:
             text = d.content or None
+            refusal = d.refusal or None
             reasoning = d.reasoning_content or d.reasoning or None
             if d.tool_calls:
-                calls = tuple(
-                    ToolCallDelta(
-                        index=c.index if c.index is not None else i,
-                        id=c.id,
-                        name=c.function.name if c.function else None,
-                        arguments=c.function.arguments if c.function else None,
-                    )
-                    for i, c in enumerate(d.tool_calls)
-                )
+                calls = tuple(_call_deltas(d.tool_calls))
         return Delta(
             text=text,
+            refusal=refusal,
             reasoning=reasoning,
             tool_calls=calls,
             finish_reason=_finish(choice.finish_reason),
