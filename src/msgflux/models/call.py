@@ -21,12 +21,20 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from msgflux.dotdict import dotdict
-from msgflux.exceptions import MsgfluxError, OutputTruncatedError, _redact
+from msgflux.exceptions import MsgfluxError, OutputTruncatedError, RefusalError, _redact
 from msgflux.models import options as opt
 from msgflux.models.cache import ResponseCache, cache_key
 from msgflux.models.dialects.base import Endpoint
 from msgflux.models.messages import to_messages
-from msgflux.models.request import ChatRequest, Completion, Delta, ImagePart, TextPart, Usage
+from msgflux.models.request import (
+    ChatRequest,
+    Completion,
+    Delta,
+    ImagePart,
+    TextPart,
+    Usage,
+    with_refusal,
+)
 from msgflux.models.response import ModelResponse, ModelStreamResponse
 from msgflux.models.stream import AsyncSource, SyncSource
 from msgflux.models.structured import CompiledSchema, compile_schema, decode_structured
@@ -367,7 +375,9 @@ class PreparedCall:
     # -------------------------------------------------------------- shaping
 
     def _shape(self, completion: Completion) -> ModelResponse:
-        meta = metadata(self.wiring, completion.usage, completion.finish_reason, completion.model)
+        refusal = completion.refusal
+        meta = metadata(self.wiring, completion.usage, completion.finish_reason, completion.model,
+                        refusal)
         if completion.tool_calls:
             agg = ToolCallAggregator.from_calls(completion.tool_calls)
             agg.text = completion.text or None
@@ -378,11 +388,20 @@ class PreparedCall:
         prefill = self.request.prefill
         if prefill is not None and not self.wiring.row.quirks.prefill_echoed(stream=False):
             text = prefill + text
-        kind, data = self.decode_text(text, completion.finish_reason)
+        if refusal is not None:
+            text = with_refusal(text, refusal)
+        kind, data = self.decode_text(text, completion.finish_reason, refusal)
         return ModelResponse(data, kind, meta, completion.reasoning)
 
-    def decode_text(self, text: str, finish_reason: str | None) -> tuple[str, Any]:
-        """``(response_type, data)`` of a text answer, by output mode."""
+    def decode_text(self, text: str, finish_reason: str | None, refusal: str | None
+                    ) -> tuple[str, Any]:
+        """``(response_type, data)`` of a text answer, by output mode.
+
+        ``text`` includes a refusal's text, if any: a text call answers with it; a
+        structured call raises RefusalError, as a refusal is no malformed answer.
+        """
+        if refusal is not None and (self.compiled is not None or self.parser is not None):
+            raise RefusalError(refusal, raw=text)
         if self.compiled is not None:
             if finish_reason == "length":
                 raise OutputTruncatedError(
@@ -396,14 +415,15 @@ class PreparedCall:
 
 
 def metadata(wiring: Wiring, usage: Usage | None, finish_reason: str | None,
-             model: str | None) -> dotdict:
-    """``response.metadata``: usage, finish reason, model, provider and cost."""
+             model: str | None, refusal: str | None) -> dotdict:
+    """``response.metadata``: usage, finish reason, model, provider, cost and refusal."""
     return dotdict(
         usage=_usage_dict(usage) if usage is not None else None,
         finish_reason=finish_reason,
         model=model or wiring.model_id,
         provider=wiring.provider,
         cost=_cost(wiring, usage),
+        refusal=refusal,
     )
 
 
@@ -492,9 +512,10 @@ class StreamCall:
         await acall_with_retries(attempt, self.call.policy)
 
     def finish(self, asm: StreamAssembler) -> tuple[str, Any, dotdict]:
-        meta = metadata(self.call.wiring, asm.usage, asm.finish_reason, asm.model)
+        refusal = asm.refusal
+        meta = metadata(self.call.wiring, asm.usage, asm.finish_reason, asm.model, refusal)
         agg = asm.aggregator()
         if agg is not None:
             return "tool_call", agg, meta
-        kind, data = self.call.decode_text(asm.text, asm.finish_reason)
+        kind, data = self.call.decode_text(asm.text, asm.finish_reason, refusal)
         return kind, data, meta

@@ -137,19 +137,15 @@ class SyncSource:
         self.deltas: Iterator[Delta] = self._pull()
 
     def _pull(self) -> Iterator[Delta]:
-        feed = self.decoder.feed
         decoder = self.decoder
         try:
-            for event in self.stream:
-                try:
-                    delta = feed(event)
-                except MsgfluxError as e:  # an in-band error may quote the key back
-                    _redact(e, self.secret)
-                    raise
-                if delta is not None:
-                    yield delta
-                    if decoder.done:
-                        return
+            for delta in filter(None, map(decoder.feed, self.stream)):
+                yield delta
+                if decoder.done:  # nothing after the end marker reaches the caller
+                    return
+        except MsgfluxError as e:  # an in-band error may quote the key back
+            _redact(e, self.secret)
+            raise
         finally:
             self.stream.close()
 
@@ -172,19 +168,19 @@ class AsyncSource:
         self.deltas: AsyncIterator[Delta] = self._pull()
 
     async def _pull(self) -> AsyncIterator[Delta]:
-        feed = self.decoder.feed
         decoder = self.decoder
+        feed = decoder.feed
         try:
             async for event in self.stream:
-                try:
-                    delta = feed(event)
-                except MsgfluxError as e:  # an in-band error may quote the key back
-                    _redact(e, self.secret)
-                    raise
-                if delta is not None:
-                    yield delta
-                    if decoder.done:
-                        return
+                delta = feed(event)
+                if delta is None:
+                    continue
+                yield delta
+                if decoder.done:
+                    return
+        except MsgfluxError as e:
+            _redact(e, self.secret)
+            raise
         finally:
             await self.stream.aclose()
 
