@@ -206,16 +206,20 @@ _KEYWORDS = frozenset({
 })
 
 
-def _const_as_enum(node: dict[str, Any]) -> dict[str, Any]:
+def _respell(node: dict[str, Any]) -> dict[str, Any]:
     # Gemini has no ``const``; a one-value enum says the same.
     if "const" in node and "enum" not in node:
-        return {**node, "enum": [node["const"]]}
+        node = {**node, "enum": [node["const"]]}
+    # A tuple (``prefixItems``, which Gemini documents) closed by the boolean schema
+    # ``items: false``, which its keyword list does not name: maxItems closes it too.
+    if node.get("items") is False and "prefixItems" in node:
+        node = {k: v for k, v in node.items() if k != "items"}
     return node
 
 
 def gemini_schema(schema: dict[str, Any]) -> dict[str, Any]:
     """``schema`` pruned to the JSON Schema keywords the Gemini API accepts."""
-    return prune_schema(schema, lambda key, _value: key in _KEYWORDS, _const_as_enum)
+    return prune_schema(schema, lambda key, _value: key in _KEYWORDS, _respell)
 
 
 # ---------------------------------------------------------------- contents
