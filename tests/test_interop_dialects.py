@@ -16,6 +16,8 @@ import msgspec
 import pytest
 
 import msgflux as mf
+from msgflux import exceptions as exc
+from msgflux._transport.types import SSEEvent
 from msgflux.models.dialects import anthropic, google, openai
 from msgflux.models.dialects.base import Endpoint
 from msgflux.models.request import ChatRequest, Message
@@ -226,3 +228,64 @@ def test_tuple_schema_against_llama_cpp(openai_env: Any) -> None:
     assert all(isinstance(v, (int, float)) for v in result.point)
     assert isinstance(result.zoom, int)
     assert msgspec.convert(dict(result), Located).point == result.point
+
+
+# ---------------------------------------------------------------- 3. Gemini: invalid API key
+
+# The body the Gemini API answers a bad key with (HTTP 400, pretty-printed as Google sends it).
+BAD_KEY_BODY = b"""{
+  "error": {
+    "code": 400,
+    "message": "API key not valid. Please pass a valid API key.",
+    "status": "INVALID_ARGUMENT",
+    "details": [
+      {
+        "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+        "reason": "API_KEY_INVALID",
+        "domain": "googleapis.com",
+        "metadata": {
+          "service": "generativelanguage.googleapis.com"
+        }
+      },
+      {
+        "@type": "type.googleapis.com/google.rpc.LocalizedMessage",
+        "locale": "en-US",
+        "message": "API key not valid. Please pass a valid API key."
+      }
+    ]
+  }
+}
+"""
+
+
+def test_gemini_invalid_key_is_an_authentication_error() -> None:
+    err = google.parse_error(400, [("content-type", "application/json; charset=UTF-8")],
+                             BAD_KEY_BODY, "google")
+    assert isinstance(err, exc.AuthenticationError)
+    assert err.status == 400 and err.message == "API key not valid. Please pass a valid API key."
+    assert err.error_type == "API_KEY_INVALID" and not err.retryable
+    # Any other INVALID_ARGUMENT stays a bad request.
+    other = BAD_KEY_BODY.replace(b"API_KEY_INVALID", b"FIELD_INVALID")
+    assert type(google.parse_error(400, [], other, "google")) is exc.BadRequestError
+
+
+def test_gemini_invalid_key_in_a_stream_chunk_is_an_authentication_error() -> None:
+    decoder = google.stream_decoder(None, "google")
+    with pytest.raises(exc.AuthenticationError):
+        decoder.feed(SSEEvent(BAD_KEY_BODY.replace(b"\n", b"")))
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_gemini_invalid_key_end_to_end(srv: ScriptedServer, stream: bool) -> None:
+    path = ("/v1beta/models/gemini-2.5-flash:"
+            + ("streamGenerateContent" if stream else "generateContent"))
+    srv.route("POST", path, json_reply(400, json.loads(BAD_KEY_BODY)))
+    model = mf.Model.chat_completion("google/gemini-2.5-flash", base_url=srv.url,
+                                     api_key="AIza-wrong-key", max_retries=2)
+    with pytest.raises(exc.AuthenticationError) as info:
+        response = model("Hello", stream=stream)
+        if stream:
+            list(response.consume())
+    assert info.value.status == 400 and info.value.provider == "google"
+    assert "AIza-wrong-key" not in str(info.value)
+    assert len(srv.requests) == 1  # not retried

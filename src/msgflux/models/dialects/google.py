@@ -409,6 +409,7 @@ class _Error(msgspec.Struct, gc=False):
     code: int | None = None
     message: str | None = None
     status: str | None = None
+    details: Any = None  # google.rpc detail objects of several shapes; see _error_type
 
 
 class _Response(msgspec.Struct, gc=False, rename="camel"):
@@ -634,7 +635,7 @@ def parse_error(status: int, headers: list[tuple[str, str]], body: bytes, provid
     text = body.decode("utf-8", "replace")
     message = kind = None
     if isinstance(error, _Error):
-        message, kind = error.message, error.status
+        message, kind = error.message, _error_type(error)
     elif isinstance(error, str):
         message = error
     request_id = next((v for k, v in headers if k in ("x-request-id", "x-goog-request-id")),
@@ -644,19 +645,30 @@ def parse_error(status: int, headers: list[tuple[str, str]], body: bytes, provid
         message or text[:500] or f"HTTP {status}",
         provider=provider,
         code=str(error.code) if isinstance(error, _Error) and error.code is not None else None,
-        error_type=_overloaded(kind, message),
+        error_type=kind,
         body=text[:4000],
         request_id=request_id,
         retry_after=retry_after,
     )
 
 
-def _overloaded(kind: str | None, message: str | None) -> str | None:
+# google.rpc.ErrorInfo reasons that name the failure better than the status does. A bad
+# key is HTTP 400 INVALID_ARGUMENT with reason API_KEY_INVALID (the error body the Gemini
+# API documents for it): the reason makes it an AuthenticationError, not a bad request.
+_REASONS = frozenset({"API_KEY_INVALID"})
+
+
+def _error_type(error: _Error) -> str | None:
+    details = error.details if isinstance(error.details, list) else ()
+    for detail in details:
+        reason = detail.get("reason") if isinstance(detail, dict) else None
+        if reason in _REASONS:
+            return reason
     # Gemini says "The model is overloaded" with a plain 503 UNAVAILABLE; name it so
     # the error is an OverloadedError like Anthropic's 529.
-    if kind == "UNAVAILABLE" and message and "overloaded" in message.lower():
+    if error.status == "UNAVAILABLE" and error.message and "overloaded" in error.message.lower():
         return "overloaded"
-    return kind
+    return error.status
 
 
 def _in_band_error(error: _Error, provider: str, raw: bytes) -> ProviderError:
@@ -666,6 +678,6 @@ def _in_band_error(error: _Error, provider: str, raw: bytes) -> ProviderError:
         error.message or error.status or "error",
         provider=provider,
         code=str(error.code) if error.code is not None else None,
-        error_type=_overloaded(error.status, error.message),
+        error_type=_error_type(error),
         body=raw.decode("utf-8", "replace")[:4000],
     )
