@@ -16,11 +16,13 @@ import msgspec
 import pytest
 
 import msgflux as mf
+from msgflux import ChatBlock
 from msgflux import exceptions as exc
 from msgflux._transport.types import SSEEvent
 from msgflux.models.dialects import anthropic, google, openai
 from msgflux.models.dialects.base import Endpoint
-from msgflux.models.request import ChatRequest, Message
+from msgflux.models.messages import to_messages
+from msgflux.models.request import ChatRequest, FilePart, ImagePart, Message
 from msgflux.models.structured import compile_schema, decode_structured
 from scripted_server import ScriptedServer, json_reply, sse_reply
 
@@ -289,3 +291,115 @@ def test_gemini_invalid_key_end_to_end(srv: ScriptedServer, stream: bool) -> Non
     assert info.value.status == 400 and info.value.provider == "google"
     assert "AIza-wrong-key" not in str(info.value)
     assert len(srv.requests) == 1  # not retried
+
+
+# ---------------------------------------------------------------- 2. Gemini: media types
+
+
+def gemini_parts(*parts: Any) -> list[dict[str, Any]]:
+    request = ChatRequest(model="gemini-2.5-flash", messages=(Message("user", parts),))
+    return sent(google.build_request(request, GOOGLE))["contents"][0]["parts"]
+
+
+@pytest.mark.parametrize(("url", "media"), [
+    ("https://www.youtube.com/watch?v=9hE5-98ZeCg", "video/mp4"),
+    ("https://youtu.be/9hE5-98ZeCg?t=30", "video/mp4"),
+    ("https://m.youtube.com/shorts/9hE5-98ZeCg", "video/mp4"),
+    ("https://youtube.com/live/9hE5-98ZeCg", "video/mp4"),
+    ("https://cdn.example.com/clips/launch.MP4?sig=abc#t=5", "video/mp4"),
+    ("https://cdn.example.com/clip.webm", "video/webm"),
+    ("https://cdn.example.com/clip.mov", "video/quicktime"),
+    ("gs://bucket/talk.mp3", "audio/mpeg"),
+    ("https://cdn.example.com/a.wav", "audio/wav"),
+    ("https://cdn.example.com/page.png", "image/png"),
+    ("https://cdn.example.com/notes.txt", "text/plain"),
+    ("https://cdn.example.com/paper.pdf", "application/pdf"),
+])
+def test_gemini_file_urls_get_the_media_type_they_name(url: str, media: str) -> None:
+    assert gemini_parts(FilePart(url=url)) == [{"fileData": {"mimeType": media, "fileUri": url}}]
+
+
+def test_gemini_youtube_link_as_an_image_url_part_is_a_video_too() -> None:
+    url = "https://www.youtube.com/watch?v=9hE5-98ZeCg"
+    assert gemini_parts(ImagePart(url)) == [{"fileData": {"mimeType": "video/mp4",
+                                                          "fileUri": url}}]
+
+
+def test_gemini_explicit_media_type_wins() -> None:
+    uri = "https://generativelanguage.googleapis.com/v1beta/files/abc-123"
+    assert gemini_parts(FilePart(file_id=uri, media_type="video/webm"),
+                        FilePart(url="https://example.com/x.pdf", media_type="text/plain"),
+                        FilePart(data="AAAAIGZ0eXA=", media_type="video/mp4"),
+                        FilePart(data="data:application/octet-stream;base64,AAAA",
+                                 filename="clip.mp4")) == [
+        {"fileData": {"mimeType": "video/webm", "fileUri": uri}},
+        {"fileData": {"mimeType": "text/plain", "fileUri": "https://example.com/x.pdf"}},
+        {"inlineData": {"mimeType": "video/mp4", "data": "AAAAIGZ0eXA="}},
+        {"inlineData": {"mimeType": "video/mp4", "data": "AAAA"}},
+    ]
+
+
+@pytest.mark.parametrize("part", [
+    FilePart(url="https://example.com/download?id=42"),
+    FilePart(file_id="https://generativelanguage.googleapis.com/v1beta/files/abc-123"),
+    FilePart(data="JVBERi0xLjQK"),
+    FilePart(data="data:application/octet-stream;base64,AAAA"),
+])
+def test_gemini_unknown_media_type_fails_before_the_call(part: FilePart) -> None:
+    with pytest.raises(exc.MessageFormatError, match="media_type") as info:
+        gemini_parts(part)
+    assert "application/pdf" not in str(info.value)
+
+
+def test_file_parts_carry_an_explicit_media_type_from_the_caller() -> None:
+    url = "https://example.com/stream?id=7"
+    [msg] = to_messages([{"role": "user", "content": [
+        {"type": "file", "file": {"url": url, "mime_type": "video/mp4"}},
+        {"type": "file", "file": {"file_id": "files/abc", "media_type": "audio/ogg"}},
+        {"type": "file", "file": {"file_data": "https://youtu.be/9hE5-98ZeCg"}},
+        ChatBlock.file("https://example.com/talk", media_type="audio/mpeg"),
+    ]}])
+    assert msg.content == (
+        FilePart(url=url, media_type="video/mp4"),
+        FilePart(file_id="files/abc", media_type="audio/ogg"),
+        FilePart(url="https://youtu.be/9hE5-98ZeCg"),
+        FilePart(url="https://example.com/talk", media_type="audio/mpeg"),
+    )
+    with pytest.raises(exc.MessageFormatError, match="media_type"):
+        to_messages([{"role": "user", "content": [
+            {"type": "file", "file": {"url": url, "media_type": "mp4"}}]}])
+
+
+def test_chatblock_file_with_an_explicit_media_type(tmp_path: Any) -> None:
+    clip = tmp_path / "clip.bin"
+    clip.write_bytes(b"\x00\x00\x00\x20ftyp")
+    part = ChatBlock.file(str(clip), media_type="video/mp4")
+    assert part["file"]["file_data"].startswith("data:video/mp4;base64,")
+    assert part["file"]["media_type"] == "video/mp4"
+    assert ChatBlock.file("https://youtu.be/9hE5-98ZeCg") == {
+        "type": "file", "file": {"url": "https://youtu.be/9hE5-98ZeCg"}}
+
+
+def test_gemini_youtube_link_end_to_end(srv: ScriptedServer) -> None:
+    srv.enqueue(json_reply(200, {"candidates": [{"content": {"role": "model", "parts": [
+        {"text": "A talk about Jupiter."}]}, "finishReason": "STOP"}]}))
+    model = mf.Model.chat_completion("google/gemini-2.5-flash", base_url=srv.url, api_key=KEY,
+                                     max_retries=0)
+    link = "https://www.youtube.com/watch?v=9hE5-98ZeCg"
+    response = model(messages=[ChatBlock.user("Summarise this video.",
+                                              media=ChatBlock.file(link))])
+    assert response.consume() == "A talk about Jupiter."
+    assert srv.requests[0].json()["contents"][0]["parts"] == [
+        {"text": "Summarise this video."},
+        {"fileData": {"mimeType": "video/mp4", "fileUri": link}},
+    ]
+
+
+def test_gemini_unknown_remote_file_fails_before_the_network(srv: ScriptedServer) -> None:
+    model = mf.Model.chat_completion("google/gemini-2.5-flash", base_url=srv.url, api_key=KEY,
+                                     max_retries=0)
+    with pytest.raises(exc.MessageFormatError, match="media_type"):
+        model(messages=[{"role": "user", "content": [
+            {"type": "text", "text": "What is in this file?"},
+            {"type": "file", "file": {"url": "https://example.com/download?id=42"}}]}])
+    assert srv.requests == []

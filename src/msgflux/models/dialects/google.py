@@ -18,7 +18,10 @@ How the neutral request maps onto ``generateContent``:
   sent back on the same part, which Gemini 3 requires in a tool loop;
 - ``reasoning_effort`` becomes ``thinkingConfig`` (a ``thinkingLevel`` on
   Gemini 3 and later, a ``thinkingBudget`` before), with thought summaries on;
-- a prefill is a trailing ``model`` content, which Gemini continues.
+- a prefill is a trailing ``model`` content, which Gemini continues;
+- media become ``inlineData`` or ``fileData`` with the type the caller gave, or
+  the one the data URL, the URL (YouTube links are video) or the file name
+  names; a file whose type nothing names is refused before the call.
 
 The stream has no end marker: it ends when the body does, after the chunk that
 carries ``finishReason``.
@@ -276,17 +279,34 @@ def _part(part: Part, index: int) -> dict[str, Any]:
     if isinstance(part, AudioPart):
         return {"inlineData": {"mimeType": audio_media_type(part.format), "data": part.data}}
     assert isinstance(part, FilePart)
-    default = guess_media_type(part.filename, "application/pdf")
     if part.data is not None:
         data = split_data_url(part.data)
-        if data is None:  # bare base64
-            return {"inlineData": {"mimeType": part.media_type or default, "data": part.data}}
-        return {"inlineData": {"mimeType": data[0], "data": data[1]}}
+        found, payload = data if data is not None else (None, part.data)  # bare base64
+        return {"inlineData": {"mimeType": _file_type(part, found, "inline data", index),
+                               "data": payload}}
     uri = part.url or part.file_id
     if uri is None:
         raise MessageFormatError(f"messages[{index}] has a file part with no data, url or id")
-    return {"fileData": {"mimeType": part.media_type or guess_media_type(uri, default),
+    return {"fileData": {"mimeType": _file_type(part, guess_media_type(uri, ""), uri, index),
                          "fileUri": uri}}
+
+
+def _file_type(part: FilePart, found: str | None, where: str, index: int) -> str:
+    """The caller's media type, else the one the data URL or URL names, else the file name's.
+
+    Gemini needs the real type (a video sent as a PDF is refused or misread), so
+    a file whose type nothing names is an error here, not a guess.
+    """
+    for media in (part.media_type, found, guess_media_type(part.filename, "")):
+        if media and media != "application/octet-stream":
+            return media
+    shown = where.split("?", 1)[0][:60]  # a signed URL's query is nobody's business
+    raise MessageFormatError(
+        f"messages[{index}] has a file ({shown}) whose media type cannot be told from its "
+        "URL, data or file name; give it as media_type, e.g. {'type': 'file', 'file': "
+        "{'url': ..., 'media_type': 'video/mp4'}} or ChatBlock.file(url, "
+        "media_type='video/mp4')"
+    )
 
 
 def _media(url: str, media_type: str | None, default: str, index: int) -> dict[str, Any]:
