@@ -10,6 +10,7 @@ records what msgflux sent.
 from __future__ import annotations
 
 import json
+import warnings
 from typing import Any
 
 import msgspec
@@ -403,3 +404,100 @@ def test_gemini_unknown_remote_file_fails_before_the_network(srv: ScriptedServer
             {"type": "text", "text": "What is in this file?"},
             {"type": "file", "file": {"url": "https://example.com/download?id=42"}}]}])
     assert srv.requests == []
+
+
+# ---------------------------------------------------------------- 4. Anthropic: effort and budgets
+
+
+def claude_body(model: str, effort: str, max_tokens: int | None = None) -> dict[str, Any]:
+    request = ChatRequest(model=model, messages=(Message("user", "x"),), max_tokens=max_tokens,
+                          reasoning_effort=effort)
+    return sent(anthropic.build_request(request, ANTHROPIC))
+
+
+@pytest.mark.parametrize(("model", "effort", "max_tokens", "thinking", "sent_max"), [
+    # An explicit budget the API accepts goes out as asked.
+    ("claude-sonnet-4-5", "3000", 4096, {"type": "enabled", "budget_tokens": 3000}, 4096),
+    ("claude-3-7-sonnet-20250219", "1024", 1025, {"type": "enabled", "budget_tokens": 1024},
+     1025),
+    ("claude-sonnet-4-20250514", "20000", None, {"type": "enabled", "budget_tokens": 20000},
+     4096 + 20000),
+    # Claude 4.6 still takes a budget (deprecated there, removed from 4.7 on).
+    ("claude-opus-4-6", "3000", 4096, {"type": "enabled", "budget_tokens": 3000}, 4096),
+])
+def test_anthropic_explicit_budget_is_sent_as_asked(model: str, effort: str,
+                                                    max_tokens: int | None, thinking: dict,
+                                                    sent_max: int) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing was adjusted, so nothing is said
+        body = claude_body(model, effort, max_tokens)
+    assert body["thinking"] == thinking and body["max_tokens"] == sent_max
+    assert "output_config" not in body
+
+
+@pytest.mark.parametrize(("model", "effort"), [
+    ("claude-opus-4-7", "xhigh"), ("claude-opus-4-7", "max"), ("claude-opus-4-6", "max"),
+    ("claude-sonnet-4-6", "max"), ("claude-opus-4-8", "xhigh"), ("claude-sonnet-5", "xhigh"),
+    ("claude-opus-4-7", "low"), ("claude-sonnet-4-6", "medium"),
+])
+def test_anthropic_effort_levels_are_sent_as_asked(model: str, effort: str) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        body = claude_body(model, effort)
+    assert body["thinking"] == {"type": "adaptive"}
+    assert body["output_config"] == {"effort": effort}
+
+
+def test_anthropic_xhigh_where_the_model_lacks_it_is_adjusted_with_a_warning() -> None:
+    with pytest.warns(UserWarning, match=r"'xhigh'.*'high'") as caught:
+        body = claude_body("claude-sonnet-4-6", "xhigh")
+    assert body["output_config"] == {"effort": "high"}
+    assert "claude-sonnet-4-6" in str(caught[0].message)
+
+
+def test_anthropic_budget_on_an_adaptive_only_model_is_adjusted_with_a_warning() -> None:
+    with pytest.warns(UserWarning, match=r"'3000'.*'medium'"):
+        body = claude_body("claude-opus-4-7", "3000", 4096)
+    assert body["thinking"] == {"type": "adaptive"}
+    assert body["output_config"] == {"effort": "medium"} and body["max_tokens"] == 4096
+
+
+def test_anthropic_budget_below_the_minimum_is_raised_with_a_warning() -> None:
+    with pytest.warns(UserWarning, match=r"500.*1024"):
+        body = claude_body("claude-3-7-sonnet-20250219", "500", 4096)
+    assert body["thinking"] == {"type": "enabled", "budget_tokens": 1024}
+    assert body["max_tokens"] == 4096
+
+
+@pytest.mark.parametrize(("model", "effort", "max_tokens"), [
+    ("claude-sonnet-4-5", "5000", 4096),     # the budget must stay below max_tokens
+    ("claude-sonnet-4-5", "4096", 4096),
+    ("claude-3-7-sonnet-20250219", "low", 1000),  # no room for the smallest budget
+    ("claude-opus-4-7", "extreme", None),    # not an effort level at all
+])
+def test_anthropic_impossible_thinking_requests_fail_before_the_call(
+        model: str, effort: str, max_tokens: int | None) -> None:
+    with pytest.raises(exc.InvalidParameterError, match=r"reasoning_effort|max_tokens"):
+        claude_body(model, effort, max_tokens)
+
+
+def test_anthropic_explicit_budget_end_to_end(srv: ScriptedServer) -> None:
+    srv.enqueue(json_reply(200, {
+        "id": "msg_1", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
+        "content": [{"type": "thinking", "thinking": "Adding.", "signature": "sig"},
+                    {"type": "text", "text": "4"}],
+        "stop_reason": "end_turn", "usage": {"input_tokens": 10, "output_tokens": 20}}))
+    model = mf.Model.chat_completion("anthropic/claude-sonnet-4-5", base_url=srv.url,
+                                     api_key=KEY, max_retries=0, max_tokens=4096,
+                                     reasoning_effort="3000")
+    assert model("2 + 2?").consume() == "4"
+    body = srv.requests[0].json()
+    assert body["thinking"] == {"type": "enabled", "budget_tokens": 3000}
+    assert body["max_tokens"] == 4096
+    # A budget the cap cannot hold is refused before the network, streamed or not.
+    tight = mf.Model.chat_completion("anthropic/claude-sonnet-4-5", base_url=srv.url,
+                                     api_key=KEY, max_retries=0, max_tokens=4096,
+                                     reasoning_effort="5000")
+    with pytest.raises(exc.InvalidParameterError, match="max_tokens"):
+        tight("2 + 2?", stream=True)
+    assert len(srv.requests) == 1
