@@ -415,13 +415,13 @@ def test_unusable_media_fails_before_the_call() -> None:
     # max_tokens counts thinking: the budget keeps half of it for the answer
     ("claude-sonnet-4-20250514", "high", 8000, {"type": "enabled", "budget_tokens": 4000},
      8000, None),
-    # too small for the minimum budget: the cap grows by the budget
-    ("claude-opus-4-1", "medium", 1000, {"type": "enabled", "budget_tokens": 1024}, 2024, None),
+    # a small cap still holds the minimum budget
+    ("claude-opus-4-1", "medium", 1500, {"type": "enabled", "budget_tokens": 1024}, 1500, None),
     ("claude-sonnet-4-5", "3000", 32000, {"type": "enabled", "budget_tokens": 3000}, 32000,
      None),
     ("claude-opus-4-6", "medium", 16000, {"type": "adaptive"}, 16000, {"effort": "medium"}),
-    ("claude-sonnet-4-6", "xhigh", None, {"type": "adaptive"}, 4096, {"effort": "max"}),
-    ("claude-opus-4-7", "20000", None, {"type": "adaptive"}, 4096, {"effort": "high"}),
+    ("claude-sonnet-4-6", "max", None, {"type": "adaptive"}, 4096, {"effort": "max"}),
+    ("claude-opus-4-7", "xhigh", None, {"type": "adaptive"}, 4096, {"effort": "xhigh"}),
     ("claude-3-7-sonnet-latest", "none", None, None, 4096, None),
 ])
 def test_reasoning_effort(model: str, effort: str, max_tokens: int | None, thinking: dict | None,

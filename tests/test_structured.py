@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from typing import Any, Literal, Optional
+from typing import Any, Literal, NamedTuple, Optional
 
 import jsonschema
 import msgspec
@@ -106,3 +106,99 @@ def test_bad_schemas_fail_clearly() -> None:
 
 def test_compile_is_cached_per_type() -> None:
     assert compile_schema(Person) is compile_schema(Person)
+
+
+# ---------------------------------------------------------------- fixed-length tuples
+
+
+class Point(NamedTuple):
+    x: float
+    y: float = 0.0
+
+
+class Shapes(msgspec.Struct):
+    point: tuple[float, float]
+    record: tuple[int, str, bool]
+    path: list[tuple[int, int]]
+    named: Point
+    maybe: tuple[int, int] | None = None
+    nested: tuple[tuple[int, int], dict[str, int]] | None = None
+
+
+SHAPES_LOGICAL = (
+    '{"point":[1.5,2],"record":[1,"a",true],"path":[[0,0],[1,2]],"named":[3.0],'
+    '"maybe":[4,5],"nested":[[6,7],{"k":8}]}'
+)
+SHAPES_LOWERED = (
+    '{"point":{"0":1.5,"1":2},"record":{"0":1,"1":"a","2":true},'
+    '"path":[{"0":0,"1":0},{"0":1,"1":2}],"named":{"0":3.0,"1":null},'
+    '"maybe":{"0":4,"1":5},"nested":{"0":{"0":6,"1":7},"1":[{"key":"k","value":8}]}}'
+)
+# Tuples come back as tuples, as the Struct declares them.
+SHAPES_DECODED = {
+    "point": (1.5, 2.0), "record": (1, "a", True), "path": [(0, 0), (1, 2)],
+    "named": (3.0, 0.0), "maybe": (4, 5), "nested": ((6, 7), {"k": 8}),
+}
+
+
+def test_tuples_compile_keeping_prefix_items_in_the_logical_schema() -> None:
+    out = compile_schema(Shapes).output
+    point = out.schema["properties"]["point"]
+    assert point["prefixItems"] == [{"type": "number"}, {"type": "number"}]
+    assert (point["minItems"], point["maxItems"]) == (2, 2)
+    jsonschema.validate(msgspec.json.decode(SHAPES_LOGICAL), out.schema)
+
+
+def test_tuples_are_objects_in_the_strict_schema() -> None:
+    strict = compile_schema(Shapes).output.strict_schema
+    for node in walk(strict):
+        assert "prefixItems" not in node and node.get("items") is not False
+    assert strict["properties"]["record"] == {
+        "type": "object",
+        "properties": {"0": {"type": "integer"}, "1": {"type": "string"},
+                       "2": {"type": "boolean"}},
+        "required": ["0", "1", "2"],
+        "additionalProperties": False,
+    }
+    # A NamedTuple field with a default may be null (then the default applies).
+    assert strict["properties"]["named"]["properties"]["1"] == {
+        "anyOf": [{"type": "number"}, {"type": "null"}]}
+    jsonschema.Draft202012Validator.check_schema(strict)
+    jsonschema.validate(msgspec.json.decode(SHAPES_LOWERED), strict)
+
+
+@pytest.mark.parametrize("text", [SHAPES_LOWERED, SHAPES_LOGICAL])
+def test_tuples_round_trip_from_either_shape(text: str) -> None:
+    compiled = compile_schema(Shapes)
+    assert compiled.needs_restore
+    result = decode_structured(compiled, text)
+    assert result == SHAPES_DECODED
+    # The result validates against the Struct itself.
+    assert msgspec.convert(dict(result), Shapes).record == (1, "a", True)
+
+
+@pytest.mark.parametrize("point", [
+    "[1, 2, 3]", "[1]", '{"0": 1}', '{"0": 1, "1": 2, "2": 3}', '{"1": 1, "2": 2}', '["a", 1]',
+])
+def test_wrong_length_or_type_tuples_are_rejected(point: str) -> None:
+    compiled = compile_schema(Shapes)
+    text = SHAPES_LOGICAL.replace('"point":[1.5,2]', f'"point":{point}')
+    with pytest.raises(exc.StructuredOutputError) as info:
+        decode_structured(compiled, text)
+    assert info.value.raw == text
+
+
+class Pair(msgspec.Struct):
+    left: int
+    right: int
+
+
+class Either(msgspec.Struct):
+    value: tuple[int, int] | Pair
+
+
+def test_a_lowered_tuple_is_told_from_an_object_in_a_union() -> None:
+    compiled = compile_schema(Either)
+    assert decode_structured(compiled, '{"value": {"0": 1, "1": 2}}').value == (1, 2)
+    assert decode_structured(compiled, '{"value": {"left": 1, "right": 2}}').value == {
+        "left": 1, "right": 2}

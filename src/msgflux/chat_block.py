@@ -29,9 +29,12 @@ def _read_b64(path: Path) -> str:
         raise MessageFormatError(f"Cannot read {str(path)!r}: {e.strerror}") from None
 
 
+_REMOTE = ("http://", "https://", "gs://", "s3://")
+
+
 def _local_path(value: str) -> Path | None:
     """A local file path, or None for URLs and data URLs."""
-    if value.startswith(("http://", "https://", "data:", "gs://", "s3://")):
+    if value.startswith((*_REMOTE, "data:")):
         return None
     path = Path(os.path.expanduser(value))
     if path.is_file():
@@ -161,18 +164,29 @@ class ChatBlock(metaclass=_ChatBlockMeta):
         return {"type": "input_audio", "input_audio": {"data": data, "format": format}}
 
     @staticmethod
-    def file(filename: str, file_data: str | None = None) -> dict[str, Any]:
-        """A document part: a local file, or ``filename`` with base64/data-URL ``file_data``."""
-        if file_data is None:
+    def file(filename: str, file_data: str | None = None, media_type: str | None = None
+             ) -> dict[str, Any]:
+        """A file part: a local file, a URL, or ``filename`` with base64/data-URL ``file_data``.
+
+        ``media_type`` (``"video/mp4"``, ``"application/pdf"``…) says what the file
+        is when its name does not (a link without an extension, an unknown suffix).
+        """
+        file: dict[str, Any]
+        if file_data is None and filename.startswith(_REMOTE):
+            file = {"url": filename}
+        elif file_data is None:
             path = _local_path(filename)
             if path is None:
                 raise MessageFormatError(f"No such file: {filename!r}; pass file_data= too")
-            media = _media_type(path, "application/octet-stream")
-            return {"type": "file", "file": {
-                "filename": path.name,
-                "file_data": f"data:{media};base64,{_read_b64(path)}",
-            }}
-        if not file_data.startswith("data:"):
-            media = mimetypes.guess_type(filename)[0] or "application/octet-stream"
-            file_data = f"data:{media};base64,{file_data}"
-        return {"type": "file", "file": {"filename": filename, "file_data": file_data}}
+            media = media_type or _media_type(path, "application/octet-stream")
+            file = {"filename": path.name,
+                    "file_data": f"data:{media};base64,{_read_b64(path)}"}
+        else:
+            if not file_data.startswith("data:"):
+                media = (media_type or mimetypes.guess_type(filename)[0]
+                         or "application/octet-stream")
+                file_data = f"data:{media};base64,{file_data}"
+            file = {"filename": filename, "file_data": file_data}
+        if media_type is not None:
+            file["media_type"] = media_type
+        return {"type": "file", "file": file}

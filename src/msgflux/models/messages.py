@@ -14,6 +14,7 @@ from typing import Any
 import msgspec
 
 from msgflux.exceptions import MessageFormatError
+from msgflux.models.dialects._media import is_http_url
 from msgflux.models.request import (
     AudioPart,
     FilePart,
@@ -140,13 +141,16 @@ def _part(raw: Any, index: int) -> Part:
             return AudioPart(str(audio["data"]), str(audio["format"]))
         if kind == "file":
             file = raw["file"]
-            data = file.get("file_data")
-            media = None
-            if isinstance(data, str) and data.startswith("data:"):
+            data = _opt_str(file.get("file_data"), index, "file_data")
+            url = _opt_str(file.get("url"), index, "url")
+            if data is not None and url is None and is_http_url(data):
+                url, data = data, None  # a link given as file_data is a link
+            media = _media_type(file, index)
+            if media is None and data is not None and data.startswith("data:"):
                 media = data[5:data.find(";")] if ";" in data else None
-            return FilePart(data=_opt_str(data, index, "file_data"),
+            return FilePart(data=data,
                             file_id=_opt_str(file.get("file_id"), index, "file_id"),
-                            url=_opt_str(file.get("url"), index, "url"),
+                            url=url,
                             filename=_opt_str(file.get("filename"), index, "filename"),
                             media_type=media)
     except (KeyError, TypeError, AttributeError) as e:
@@ -158,6 +162,19 @@ def _part(raw: Any, index: int) -> Part:
         f"messages[{index}] has a content part of type {kind!r}; supported: "
         "'text', 'image_url', 'input_audio', 'file'"
     )
+
+
+def _media_type(file: dict[str, Any], index: int) -> str | None:
+    """The caller's own media type of a file part (``media_type``, or ``mime_type``)."""
+    value = file.get("media_type", file.get("mime_type"))
+    if value is None:
+        return None
+    if not isinstance(value, str) or "/" not in value.strip("/"):
+        raise MessageFormatError(
+            f"messages[{index}]: a file's media_type must be a type such as 'video/mp4' or "
+            f"'application/pdf', got {value!r}"
+        )
+    return value
 
 
 def _tool_call(raw: Any, index: int) -> ToolCall:

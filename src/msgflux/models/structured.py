@@ -4,9 +4,36 @@ A Struct compiles once (cached per type) into an :class:`~msgflux.models.request
 holding two shapes of the same schema: the logical one (references inlined) and
 the one lowered to what strict modes accept — every object closed, every
 property required (optional ones made nullable), maps written as lists of
-``{"key", "value"}`` entries, and keywords strict modes reject removed. Decoding
-undoes the lowering whichever shape the model followed, then validates against
-the Struct itself, so the result is exactly what the Struct allows.
+``{"key", "value"}`` entries, fixed-length tuples written as objects keyed
+``"0"``, ``"1"``, …, and keywords strict modes reject removed. Decoding undoes
+the lowering whichever shape the model followed, then validates against the
+Struct itself, so the result is exactly what the Struct allows.
+
+Fixed-length tuples (``tuple[float, float]``, NamedTuples, ``array_like``
+Structs) are ``prefixItems`` in JSON Schema. What each provider's schema subset
+says about it (checked against their documentation):
+
+- OpenAI strict structured outputs ("Supported schemas", platform.openai.com
+  docs, guide "Structured model outputs") lists the types, ``anyOf`` and, for
+  arrays, only ``items``, ``minItems`` and ``maxItems``; ``prefixItems`` is not
+  in the subset (the openai-agents maintainers call it "not a supported
+  direction", openai/openai-agents-python#4696).
+- Anthropic ``output_config.format`` ("JSON Schema limitations", docs
+  "Structured outputs"): arrays take ``items`` and ``minItems`` of 0 or 1; the
+  official SDK's ``transform_schema`` (anthropic-sdk-python
+  ``lib/_parse/_transform.py``) keeps nothing else on an array either.
+- The Gemini API's ``responseJsonSchema``/``parametersJsonSchema`` list
+  ``prefixItems``, ``minItems`` and ``maxItems`` among the keywords they
+  support (``GenerationConfig.response_json_schema`` in google-genai).
+
+So the strict shape (sent to OpenAI strict mode and Anthropic's native format)
+writes a tuple as a closed object ``{"0": …, "1": …}`` with every position
+required, and the logical shape (sent to Gemini, to non-strict OpenAI-compatible
+servers and as a tool ``input_schema``) keeps ``prefixItems``. An object keeps
+one schema per position, so the model cannot put a string where the tuple has
+a number; a fixed array of a union with ``minItems``/``maxItems`` could, and its
+output would then fail validation. The key order of the object is the tuple's
+order, which strict decoders follow.
 """
 
 from __future__ import annotations
@@ -149,22 +176,42 @@ def _lower(node: dict[str, Any], state: dict[str, bool], where: str) -> dict[str
         out["additionalProperties"] = False
         return out
     if kind == "array":
+        if "prefixItems" in node:
+            return _lower_tuple(node, state, where)
         if "items" in node:
             out["items"] = _lower(node["items"], state, f"{where}[]")
-        if "prefixItems" in node:
-            out["prefixItems"] = [_lower(i, state, f"{where}[]") for i in node["prefixItems"]]
         return out
+    return out
+
+
+def _lower_tuple(node: dict[str, Any], state: dict[str, bool], where: str) -> dict[str, Any]:
+    """A fixed-length tuple as a closed object keyed by position (see the module doc)."""
+    state["restore"] = True
+    prefix = node["prefixItems"]
+    # Positions past minItems have defaults (NamedTuple, array_like Struct): null there
+    # means "use the default", as for an optional property.
+    least = node.get("minItems", len(prefix))
+    props = {}
+    for i, sub in enumerate(prefix):
+        low = _lower(sub, state, f"{where}[{i}]")
+        if i >= least and not _is_nullable(sub):
+            low = {"anyOf": [low, {"type": "null"}]}
+        props[str(i)] = low
+    out: dict[str, Any] = {"type": "object"}
+    if "description" in node:
+        out["description"] = node["description"]
+    out.update(properties=props, required=list(props), additionalProperties=False)
     return out
 
 
 def _restore(value: Any, schema: dict[str, Any]) -> Any:
     """Undo the strict lowering on a decoded value (either shape is accepted)."""
     if "anyOf" in schema:
-        for branch in schema["anyOf"]:
-            if _matches(value, branch):
-                return _restore(value, branch)
-        return value
+        branch = _branch(value, schema["anyOf"])
+        return _restore(value, branch) if branch is not None else value
     kind = schema.get("type")
+    if kind == "array" and "prefixItems" in schema:
+        return _restore_tuple(value, schema)
     if kind == "object" and isinstance(value, (dict, list)):
         props = schema.get("properties")
         extra = schema.get("additionalProperties")
@@ -192,6 +239,42 @@ def _restore(value: Any, schema: dict[str, Any]) -> Any:
     return value
 
 
+def _restore_tuple(value: Any, schema: dict[str, Any]) -> Any:
+    prefix = schema["prefixItems"]
+    if _is_tuple_object(value, schema):
+        items = [value[str(i)] for i in range(len(prefix))]
+        # Trailing nulls at positions with a default: let the default apply.
+        least = schema.get("minItems", len(prefix))
+        while len(items) > least and items[-1] is None and not _is_nullable(
+                prefix[len(items) - 1]):
+            items.pop()
+        value = items
+    if not isinstance(value, list):
+        return value
+    return [_restore(v, prefix[i]) if i < len(prefix) else v for i, v in enumerate(value)]
+
+
+def _is_tuple_object(value: Any, schema: dict[str, Any]) -> bool:
+    """Is ``value`` the strict shape of this tuple: an object with exactly its positions?"""
+    if not isinstance(value, dict):
+        return False
+    n = len(schema["prefixItems"])
+    return len(value) == n and all(str(i) in value for i in range(n))
+
+
+def _branch(value: Any, branches: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The ``anyOf`` branch a decoded value belongs to.
+
+    A lowered tuple is an object too, so an object whose keys are exactly a tuple
+    branch's positions goes to that branch before any object branch is tried.
+    """
+    for branch in branches:
+        if branch.get("type") == "array" and "prefixItems" in branch and _is_tuple_object(
+                value, branch):
+            return branch
+    return next((b for b in branches if _matches(value, b)), None)
+
+
 _JSON_TYPES = {
     "object": (dict, list), "array": (list,), "string": (str,), "integer": (int,),
     "number": (int, float), "boolean": (bool,), "null": (type(None),),
@@ -202,6 +285,10 @@ def _matches(value: Any, schema: dict[str, Any]) -> bool:
     kind = schema.get("type")
     if kind is None:
         return True
+    if kind == "object" and isinstance(value, list):
+        # Only a map has a list shape (its entries); a Struct never does.
+        return schema.get("properties") is None and isinstance(
+            schema.get("additionalProperties"), dict)
     return isinstance(value, _JSON_TYPES.get(kind, object))
 
 

@@ -16,13 +16,16 @@ How the neutral request maps onto Messages:
   (Claude 4.5 and later) and otherwise a forced tool whose input is the answer;
   either way the answer comes back as ``text``, never as a tool call;
 - ``reasoning_effort`` becomes ``thinking`` (a token budget, or adaptive
-  thinking with an effort level on Claude 4.6 and later).
+  thinking with an effort level on Claude 4.6 and later): a level or budget the
+  API accepts is sent as given, one it would refuse is adjusted with a warning,
+  and one nothing can satisfy fails before the call (see ``_thinking``).
 """
 
 from __future__ import annotations
 
 import functools
 import re
+import warnings
 from typing import Any
 
 import msgspec
@@ -84,14 +87,23 @@ layer normally fills it from the model profile's output limit first)."""
 REQUIRES_MAX_TOKENS = True
 """Tells the model layer to fill ``max_tokens`` from the model profile's output limit."""
 
+# What the API accepts for thinking, from Anthropic's docs ("Building with extended
+# thinking", "Adaptive thinking", "Effort"; platform.claude.com/docs/en/build-with-claude):
+# - budget_tokens is at least 1024 and below max_tokens, which counts the thinking too;
+# - Claude 4.6 takes adaptive thinking with output_config.effort and still takes a budget
+#   (deprecated there); Claude Opus 4.7 and later refuse a budget with a 400;
+# - effort levels are low, medium, high and max on the 4.6 models; xhigh, between high
+#   and max, exists from Claude Opus 4.7 on ("xhigh is newer; some models that support
+#   max do not support xhigh yet").
 MIN_THINKING_BUDGET = 1024  # the smallest budget_tokens the API accepts
 
 # reasoning_effort → budget_tokens (manual thinking, Claude 3.7 to 4.5).
 _BUDGETS = {"minimal": 1024, "low": 2048, "medium": 8192, "high": 16384, "xhigh": 32000,
             "max": 32000}
 # reasoning_effort → output_config.effort (adaptive thinking, Claude 4.6 and later).
-_EFFORTS = {"minimal": "low", "low": "low", "medium": "medium", "high": "high", "xhigh": "max",
-            "max": "max"}
+# "minimal" is OpenAI's word; Anthropic's lowest level is "low".
+_EFFORTS = {"minimal": "low", "low": "low", "medium": "medium", "high": "high",
+            "xhigh": "xhigh", "max": "max"}
 
 _FILES_BETA = "files-api-2025-04-14"  # documents referenced by file_id (Files API)
 _encode = msgspec.json.Encoder().encode
@@ -128,9 +140,18 @@ def _native_output(version: tuple[int, int] | None) -> bool:
 
 
 def _adaptive(version: tuple[int, int] | None) -> bool:
-    # Claude 4.6 deprecates budget_tokens for adaptive thinking (4.7 rejects budgets) and
+    # Claude 4.6 brings adaptive thinking with an effort level (deprecating budgets) and
     # refuses a prefilled final assistant turn.
     return version is not None and version >= (4, 6)
+
+
+def _takes_budget(version: tuple[int, int] | None) -> bool:
+    # Manual thinking (budget_tokens) is refused from Claude Opus 4.7 on.
+    return version is None or version < (4, 7)
+
+
+def _takes_xhigh(version: tuple[int, int] | None) -> bool:
+    return version is not None and version >= (4, 7)
 
 
 # ---------------------------------------------------------------- request
@@ -151,7 +172,8 @@ def build_request(request: ChatRequest, endpoint: Endpoint) -> HttpRequest:
         body["system"] = system
     body["messages"] = messages
     max_tokens = request.max_tokens
-    thinking, effort, max_tokens = _thinking(request.reasoning_effort, version, max_tokens)
+    thinking, effort, max_tokens = _thinking(request.reasoning_effort, request.model, version,
+                                             max_tokens)
     body["max_tokens"] = max_tokens
     if thinking is not None:
         body["thinking"] = thinking
@@ -221,36 +243,72 @@ def _url(base: str) -> str:
     return join_url(base, "/messages" if base.endswith("/v1") else "/v1/messages")
 
 
-def _thinking(effort: str | None, version: tuple[int, int] | None, max_tokens: int | None
-              ) -> tuple[dict[str, Any] | None, str | None, int]:
-    """``(thinking, output effort, max_tokens)`` for ``reasoning_effort``."""
-    if effort is None or effort == "none":
+def _thinking(effort: str | None, model: str, version: tuple[int, int] | None,
+              max_tokens: int | None) -> tuple[dict[str, Any] | None, str | None, int]:
+    """``(thinking, output effort, max_tokens)`` for ``reasoning_effort``.
+
+    What the caller asked is sent whenever the API accepts it. What the API would
+    refuse is adjusted with a warning naming both values when a close request
+    exists (a level the model lacks, a budget below the minimum, a budget on a
+    model that takes none); a request nothing can satisfy fails here.
+    """
+    budget = int(effort) if effort is not None and effort.isdigit() else None
+    if effort is None or effort == "none" or budget == 0:
         return None, None, max_tokens if max_tokens is not None else DEFAULT_MAX_TOKENS
-    if _adaptive(version):
-        if effort.isdigit():  # a token budget: the nearest effort level
-            tokens = int(effort)
-            effort = "low" if tokens <= 2048 else "medium" if tokens <= 8192 else "high"
-        level = _EFFORTS.get(effort, effort)
-        return {"type": "adaptive"}, level, (
-            max_tokens if max_tokens is not None else DEFAULT_MAX_TOKENS)
-    budget = int(effort) if effort.isdigit() else _BUDGETS.get(effort)
-    if budget is None:
+    if budget is None and effort not in _BUDGETS:
         raise InvalidParameterError(
             f"reasoning_effort {effort!r} is not understood for Anthropic: use 'none', "
-            "'minimal', 'low', 'medium', 'high', 'xhigh' or a thinking budget in tokens "
-            "such as '4096'."
+            "'minimal', 'low', 'medium', 'high', 'xhigh', 'max' or a thinking budget in "
+            "tokens such as '4096'."
         )
-    budget = max(budget, MIN_THINKING_BUDGET)
+    if _adaptive(version) and (budget is None or not _takes_budget(version)):
+        if budget is not None:
+            level = "low" if budget <= 2048 else "medium" if budget <= 8192 else "high"
+            _adjusted(f"reasoning_effort {effort!r} (a thinking budget)", repr(level),
+                      f"{model} takes no thinking budget, only an effort level")
+        else:
+            level = _EFFORTS[effort]
+            if level == "xhigh" and not _takes_xhigh(version):
+                # Rounded down: "max" would spend without limit where "xhigh" was asked.
+                level = "high"
+                _adjusted("reasoning_effort 'xhigh'", "'high'",
+                          f"{model} has no 'xhigh' effort level")
+        return {"type": "adaptive"}, level, (
+            max_tokens if max_tokens is not None else DEFAULT_MAX_TOKENS)
+    if budget is not None:
+        if budget < MIN_THINKING_BUDGET:
+            _adjusted(f"thinking budget {budget}", str(MIN_THINKING_BUDGET),
+                      "the smallest budget_tokens the API accepts")
+            budget = MIN_THINKING_BUDGET
+        if max_tokens is None:
+            # Nothing capped the answer: give it the default room on top of the thinking.
+            max_tokens = DEFAULT_MAX_TOKENS + budget
+        elif budget >= max_tokens:
+            raise InvalidParameterError(
+                f"reasoning_effort {effort!r} asks for a thinking budget of {budget} tokens, "
+                f"but max_tokens={max_tokens} counts the thinking too and the API needs the "
+                f"budget below it: raise max_tokens above {budget} or ask for a smaller budget."
+            )
+        return {"type": "enabled", "budget_tokens": budget}, None, max_tokens
+    budget = _BUDGETS[effort]
     if max_tokens is None:
-        # Nothing capped the answer: give it the default room on top of the thinking.
         max_tokens = DEFAULT_MAX_TOKENS + budget
+    elif max_tokens <= MIN_THINKING_BUDGET:
+        raise InvalidParameterError(
+            f"max_tokens={max_tokens} leaves no room for thinking: the API needs a thinking "
+            f"budget of at least {MIN_THINKING_BUDGET} tokens below max_tokens. Raise "
+            "max_tokens or set reasoning_effort='none'."
+        )
     else:
-        # max_tokens counts thinking too (like OpenAI's reasoning tokens): keep at least
-        # half of it for the answer, and the budget below it as the API requires.
+        # A named level's budget is ours to fit: keep at least half of max_tokens (which
+        # counts thinking, like OpenAI's reasoning tokens) for the answer.
         budget = max(min(budget, max_tokens // 2), MIN_THINKING_BUDGET)
-        if budget >= max_tokens:
-            max_tokens += budget
     return {"type": "enabled", "budget_tokens": budget}, None, max_tokens
+
+
+def _adjusted(what: str, sent: str, why: str) -> None:
+    # stacklevel: past _thinking, build_request and the model's call, to the caller's line.
+    warnings.warn(f"Anthropic: {what} was sent as {sent}: {why}.", UserWarning, stacklevel=5)
 
 
 def _tool(tool: Any, native: bool) -> dict[str, Any]:

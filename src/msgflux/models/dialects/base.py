@@ -161,6 +161,8 @@ def error_from_status(
     kind = (error_type or "").lower()
     if "overloaded" in kind:
         cls: type[exc.ProviderError] = exc.OverloadedError
+    elif kind in _DECISIVE_ERRORS:
+        cls = _DECISIVE_ERRORS[kind]
     elif status is None:
         cls = _IN_BAND_ERRORS.get(kind, exc.APIStatusError)
     elif status in _STATUS_ERRORS:
@@ -180,6 +182,12 @@ def error_from_status(
         retry_after=retry_after,
     )
 
+
+# Error types that say more than any status: they decide the class whatever the status.
+# Gemini answers a bad API key with 400 INVALID_ARGUMENT and reason API_KEY_INVALID.
+_DECISIVE_ERRORS: dict[str, type[exc.ProviderError]] = {
+    "api_key_invalid": exc.AuthenticationError,
+}
 
 # Error types that arrive inside a 200 stream (no status to go by).
 _IN_BAND_ERRORS: dict[str, type[exc.ProviderError]] = {

@@ -18,7 +18,10 @@ How the neutral request maps onto ``generateContent``:
   sent back on the same part, which Gemini 3 requires in a tool loop;
 - ``reasoning_effort`` becomes ``thinkingConfig`` (a ``thinkingLevel`` on
   Gemini 3 and later, a ``thinkingBudget`` before), with thought summaries on;
-- a prefill is a trailing ``model`` content, which Gemini continues.
+- a prefill is a trailing ``model`` content, which Gemini continues;
+- media become ``inlineData`` or ``fileData`` with the type the caller gave, or
+  the one the data URL, the URL (YouTube links are video) or the file name
+  names; a file whose type nothing names is refused before the call.
 
 A safety block (a candidate's ``finishReason`` such as SAFETY, or the prompt's
 ``promptFeedback.blockReason`` with no candidates) is a refusal whose text names
@@ -217,16 +220,20 @@ _KEYWORDS = frozenset({
 })
 
 
-def _const_as_enum(node: dict[str, Any]) -> dict[str, Any]:
+def _respell(node: dict[str, Any]) -> dict[str, Any]:
     # Gemini has no ``const``; a one-value enum says the same.
     if "const" in node and "enum" not in node:
-        return {**node, "enum": [node["const"]]}
+        node = {**node, "enum": [node["const"]]}
+    # A tuple (``prefixItems``, which Gemini documents) closed by the boolean schema
+    # ``items: false``, which its keyword list does not name: maxItems closes it too.
+    if node.get("items") is False and "prefixItems" in node:
+        node = {k: v for k, v in node.items() if k != "items"}
     return node
 
 
 def gemini_schema(schema: dict[str, Any]) -> dict[str, Any]:
     """``schema`` pruned to the JSON Schema keywords the Gemini API accepts."""
-    return prune_schema(schema, lambda key, _value: key in _KEYWORDS, _const_as_enum)
+    return prune_schema(schema, lambda key, _value: key in _KEYWORDS, _respell)
 
 
 # ---------------------------------------------------------------- contents
@@ -283,17 +290,34 @@ def _part(part: Part, index: int) -> dict[str, Any]:
     if isinstance(part, AudioPart):
         return {"inlineData": {"mimeType": audio_media_type(part.format), "data": part.data}}
     assert isinstance(part, FilePart)
-    default = guess_media_type(part.filename, "application/pdf")
     if part.data is not None:
         data = split_data_url(part.data)
-        if data is None:  # bare base64
-            return {"inlineData": {"mimeType": part.media_type or default, "data": part.data}}
-        return {"inlineData": {"mimeType": data[0], "data": data[1]}}
+        found, payload = data if data is not None else (None, part.data)  # bare base64
+        return {"inlineData": {"mimeType": _file_type(part, found, "inline data", index),
+                               "data": payload}}
     uri = part.url or part.file_id
     if uri is None:
         raise MessageFormatError(f"messages[{index}] has a file part with no data, url or id")
-    return {"fileData": {"mimeType": part.media_type or guess_media_type(uri, default),
+    return {"fileData": {"mimeType": _file_type(part, guess_media_type(uri, ""), uri, index),
                          "fileUri": uri}}
+
+
+def _file_type(part: FilePart, found: str | None, where: str, index: int) -> str:
+    """The caller's media type, else the one the data URL or URL names, else the file name's.
+
+    Gemini needs the real type (a video sent as a PDF is refused or misread), so
+    a file whose type nothing names is an error here, not a guess.
+    """
+    for media in (part.media_type, found, guess_media_type(part.filename, "")):
+        if media and media != "application/octet-stream":
+            return media
+    shown = where.split("?", 1)[0][:60]  # a signed URL's query is nobody's business
+    raise MessageFormatError(
+        f"messages[{index}] has a file ({shown}) whose media type cannot be told from its "
+        "URL, data or file name; give it as media_type, e.g. {'type': 'file', 'file': "
+        "{'url': ..., 'media_type': 'video/mp4'}} or ChatBlock.file(url, "
+        "media_type='video/mp4')"
+    )
 
 
 def _media(url: str, media_type: str | None, default: str, index: int) -> dict[str, Any]:
@@ -426,6 +450,7 @@ class _Error(msgspec.Struct, gc=False):
     code: int | None = None
     message: str | None = None
     status: str | None = None
+    details: Any = None  # google.rpc detail objects of several shapes; see _error_type
 
 
 class _Response(msgspec.Struct, gc=False, rename="camel"):
@@ -695,7 +720,7 @@ def parse_error(status: int, headers: list[tuple[str, str]], body: bytes, provid
     text = body.decode("utf-8", "replace")
     message = kind = None
     if isinstance(error, _Error):
-        message, kind = error.message, error.status
+        message, kind = error.message, _error_type(error)
     elif isinstance(error, str):
         message = error
     request_id = next((v for k, v in headers if k in ("x-request-id", "x-goog-request-id")),
@@ -705,19 +730,30 @@ def parse_error(status: int, headers: list[tuple[str, str]], body: bytes, provid
         message or text[:500] or f"HTTP {status}",
         provider=provider,
         code=str(error.code) if isinstance(error, _Error) and error.code is not None else None,
-        error_type=_overloaded(kind, message),
+        error_type=kind,
         body=text[:4000],
         request_id=request_id,
         retry_after=retry_after,
     )
 
 
-def _overloaded(kind: str | None, message: str | None) -> str | None:
+# google.rpc.ErrorInfo reasons that name the failure better than the status does. A bad
+# key is HTTP 400 INVALID_ARGUMENT with reason API_KEY_INVALID (the error body the Gemini
+# API documents for it): the reason makes it an AuthenticationError, not a bad request.
+_REASONS = frozenset({"API_KEY_INVALID"})
+
+
+def _error_type(error: _Error) -> str | None:
+    details = error.details if isinstance(error.details, list) else ()
+    for detail in details:
+        reason = detail.get("reason") if isinstance(detail, dict) else None
+        if reason in _REASONS:
+            return reason
     # Gemini says "The model is overloaded" with a plain 503 UNAVAILABLE; name it so
     # the error is an OverloadedError like Anthropic's 529.
-    if kind == "UNAVAILABLE" and message and "overloaded" in message.lower():
+    if error.status == "UNAVAILABLE" and error.message and "overloaded" in error.message.lower():
         return "overloaded"
-    return kind
+    return error.status
 
 
 def _in_band_error(error: _Error, provider: str, raw: bytes) -> ProviderError:
@@ -727,6 +763,6 @@ def _in_band_error(error: _Error, provider: str, raw: bytes) -> ProviderError:
         error.message or error.status or "error",
         provider=provider,
         code=str(error.code) if error.code is not None else None,
-        error_type=_overloaded(error.status, error.message),
+        error_type=_error_type(error),
         body=raw.decode("utf-8", "replace")[:4000],
     )
