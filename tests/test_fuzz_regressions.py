@@ -104,3 +104,11 @@ def test_provider_keyword_is_an_invalid_parameter() -> None:
     for path in ("openai/gpt-4o", "groq/llama-3.1-8b-instant"):
         with pytest.raises(exc.InvalidParameterError, match="provider"):
             mf.Model.chat_completion(path, provider="anthropic", api_key="k", base_url=UNUSED)
+
+
+@pytest.mark.parametrize("name", ["check_capabilities", "enable_cache", "parallel_tool_calls"])
+@pytest.mark.parametrize("value", [b"", "yes", 1, [True]])
+def test_flags_must_be_bools(name, value) -> None:
+    # Found by the fuzz suite: check_capabilities=b"" was accepted, then broke serialize().
+    with pytest.raises(exc.InvalidParameterError, match=name):
+        mf.Model.chat_completion("openai/gpt-4o", base_url=UNUSED, api_key="k", **{name: value})

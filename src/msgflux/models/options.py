@@ -106,6 +106,10 @@ def _checked(kwargs: Mapping[str, Any]) -> dict[str, Any]:
     integer("n_threads", 1)
     integer("n_ctx", 256)
     integer("n_parallel", 1)
+    for name in ("enable_cache", "check_capabilities", "parallel_tool_calls"):
+        value = opts.get(name)
+        if value is not None and not isinstance(value, bool):
+            raise InvalidParameterError(f"{name} must be True or False, got {value!r}")
     stop = opts.get("stop")
     if stop is not None and not (isinstance(stop, str) or (
             isinstance(stop, (list, tuple)) and all(isinstance(s, str) for s in stop))):
