@@ -324,8 +324,11 @@ def test_structured_output_native_on_claude_4_5() -> None:
         "type": "object",
         "properties": {
             "name": {"type": "string"},
-            "participants": {"type": "array", "items": {"type": "string"}},
-            "minimum": {"type": "integer"},  # a property named like a keyword stays
+            "participants": {"type": "array", "items": {"type": "string"},
+                                 "description": "(minItems: 2, maxItems: 9)"},
+            # A property named like a keyword stays; the constraint the format rejects
+            # is said in the description (and enforced when decoding).
+            "minimum": {"type": "integer", "description": "(minimum: 3)"},
         },
         "required": ["name", "participants"],
         "additionalProperties": False,

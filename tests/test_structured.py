@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import enum
-from typing import Any, Literal, NamedTuple, Optional
+from typing import Annotated, Any, Literal, NamedTuple, Optional, TypedDict
 
 import jsonschema
 import msgspec
@@ -95,13 +96,30 @@ def test_validation_errors_keep_raw_text() -> None:
 
 
 def test_bad_schemas_fail_clearly() -> None:
+    for bad in (42, "Person", print, Person(name="x", age=1, address=Address("s", "c"),
+                                             tags=[], scores={})):
+        with pytest.raises(exc.InvalidParameterError, match="type or a JSON Schema dict"):
+            compile_schema(bad)
+    with pytest.raises(exc.InvalidParameterError, match="points outside"):
+        compile_schema({"type": "object", "properties": {"a": {"$ref": "other.json#/x"}}})
+    with pytest.raises(exc.InvalidParameterError, match="not a valid JSON Schema"):
+        compile_schema({"type": "object", "properties": {"a": {"type": 5}}})
+
+
+def test_free_form_values_go_as_a_recursive_json_value() -> None:
     class Loose(msgspec.Struct):
         anything: Any
+        extra: dict[str, Any]
 
-    with pytest.raises(exc.InvalidParameterError, match="Any"):
-        compile_schema(Loose)
-    with pytest.raises(exc.InvalidParameterError, match=r"msgspec\.Struct"):
-        compile_schema(dict)
+    compiled = compile_schema(Loose)
+    strict = compiled.output.strict_schema
+    assert strict["properties"]["anything"] == {"$ref": "#/$defs/JSONValue"}
+    assert "JSONValue" in strict["$defs"]
+    jsonschema.Draft202012Validator.check_schema(strict)
+    text = ('{"anything": {"entries": [{"key": "a", "value": [1, {"entries": []}]}]},'
+            '"extra": [{"key": "k", "value": null}]}')
+    jsonschema.validate(msgspec.json.decode(text), strict)
+    assert decode_structured(compiled, text) == {"anything": {"a": [1, {}]}, "extra": {"k": None}}
 
 
 def test_compile_is_cached_per_type() -> None:
@@ -202,3 +220,162 @@ def test_a_lowered_tuple_is_told_from_an_object_in_a_union() -> None:
     assert decode_structured(compiled, '{"value": {"0": 1, "1": 2}}').value == (1, 2)
     assert decode_structured(compiled, '{"value": {"left": 1, "right": 2}}').value == {
         "left": 1, "right": 2}
+
+
+# ---------------------------------------------------------------- the types users bring
+
+
+class Mood(enum.Enum):
+    HAPPY = "happy"
+    SAD = "sad"
+
+
+@dataclasses.dataclass
+class Reading:
+    """A sensor reading."""
+
+    sensor: Annotated[str, msgspec.Meta(pattern="^[a-z]+$", description="sensor name")]
+    value: Annotated[float, msgspec.Meta(ge=0, le=100)]
+    unit: str = "C"
+
+    def __post_init__(self) -> None:
+        self.sensor = self.sensor.lower()
+
+
+class Contact(TypedDict):
+    name: str
+    emails: list[str]
+
+
+@pytest.mark.parametrize(("type_", "text", "expected"), [
+    (list[str], '{"value": ["a", "b"]}', ["a", "b"]),
+    (list[str], '["a"]', ["a"]),  # the bare value of a prompted answer
+    (int, '{"value": 3}', 3),
+    (Literal["yes", "no"], '{"value": "no"}', "no"),
+    (Mood, '{"value": "sad"}', Mood.SAD),
+    (int | str, '{"value": "x"}', "x"),
+    (tuple[int, str], '{"value": {"0": 1, "1": "a"}}', (1, "a")),
+    (dict[str, int], '{"value": [{"key": "a", "value": 1}]}', {"a": 1}),
+    (Contact, '{"name": "Ann", "emails": ["a@b.c"]}', {"name": "Ann", "emails": ["a@b.c"]}),
+])
+def test_plain_types_are_wrapped_and_unwrapped(type_: Any, text: str, expected: Any) -> None:
+    compiled = compile_schema(type_)
+    assert compiled.output.strict_schema["type"] == "object"  # providers want an object root
+    assert decode_structured(compiled, text) == expected
+    jsonschema.Draft202012Validator.check_schema(compiled.output.strict_schema)
+
+
+def test_a_dataclass_comes_back_as_an_instance_with_constraints_enforced() -> None:
+    compiled = compile_schema(Reading)
+    assert compiled.kind == "dataclass"
+    strict = compiled.output.strict_schema
+    assert compiled.output.description == "A sensor reading."
+    assert strict["properties"]["sensor"] == {"description": "sensor name", "type": "string",
+                                              "pattern": "^[a-z]+$"}
+    assert strict["properties"]["value"]["minimum"] == 0
+    result = decode_structured(compiled, '{"sensor": "t", "value": 20.5, "unit": null}')
+    assert result == Reading("t", 20.5, "C")  # the default applied, __post_init__ ran
+    with pytest.raises(exc.StructuredOutputError, match="Expected `float` <= 100"):
+        decode_structured(compiled, '{"sensor": "t", "value": 120, "unit": "C"}')
+    with pytest.raises(exc.StructuredOutputError):
+        decode_structured(compiled, '{"sensor": "T1", "value": 1, "unit": "C"}')
+
+
+def test_a_recursive_struct_keeps_defs_and_restores() -> None:
+    compiled = compile_schema(Tree)
+    strict = compiled.output.strict_schema
+    assert strict["properties"]["children"]["items"] == {"$ref": "#/$defs/Tree"}
+    jsonschema.Draft202012Validator.check_schema(strict)
+    text = ('{"label": "a", "children": [{"label": "b", "children": [], "note": null}],'
+            ' "note": null}')
+    jsonschema.validate(msgspec.json.decode(text), strict)
+    result = decode_structured(compiled, text)
+    assert result.children[0].label == "b" and result.note == "-"
+
+
+class Tree(msgspec.Struct):
+    label: str
+    children: list[Tree]
+    note: str = "-"
+
+
+JSON_SCHEMA = {
+    "title": "Order",
+    "type": "object",
+    "properties": {
+        "id": {"type": "string", "pattern": "^o[0-9]+$"},
+        "items": {"type": "array", "minItems": 1, "items": {"$ref": "#/definitions/item"}},
+        "meta": {"type": "object", "patternProperties": {"^x-": {"type": "string"}},
+                 "additionalProperties": False},
+        "kind": {"oneOf": [{"const": "retail"}, {"const": "wholesale"}]},
+        "note": {"type": "string", "maxLength": 5},
+    },
+    "required": ["id", "items", "kind"],
+    "definitions": {"item": {"type": "object", "properties": {
+        "sku": {"type": "string"}, "qty": {"type": "integer", "minimum": 1}},
+        "required": ["sku", "qty"]}},
+}
+
+
+def test_a_json_schema_dict_is_lowered_restored_and_validated() -> None:
+    compiled = compile_schema(JSON_SCHEMA)
+    assert compiled.kind == "json_schema" and compiled.output.name == "Order"
+    strict = compiled.output.strict_schema
+    for node in walk(strict):
+        assert "oneOf" not in node and "const" not in node and "patternProperties" not in node
+        assert "maxLength" not in node
+    assert strict["properties"]["note"]["anyOf"][0]["description"] == "(maxLength: 5)"
+    text = ('{"id": "o1", "items": [{"sku": "a", "qty": 2}], "kind": "retail",'
+            '"meta": [{"key": "x-a", "value": "b"}], "note": null}')
+    jsonschema.validate(msgspec.json.decode(text), strict)
+    result = decode_structured(compiled, text)
+    assert result == {"id": "o1", "items": [{"sku": "a", "qty": 2}], "kind": "retail",
+                      "meta": {"x-a": "b"}}
+    # What the strict shape could not say is still enforced.
+    with pytest.raises(exc.StructuredOutputError, match="too long"):
+        decode_structured(compiled, text.replace('"note": null', '"note": "toolong"'))
+
+
+pydantic = pytest.importorskip("pydantic")
+
+
+class Item(pydantic.BaseModel):
+    """One line of an order."""
+
+    sku: str = pydantic.Field(description="stock keeping unit", min_length=2)
+    qty: int = pydantic.Field(ge=1)
+    tags: list[str] = pydantic.Field(default_factory=list)
+
+    @pydantic.field_validator("sku")
+    @classmethod
+    def upper(cls, value: str) -> str:
+        return value.upper()
+
+
+class Order(pydantic.BaseModel):
+    items: list[Item]
+    total: float | None = None
+
+
+def test_a_pydantic_model_comes_back_as_a_validated_instance() -> None:
+    compiled = compile_schema(Order)
+    assert compiled.kind == "pydantic"
+    strict = compiled.output.strict_schema
+    item = strict["properties"]["items"]["items"]
+    assert item["description"].startswith("One line of an order.")
+    assert item["properties"]["qty"]["minimum"] == 1
+    assert item["properties"]["sku"]["description"] == "stock keeping unit\n(minLength: 2)"
+    jsonschema.Draft202012Validator.check_schema(strict)
+    text = '{"items": [{"sku": "ab", "qty": 1, "tags": null}], "total": null}'
+    jsonschema.validate(msgspec.json.decode(text), strict)
+    order = decode_structured(compiled, text)
+    assert isinstance(order, Order)
+    assert order.items[0].sku == "AB" and order.items[0].tags == []  # validator, default
+    with pytest.raises(exc.StructuredOutputError, match="greater than or equal to 1"):
+        decode_structured(compiled, '{"items": [{"sku": "ab", "qty": 0}]}')
+
+
+def test_a_type_only_pydantic_knows_goes_through_a_type_adapter() -> None:
+    compiled = compile_schema(list[Item])
+    result = decode_structured(compiled, '{"value": [{"sku": "xy", "qty": 2, "tags": []}]}')
+    assert isinstance(result[0], Item) and result[0].sku == "XY"

@@ -1,312 +1,313 @@
-"""``generation_schema``: msgspec Struct ⇄ JSON Schema, strict lowering, decoding.
+"""``generation_schema``: the output types users bring, their JSON Schema, and their results.
 
-A Struct compiles once (cached per type) into an :class:`~msgflux.models.request.OutputSchema`
-holding two shapes of the same schema: the logical one (references inlined) and
-the one lowered to what strict modes accept — every object closed, every
-property required (optional ones made nullable), maps written as lists of
-``{"key", "value"}`` entries, fixed-length tuples written as objects keyed
-``"0"``, ``"1"``, …, and keywords strict modes reject removed. Decoding undoes
-the lowering whichever shape the model followed, then validates against the
-Struct itself, so the result is exactly what the Struct allows.
+A type compiles once (cached) into a :class:`CompiledSchema`: its JSON Schema in
+the logical and strict shapes (:mod:`msgflux.models.schema`) and how to turn the
+model's JSON back into what the type promises. What each kind gives back:
 
-Fixed-length tuples (``tuple[float, float]``, NamedTuples, ``array_like``
-Structs) are ``prefixItems`` in JSON Schema. What each provider's schema subset
-says about it (checked against their documentation):
+==========================================  ================================================
+``generation_schema=``                      ``response.consume()``
+==========================================  ================================================
+a ``msgspec.Struct``                        a :class:`~msgflux.dotdict.dotdict` (the spec's
+                                            shape: nested dicts, Enum members as values)
+a pydantic v2 ``BaseModel``                 an instance, validated by the model (validators
+                                            and defaults run)
+a dataclass                                 an instance (``__post_init__`` runs)
+a ``TypedDict``                             a dotdict
+a JSON Schema ``dict``                      a dotdict (or the value, for a non-object root),
+                                            validated against that schema
+any other type msgspec knows (``int``,      the value converted to that type (``Enum`` →
+``list[str]``, ``Literal``, ``Enum``,       member, ``tuple`` → tuple, a Struct inside →
+unions, ``tuple``, ``NamedTuple``…)         the Struct)
+a type only pydantic knows (e.g.            the value validated by ``pydantic.TypeAdapter``
+``list[SomeBaseModel]``)
+==========================================  ================================================
 
-- OpenAI strict structured outputs ("Supported schemas", platform.openai.com
-  docs, guide "Structured model outputs") lists the types, ``anyOf`` and, for
-  arrays, only ``items``, ``minItems`` and ``maxItems``; ``prefixItems`` is not
-  in the subset (the openai-agents maintainers call it "not a supported
-  direction", openai/openai-agents-python#4696).
-- Anthropic ``output_config.format`` ("JSON Schema limitations", docs
-  "Structured outputs"): arrays take ``items`` and ``minItems`` of 0 or 1; the
-  official SDK's ``transform_schema`` (anthropic-sdk-python
-  ``lib/_parse/_transform.py``) keeps nothing else on an array either.
-- The Gemini API's ``responseJsonSchema``/``parametersJsonSchema`` list
-  ``prefixItems``, ``minItems`` and ``maxItems`` among the keywords they
-  support (``GenerationConfig.response_json_schema`` in google-genai).
+pydantic is imported only when a pydantic type is passed (then it is already
+imported by the caller); a JSON Schema dict is validated with the
+``jsonschema`` package (``pip install "msgflux[jsonschema]"``), imported on the
+first such schema.
 
-So the strict shape (sent to OpenAI strict mode and Anthropic's native format)
-writes a tuple as a closed object ``{"0": …, "1": …}`` with every position
-required, and the logical shape (sent to Gemini, to non-strict OpenAI-compatible
-servers and as a tool ``input_schema``) keeps ``prefixItems``. An object keeps
-one schema per position, so the model cannot put a string where the tuple has
-a number; a fixed array of a union with ``minItems``/``maxItems`` could, and its
-output would then fail validation. The key order of the object is the tuple's
-order, which strict decoders follow.
+Constraints and descriptions (``msgspec.Meta``, ``pydantic.Field``,
+docstrings) are part of the schema: they reach the provider where its schema
+subset takes them (see :mod:`msgflux.models.schema` and the dialects' pruning),
+are written into the description where it does not, and are always enforced
+here, because the answer is validated by the type (or schema) itself.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import re
+import sys
 from typing import Any
 
 import msgspec
 
-from msgflux.dotdict import dotdict, to_dotdict
-from msgflux.exceptions import InvalidParameterError, StructuredOutputError
+from msgflux.dotdict import to_dotdict
+from msgflux.exceptions import (
+    InvalidParameterError,
+    MissingDependencyError,
+    StructuredOutputError,
+)
 from msgflux.models.request import OutputSchema
+from msgflux.models.schema import LoweredSchema, lower, restore
 
-__all__ = ["CompiledSchema", "compile_schema", "decode_structured"]
-
-# Keywords strict json_schema modes reject or that carry no meaning for generation.
-_DROP = frozenset({"title", "default", "discriminator", "examples", "$schema"})
+__all__ = ["CompiledSchema", "compile_schema", "decode_structured", "extract_json",
+           "validate_value"]
 
 
 class CompiledSchema:
-    """Everything needed to ask for and read back one Struct type."""
+    """Everything needed to ask for and read back one output type.
 
-    __slots__ = ("needs_restore", "output", "schema", "type")
+    ``kind``: ``struct``, ``pydantic``, ``dataclass``, ``typeddict``, ``plain`` or
+    ``json_schema``; ``output``: what goes in the request; ``lowered``: both
+    shapes; ``needs_restore``: whether the strict shape differs from the type's.
+    """
 
-    def __init__(self, type_: type, output: OutputSchema, needs_restore: bool) -> None:
+    __slots__ = ("_adapter", "_validator", "kind", "lowered", "name", "needs_restore",
+                 "output", "schema", "type")
+
+    def __init__(self, type_: Any, kind: str, name: str, lowered: LoweredSchema,
+                 adapter: Any = None, validator: Any = None) -> None:
         self.type = type_
-        self.output = output
-        self.schema = output.schema
-        self.needs_restore = needs_restore
+        self.kind = kind
+        self.name = name
+        self.lowered = lowered
+        self.needs_restore = lowered.needs_restore
+        self.schema = lowered.logical
+        root = lowered.logical["properties"]["value"] if lowered.wrapped else lowered.logical
+        doc = root.get("description")
+        self.output = OutputSchema(name=re.sub(r"[^a-zA-Z0-9_-]", "_", name)[:64] or "output",
+                                   schema=lowered.logical, strict_schema=lowered.strict,
+                                   description=doc if isinstance(doc, str) else None)
+        self._adapter = adapter  # a pydantic TypeAdapter, for types only pydantic knows
+        self._validator = validator  # a jsonschema validator, for JSON Schema dicts
+
+    def __repr__(self) -> str:
+        return f"CompiledSchema({self.kind}: {self.name})"
+
+    def result(self, value: Any, lax: bool = False) -> Any:
+        """The caller's result from a decoded, restored JSON value (validates it).
+
+        ``lax``: accept strings for numbers and booleans (values read from text, as
+        typed XML is)."""
+        kind = self.kind
+        if kind == "struct" or kind == "typeddict":
+            return to_dotdict(msgspec.to_builtins(msgspec.convert(value, self.type,
+                                                                  strict=not lax)))
+        if kind == "pydantic":
+            if self._adapter is not None:
+                return self._adapter.validate_python(value)
+            return self.type.model_validate(value)
+        if kind == "json_schema":
+            errors = sorted(self._validator.iter_errors(value), key=lambda e: list(e.path))
+            if errors:
+                raise _SchemaMismatchError(errors)
+            return to_dotdict(value)
+        return msgspec.convert(value, self.type, strict=not lax)
+
+    def decode_fast(self, text: str | bytes) -> Any:
+        """The result straight from JSON text when no restoring is needed (the hot path)."""
+        if self.kind == "struct":
+            return to_dotdict(msgspec.to_builtins(msgspec.json.decode(text, type=self.type)))
+        if self.kind == "pydantic" and self._adapter is None:
+            return self.type.model_validate_json(text)
+        return self.result(msgspec.json.decode(text))
+
+
+class _SchemaMismatchError(Exception):
+    def __init__(self, errors: list[Any]) -> None:
+        shown = "; ".join(
+            f"{e.message} at $" + "".join(f"[{p!r}]" for p in e.absolute_path)
+            for e in errors[:5]
+        )
+        more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
+        super().__init__(shown + more)
 
 
 def compile_schema(schema_type: Any) -> CompiledSchema:
-    """Compile a msgspec Struct type (cached; bad types fail with a clear error)."""
-    if not (isinstance(schema_type, type) and issubclass(schema_type, msgspec.Struct)):
-        raise InvalidParameterError(
-            f"generation_schema must be a msgspec.Struct subclass, got {schema_type!r}. "
-            "Define it as `class Answer(msgspec.Struct): ...`."
-        )
-    return _compile(schema_type)
+    """Compile an output type or a JSON Schema dict (cached; bad types fail clearly)."""
+    if isinstance(schema_type, dict):
+        try:
+            key = msgspec.json.encode(schema_type)
+        except (TypeError, ValueError, OverflowError) as e:
+            raise InvalidParameterError(
+                f"generation_schema: a JSON Schema dict must hold JSON values only ({e})"
+            ) from None
+        return _compile_json(key)
+    try:
+        hash(schema_type)
+    except TypeError:
+        return _compile(schema_type)
+    return _compile_cached(schema_type)
 
 
 @functools.lru_cache(maxsize=512)
-def _compile(schema_type: type) -> CompiledSchema:
+def _compile_cached(schema_type: Any) -> CompiledSchema:
+    return _compile(schema_type)
+
+
+def _pydantic_base() -> Any:
+    """``pydantic.BaseModel`` if pydantic is imported (a pydantic type implies it is)."""
+    module = sys.modules.get("pydantic")
+    return getattr(module, "BaseModel", None) if module is not None else None
+
+
+def _compile(schema_type: Any) -> CompiledSchema:
+    name = getattr(schema_type, "__name__", None) or "output"
+    base = _pydantic_base()
+    if base is not None and isinstance(schema_type, type) and issubclass(schema_type, base):
+        if not hasattr(schema_type, "model_json_schema"):
+            raise InvalidParameterError(
+                f"generation_schema {name} is a pydantic v1 model; msgflux supports pydantic "
+                "v2 models (pydantic >= 2.0)."
+            )
+        return _compiled_pydantic(schema_type, name, None)
+    if not _is_type(schema_type):
+        raise InvalidParameterError(
+            f"generation_schema must be a type or a JSON Schema dict, got {schema_type!r:.100}. "
+            "Use a msgspec.Struct, a pydantic model, a dataclass, a TypedDict, a type such as "
+            "list[str], or a JSON Schema dict."
+        )
     try:
         raw = msgspec.json.schema(schema_type)
     except (TypeError, ValueError) as e:
+        if base is not None:  # e.g. list[SomePydanticModel]: a type only pydantic knows
+            import pydantic
+
+            try:
+                adapter = pydantic.TypeAdapter(schema_type)
+            except Exception:
+                adapter = None
+            if adapter is not None:
+                return _compiled_pydantic(schema_type, name, adapter)
         raise InvalidParameterError(
-            f"generation_schema {schema_type.__name__} cannot be turned into JSON Schema: {e}"
+            f"generation_schema {name} cannot be turned into JSON Schema: {e}"
         ) from None
     except KeyError as e:
         # msgspec < 0.23 cannot name two different Structs that share a module and a
         # name (0.23 names them Item and Item_2). Such code is legitimate: say how to
         # get past the old msgspec.
         raise InvalidParameterError(
-            f"generation_schema {schema_type.__name__} uses two different Structs named "
+            f"generation_schema {name} uses two different Structs named "
             f"{getattr(e.args[0], '__qualname__', e) if e.args else e} in one module, which "
             f"msgspec {msgspec.__version__} cannot describe: upgrade msgspec to 0.23 or "
             "later, or rename one of them"
         ) from None
-    defs = raw.get("$defs", {})
-    logical = _inline(raw, defs, ())
-    logical.pop("$defs", None)
-    state = {"restore": False}
-    strict = _lower(logical, state, schema_type.__name__)
-    name = re.sub(r"[^a-zA-Z0-9_-]", "_", schema_type.__name__)[:64] or "output"
-    doc = logical.get("description")
-    output = OutputSchema(name=name, schema=logical, strict_schema=strict, description=doc)
-    return CompiledSchema(schema_type, output, state["restore"])
+    return CompiledSchema(schema_type, _kind(schema_type), name, lower(raw, f"generation_schema "
+                                                                           f"{name}"))
 
 
-def _inline(node: Any, defs: dict[str, Any], seen: tuple[str, ...]) -> Any:
-    if isinstance(node, dict):
-        ref = node.get("$ref")
-        if isinstance(ref, str) and ref.startswith("#/$defs/"):
-            name = ref[len("#/$defs/"):]
-            if name in seen:
-                raise InvalidParameterError(
-                    f"generation_schema: {name} refers to itself; recursive schemas are not "
-                    "supported for structured output. Bound the depth with separate Structs."
-                )
-            merged = {k: v for k, v in node.items() if k != "$ref"}
-            return {**_inline(defs[name], defs, (*seen, name)), **merged}
-        return {k: _inline(v, defs, seen) for k, v in node.items() if k != "$defs"}
-    if isinstance(node, list):
-        return [_inline(v, defs, seen) for v in node]
-    return node
-
-
-def _is_nullable(schema: dict[str, Any]) -> bool:
-    if schema.get("type") == "null":
+def _is_type(value: Any) -> bool:
+    """A class, or a typing construct (``list[str]``, ``Literal[...]``, ``int | None``)."""
+    if isinstance(value, type):
         return True
-    return any(b.get("type") == "null" for b in schema.get("anyOf", ()))
+    return type(value).__module__ in ("typing", "types", "typing_extensions")
 
 
-def _lower(node: dict[str, Any], state: dict[str, bool], where: str) -> dict[str, Any]:
-    """The strict-mode shape of one (inlined) schema node."""
-    if not node or node == {"description": node.get("description")}:
-        raise InvalidParameterError(
-            f"generation_schema: {where} has no type (Any); strict structured output needs a "
-            "concrete type there (str, int, a Struct, list[...], dict[str, ...])."
-        )
-    out = {k: v for k, v in node.items() if k not in _DROP}
-    if "anyOf" in node:
-        out["anyOf"] = [_lower(b, state, where) for b in node["anyOf"]]
-        return out
-    kind = node.get("type")
-    if kind == "object":
-        props = node.get("properties")
-        extra = node.get("additionalProperties")
-        if props is None and isinstance(extra, dict):
-            # A map: strict modes need closed objects, so send it as an entry list.
-            state["restore"] = True
-            value = _lower(extra, state, f"{where}[value]")
-            key: dict[str, Any] = {"type": "string"}
-            if "propertyNames" in node:
-                key.update({k: v for k, v in node["propertyNames"].items() if k not in _DROP})
-            out = {k: v for k, v in out.items()
-                   if k not in ("additionalProperties", "propertyNames", "minProperties",
-                                "maxProperties")}
-            out["type"] = "array"
-            out["items"] = {
-                "type": "object",
-                "properties": {"key": key, "value": value},
-                "required": ["key", "value"],
-                "additionalProperties": False,
-            }
-            return out
-        props = props or {}
-        required = set(node.get("required", ()))
-        lowered = {}
-        for name, sub in props.items():
-            low = _lower(sub, state, f"{where}.{name}")
-            if name not in required and not _is_nullable(sub):
-                state["restore"] = True  # a null here means "use the default"
-                low = {"anyOf": [low, {"type": "null"}]}
-            lowered[name] = low
-        out["properties"] = lowered
-        out["required"] = list(props)
-        out["additionalProperties"] = False
-        return out
-    if kind == "array":
-        if "prefixItems" in node:
-            return _lower_tuple(node, state, where)
-        if "items" in node:
-            out["items"] = _lower(node["items"], state, f"{where}[]")
-        return out
-    return out
+def _kind(schema_type: Any) -> str:
+    if isinstance(schema_type, type):
+        if issubclass(schema_type, msgspec.Struct):
+            return "struct"
+        if dataclasses.is_dataclass(schema_type):
+            return "dataclass"
+        if issubclass(schema_type, dict) and hasattr(schema_type, "__required_keys__"):
+            return "typeddict"
+    return "plain"
 
 
-def _lower_tuple(node: dict[str, Any], state: dict[str, bool], where: str) -> dict[str, Any]:
-    """A fixed-length tuple as a closed object keyed by position (see the module doc)."""
-    state["restore"] = True
-    prefix = node["prefixItems"]
-    # Positions past minItems have defaults (NamedTuple, array_like Struct): null there
-    # means "use the default", as for an optional property.
-    least = node.get("minItems", len(prefix))
-    props = {}
-    for i, sub in enumerate(prefix):
-        low = _lower(sub, state, f"{where}[{i}]")
-        if i >= least and not _is_nullable(sub):
-            low = {"anyOf": [low, {"type": "null"}]}
-        props[str(i)] = low
-    out: dict[str, Any] = {"type": "object"}
-    if "description" in node:
-        out["description"] = node["description"]
-    out.update(properties=props, required=list(props), additionalProperties=False)
-    return out
-
-
-def _restore(value: Any, schema: dict[str, Any]) -> Any:
-    """Undo the strict lowering on a decoded value (either shape is accepted)."""
-    if "anyOf" in schema:
-        branch = _branch(value, schema["anyOf"])
-        return _restore(value, branch) if branch is not None else value
-    kind = schema.get("type")
-    if kind == "array" and "prefixItems" in schema:
-        return _restore_tuple(value, schema)
-    if kind == "object" and isinstance(value, (dict, list)):
-        props = schema.get("properties")
-        extra = schema.get("additionalProperties")
-        if props is None and isinstance(extra, dict):
-            if isinstance(value, list):
-                value = {
-                    e["key"]: e["value"] for e in value if isinstance(e, dict) and "key" in e
-                }
-            return {k: _restore(v, extra) for k, v in value.items()}
-        if not isinstance(value, dict) or not props:
-            return value
-        required = schema.get("required", ())
-        out = {}
-        for k, v in value.items():
-            sub = props.get(k)
-            if sub is None:
-                out[k] = v
-            elif v is None and k not in required and not _is_nullable(sub):
-                continue  # the lowered schema's null: let the Struct's default apply
-            else:
-                out[k] = _restore(v, sub)
-        return out
-    if kind == "array" and isinstance(value, list) and "items" in schema:
-        return [_restore(v, schema["items"]) for v in value]
-    return value
-
-
-def _restore_tuple(value: Any, schema: dict[str, Any]) -> Any:
-    prefix = schema["prefixItems"]
-    if _is_tuple_object(value, schema):
-        items = [value[str(i)] for i in range(len(prefix))]
-        # Trailing nulls at positions with a default: let the default apply.
-        least = schema.get("minItems", len(prefix))
-        while len(items) > least and items[-1] is None and not _is_nullable(
-                prefix[len(items) - 1]):
-            items.pop()
-        value = items
-    if not isinstance(value, list):
-        return value
-    return [_restore(v, prefix[i]) if i < len(prefix) else v for i, v in enumerate(value)]
-
-
-def _is_tuple_object(value: Any, schema: dict[str, Any]) -> bool:
-    """Is ``value`` the strict shape of this tuple: an object with exactly its positions?"""
-    if not isinstance(value, dict):
-        return False
-    n = len(schema["prefixItems"])
-    return len(value) == n and all(str(i) in value for i in range(n))
-
-
-def _branch(value: Any, branches: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The ``anyOf`` branch a decoded value belongs to.
-
-    A lowered tuple is an object too, so an object whose keys are exactly a tuple
-    branch's positions goes to that branch before any object branch is tried.
-    """
-    for branch in branches:
-        if branch.get("type") == "array" and "prefixItems" in branch and _is_tuple_object(
-                value, branch):
-            return branch
-    return next((b for b in branches if _matches(value, b)), None)
-
-
-_JSON_TYPES = {
-    "object": (dict, list), "array": (list,), "string": (str,), "integer": (int,),
-    "number": (int, float), "boolean": (bool,), "null": (type(None),),
-}
-
-
-def _matches(value: Any, schema: dict[str, Any]) -> bool:
-    kind = schema.get("type")
-    if kind is None:
-        return True
-    if kind == "object" and isinstance(value, list):
-        # Only a map has a list shape (its entries); a Struct never does.
-        return schema.get("properties") is None and isinstance(
-            schema.get("additionalProperties"), dict)
-    return isinstance(value, _JSON_TYPES.get(kind, object))
-
-
-def decode_structured(compiled: CompiledSchema, text: str | bytes) -> dotdict:
-    """Decode, restore and validate model output; a typed error keeps the raw text."""
-    raw = text if isinstance(text, str) else text.decode("utf-8", "replace")
+def _compiled_pydantic(schema_type: Any, name: str, adapter: Any) -> CompiledSchema:
     try:
-        if compiled.needs_restore:
-            value = _restore(msgspec.json.decode(text), compiled.schema)
-            obj = msgspec.convert(value, compiled.type)
-        else:
-            obj = msgspec.json.decode(text, type=compiled.type)
-    except msgspec.ValidationError as e:
-        raise StructuredOutputError(
-            f"The model's output does not match {compiled.type.__name__}: {e}", raw=raw
+        raw = (adapter.json_schema() if adapter is not None
+               else schema_type.model_json_schema())
+    except Exception as e:  # pydantic's own errors: a type it cannot describe
+        raise InvalidParameterError(
+            f"generation_schema {name} cannot be turned into JSON Schema: {e}"
         ) from None
+    return CompiledSchema(schema_type, "pydantic", name,
+                          lower(raw, f"generation_schema {name}"), adapter=adapter)
+
+
+@functools.lru_cache(maxsize=256)
+def _compile_json(key: bytes) -> CompiledSchema:
+    schema = msgspec.json.decode(key)
+    try:
+        import jsonschema
+    except ImportError:
+        raise MissingDependencyError(
+            "generation_schema as a JSON Schema dict is validated with the jsonschema "
+            'package: pip install "msgflux[jsonschema]"'
+        ) from None
+    cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+    try:
+        cls.check_schema(schema)
+    except jsonschema.SchemaError as e:
+        raise InvalidParameterError(
+            f"generation_schema is not a valid JSON Schema: {e.message}"
+        ) from None
+    validator = cls(schema, format_checker=jsonschema.FormatChecker())
+    title = schema.get("title") if isinstance(schema, dict) else None
+    name = title if isinstance(title, str) and title else "output"
+    return CompiledSchema(schema, "json_schema", name, lower(schema), validator=validator)
+
+
+# ---------------------------------------------------------------- decoding
+
+
+def decode_structured(compiled: CompiledSchema, text: str | bytes, *,
+                      lenient: bool = False) -> Any:
+    """Decode, restore and validate the model's JSON; a typed error keeps the raw text.
+
+    ``lenient``: the answer was only asked for in the prompt, so the JSON may sit in
+    a code fence or between sentences (see :func:`extract_json`).
+    """
+    raw = text if isinstance(text, str) else text.decode("utf-8", "replace")
+    if lenient:
+        text = extract_json(raw)
+    try:
+        if not compiled.needs_restore:
+            return compiled.decode_fast(text)
+        return compiled.result(restore(msgspec.json.decode(text), compiled.lowered))
     except msgspec.DecodeError as e:
         raise StructuredOutputError(
-            f"The model's output is not valid JSON for {compiled.type.__name__}: {e}", raw=raw
+            f"The model's output is not valid JSON for {compiled.name}: {e}", raw=raw
         ) from None
-    return to_dotdict(msgspec.to_builtins(obj))
+    except Exception as e:
+        raise _mismatch(compiled, e, raw) from None
+
+
+def validate_value(compiled: CompiledSchema, value: Any, raw: str, lax: bool = False) -> Any:
+    """Restore and validate an already decoded value (from typed XML, or a stream)."""
+    try:
+        return compiled.result(restore(value, compiled.lowered), lax)
+    except Exception as e:
+        raise _mismatch(compiled, e, raw) from None
+
+
+def _mismatch(compiled: CompiledSchema, error: Exception, raw: str) -> Exception:
+    """A validation failure of any kind (msgspec, pydantic, jsonschema) as one error."""
+    if isinstance(error, (msgspec.ValidationError, _SchemaMismatchError, TypeError, ValueError)):
+        return StructuredOutputError(
+            f"The model's output does not match {compiled.name}: {error}", raw=raw
+        )
+    return error
+
+
+_FENCE = re.compile(r"```[a-zA-Z0-9_-]*\s*\n?(.*?)```", re.DOTALL)
+
+
+def extract_json(text: str) -> str:
+    """The JSON of a prompted answer: a fenced block, else from the first ``{``/``[`` to
+    the last ``}``/``]``, else the text itself."""
+    stripped = text.strip()
+    if stripped[:1] in ("{", "[") and stripped[-1:] in ("}", "]"):
+        return stripped
+    fence = _FENCE.search(text)
+    if fence is not None:
+        return fence.group(1).strip()
+    starts = [i for i in (text.find("{"), text.find("[")) if i >= 0]
+    end = max(text.rfind("}"), text.rfind("]"))
+    if starts and end > min(starts):
+        return text[min(starts):end + 1]
+    return stripped

@@ -64,6 +64,7 @@ from msgflux.models.request import (
     ToolCallDelta,
     Usage,
 )
+from msgflux.models.schema import STRICT_FORMATS, constraint_note, inline_refs
 
 __all__ = [
     "API_VERSION",
@@ -368,15 +369,36 @@ def _answer_choice(request: ChatRequest, name: str, thinking: bool) -> dict[str,
     return {"type": "any"}  # one of the caller's tools, or the answer
 
 
-# What output_config.format rejects; the decoder validates these client-side anyway.
-_UNSUPPORTED = frozenset({"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
+# What output_config.format rejects ("JSON Schema limitations"); the decoder validates
+# these client-side anyway, and the constraints are written into the description.
+_CONSTRAINTS = frozenset({"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
                           "multipleOf", "minLength", "maxLength", "maxItems", "uniqueItems",
-                          "minProperties", "maxProperties", "title", "default", "examples"})
+                          "minProperties", "maxProperties"})
+_UNSUPPORTED = _CONSTRAINTS | {"title", "default", "examples"}
+_FORMATS = STRICT_FORMATS | {"uri"}
 
 
 def _native_schema(schema: dict[str, Any]) -> dict[str, Any]:
-    return prune_schema(schema, lambda key, value: key not in _UNSUPPORTED and not (
-        key == "minItems" and isinstance(value, int) and value > 1))
+    # Recursive schemas are not supported: references are expanded to a fixed depth.
+    return prune_schema(inline_refs(schema), _native_keyword, _note_removed)
+
+
+def _native_keyword(key: str, value: Any) -> bool:
+    if key == "minItems":
+        return isinstance(value, int) and value <= 1
+    if key == "format":
+        return value in _FORMATS
+    return key not in _UNSUPPORTED
+
+
+def _note_removed(node: dict[str, Any]) -> dict[str, Any]:
+    removed = {k: v for k, v in node.items()
+               if k in ("minItems", "format", *_CONSTRAINTS) and not _native_keyword(k, v)}
+    if not removed:
+        return node
+    note = constraint_note(removed)
+    text = node.get("description")
+    return {**node, "description": f"{text}\n{note}" if isinstance(text, str) and text else note}
 
 
 # ---------------------------------------------------------------- messages
