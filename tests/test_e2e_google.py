@@ -282,9 +282,14 @@ def test_structured_output(srv: ScriptedServer) -> None:
 
 
 def test_structured_output_invalid_answer(srv: ScriptedServer) -> None:
-    srv.route("POST", GENERATE, json_reply(200, candidate([{"text": '{"name": 1}'}])))
-    with pytest.raises(exc.StructuredOutputError):
+    for _ in range(2):  # the answer, and the answer asked again with the error
+        srv.route("POST", GENERATE, json_reply(200, candidate([{"text": '{"name": 1}'}])))
+    with pytest.raises(exc.StructuredOutputError) as info:
         model(srv)("x", generation_schema=CalendarEvent)
+    assert info.value.raw_answers == ['{"name": 1}', '{"name": 1}']
+    again = srv.requests[1].json()["contents"]
+    assert again[-2] == {"role": "model", "parts": [{"text": '{"name": 1}'}]}
+    assert "cannot be used" in again[-1]["parts"][0]["text"]
 
 
 def test_prefilling_continues_a_trailing_model_turn(srv: ScriptedServer) -> None:

@@ -22,6 +22,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import msgflux as mf
+from msgflux import exceptions as exc
 from msgflux.exceptions import ConfigurationError, MsgfluxError
 from msgflux.models.options import CALL_ARGS, INIT_ARGS
 from scripted_server import ScriptedServer
@@ -245,10 +246,13 @@ def test_random_structs_as_generation_schema(provider, seed, types, array_like, 
 
 @FUZZ
 @given(schema=weird | st.sampled_from([int, dict, list[int], None.__class__]))
-def test_non_structs_as_generation_schema(schema) -> None:
-    if schema is None:
-        return
-    assert outcome(model_for("openai"), "hi", generation_schema=schema) != "ok"
+def test_any_generation_schema_gives_a_request_or_a_typed_error(schema) -> None:
+    # Types and JSON Schema dicts are output types now; anything else is refused.
+    result = outcome(model_for("openai"), "hi", generation_schema=schema)
+    if schema is None or isinstance(schema, (type, dict)) or typing.get_origin(schema):
+        assert result == "ok" or result.endswith("Error")
+    else:
+        assert result == "InvalidParameterError"
 
 
 @FUZZ
@@ -316,9 +320,11 @@ def test_random_call_parameters(provider, kwargs) -> None:
     outcome(model_for(provider), "hi", **kwargs)
 
 
-def test_unknown_call_keyword_is_a_type_error_like_any_function() -> None:
-    with pytest.raises(TypeError):
-        model_for("openai")("hi", temprature=0.5)
+def test_unknown_call_keyword_is_an_error_listing_the_accepted_ones() -> None:
+    for call in (model_for("openai"), model_for("openai").prepare):
+        with pytest.raises(exc.InvalidParameterError, match="'temprature'") as info:
+            call("hi", temprature=0.5)
+        assert "temperature" in str(info.value) and "max_tokens" in str(info.value)
 
 
 # ---------------------------------------------------------------- before the network
@@ -331,7 +337,10 @@ BAD_CALLS = [
     ({"messages": [{"role": "user", "content": [{"type": "video"}]}]}, "MessageFormatError"),
     ({"messages": "hi", "tool_schemas": {"name": "f"}}, "InvalidParameterError"),
     ({"messages": "hi", "tool_choice": "auto"}, "InvalidParameterError"),
-    ({"messages": "hi", "generation_schema": dict}, "InvalidParameterError"),
+    ({"messages": "hi", "generation_schema": 42}, "InvalidParameterError"),
+    ({"messages": "hi", "generation_schema": {"type": 5}}, "InvalidParameterError"),
+    ({"messages": "hi", "temperature": 3}, "InvalidParameterError"),
+    ({"messages": "hi", "structured_mode": "json_schema"}, "InvalidParameterError"),
     ({"messages": "hi", "typed_parser": "nope"}, "TypedParserNotFoundError"),
     ({"messages": "hi", "timeout": -3}, "InvalidParameterError"),
     ({"messages": "hi", "max_retries": -1}, "InvalidParameterError"),

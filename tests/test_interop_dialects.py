@@ -72,10 +72,14 @@ PLACE_ARRAYS = '{"point":[48.85,2.35],"tag":[7,"paris",true],"route":[[0,1]],"bo
 
 
 def answer(response: Any, stream: bool) -> Any:
-    """The structured result; a stream's text chunks are the JSON the model wrote."""
+    """The structured result; a stream yields partial objects, then the validated one."""
     if not stream:
         return response.consume()
-    json.loads("".join(response.consume()))
+    objects = list(response.consume())
+    assert objects[-1] is response.data
+    for partial in objects[:-1]:  # what a partial holds is the answer's, restored
+        assert all(response.data[k] == v for k, v in partial.items()
+                   if not isinstance(v, (dict, list)))
     return response.data
 
 

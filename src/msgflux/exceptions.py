@@ -50,6 +50,8 @@ __all__ = [
     "StreamUsageError",
     "StructuredOutputError",
     "ToolCallArgumentsError",
+    "ToolExecutionError",
+    "ToolLoopLimitError",
     "TotalTimeoutError",
     "TransportError",
     "TypedParserError",
@@ -247,12 +249,19 @@ class OverloadedError(ServerError):
 class ResponseError(MsgfluxError):
     """The provider answered, but the answer cannot be turned into what was asked.
 
-    ``raw`` keeps the text the model produced.
+    ``raw`` keeps the text the model produced. For a structured answer that was asked
+    for more than once, ``raw_answers`` keeps every answer, first to last, and
+    ``metadata`` the response metadata (usage and cost summed over the attempts,
+    ``structured_mode``, ``attempts``); ``metadata`` is ``None`` when the failure came
+    before any answer was read.
     """
+
+    metadata: Any = None
 
     def __init__(self, message: str, *, raw: str | None = None) -> None:
         super().__init__(message)
         self.raw = raw
+        self.raw_answers: list[str] = [raw] if raw is not None else []
 
 
 class StructuredOutputError(ResponseError):
@@ -289,6 +298,37 @@ class ToolCallArgumentsError(ResponseError):
         super().__init__(message, raw=raw)
         self.tool_name = tool_name
         self.call_id = call_id
+
+
+class ToolExecutionError(MsgfluxError):
+    """A tool function raised during ``run_tools`` with ``tool_errors="raise"``.
+
+    ``__cause__`` is the function's own exception; ``tool_name``, ``call_id`` and
+    ``arguments`` say which call; ``messages`` holds the turns the loop had added
+    before it (ChatML dicts: assistant tool-call turns and tool results).
+    """
+
+    def __init__(self, message: str, *, tool_name: str, call_id: str, arguments: Any,
+                 messages: list[dict[str, Any]]) -> None:
+        super().__init__(message)
+        self.tool_name = tool_name
+        self.call_id = call_id
+        self.arguments = arguments
+        self.messages = messages
+
+
+class ToolLoopLimitError(MsgfluxError):
+    """``run_tools`` made ``max_steps`` calls and the model still asked for tools.
+
+    ``messages``: the turns the loop added (ChatML dicts: assistant tool-call turns
+    and tool results), to append to the conversation and go on;
+    ``metadata``: usage and cost summed over the steps, ``steps``, ``tool_calls``.
+    """
+
+    def __init__(self, message: str, *, messages: list[dict[str, Any]], metadata: Any) -> None:
+        super().__init__(message)
+        self.messages = messages
+        self.metadata = metadata
 
 
 class TypedParserError(ResponseError):

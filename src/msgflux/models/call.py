@@ -17,28 +17,44 @@ transports, profile and cache of one model — never the model itself.
 
 from __future__ import annotations
 
+import functools
 import threading
 from typing import TYPE_CHECKING, Any
 
 from msgflux.dotdict import dotdict
-from msgflux.exceptions import MsgfluxError, OutputTruncatedError, RefusalError, _redact
+from msgflux.exceptions import (
+    MsgfluxError,
+    OutputTruncatedError,
+    RefusalError,
+    ResponseError,
+    _redact,
+)
 from msgflux.models import options as opt
 from msgflux.models.cache import ResponseCache, cache_key
 from msgflux.models.dialects.base import Endpoint
 from msgflux.models.messages import to_messages
+from msgflux.models.partial import PartialJSON, PartialXML
 from msgflux.models.request import (
     ChatRequest,
     Completion,
     Delta,
     ImagePart,
     TextPart,
+    ToolChoice,
     Usage,
     with_refusal,
 )
 from msgflux.models.response import ModelResponse, ModelStreamResponse
 from msgflux.models.stream import AsyncSource, SyncSource
-from msgflux.models.structured import CompiledSchema, compile_schema, decode_structured
+from msgflux.models.structured import (
+    CompiledSchema,
+    compile_schema,
+    decode_structured,
+    validate_value,
+)
+from msgflux.models.structured_modes import Plan, plan_structured
 from msgflux.models.tool_calls import ToolCallAggregator
+from msgflux.models.tools import Toolset, toolset
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -67,7 +83,8 @@ class Wiring:
 
     __slots__ = ("_async_transport", "_endpoint", "_lock", "_own_async", "_own_sync",
                  "_profile", "_transport", "api_key", "base_url", "cache", "dialect",
-                 "engine_options", "headers", "model_id", "provider", "row")
+                 "engine_options", "headers", "model_id", "provider", "row",
+                 "structured_start")
 
     def __init__(self, model_id: str, row: Provider, dialect: Dialect, *,
                  api_key: str | None, base_url: str | None, headers: dict[str, Any] | None,
@@ -89,6 +106,9 @@ class Wiring:
         self._lock = threading.Lock()
         self._profile: Any = _UNSET
         self._endpoint: Endpoint | None = None
+        # The structured mode this model's calls start from once a provider refused a
+        # better one (set by structured_modes.remember).
+        self.structured_start: str | None = None
         if row.engine is None:
             self._endpoint = self._build_endpoint(base_url)
 
@@ -179,6 +199,22 @@ class Wiring:
             self._profile = get_model_profile(self.model_id, provider_id=self.provider)
         return self._profile
 
+    # -------------------------------------------------------------- usage of several calls
+
+    def usage_of(self, meta: dotdict | None, total: Usage | None = None) -> Usage | None:
+        """The usage in ``meta`` (a response's metadata) added to ``total``."""
+        usage = meta.get("usage") if meta is not None else None
+        if usage is None:
+            return total
+        own = Usage(**{k: v for k, v in usage.items() if k in Usage.__struct_fields__})
+        return own.plus(total) if total is not None else own
+
+    def set_usage(self, meta: dotdict, usage: Usage | None) -> None:
+        """Put ``usage`` (the sum over several calls) and its cost in ``meta``."""
+        if usage is not None:
+            meta["usage"] = _usage_dict(usage)
+            meta["cost"] = _cost(self, usage)
+
     def error(self, status: int, headers: list[tuple[str, str]], body: bytes) -> MsgfluxError:
         """The typed error for a non-2xx answer, with the key masked if quoted back."""
         from msgflux._transport.retry import retry_after_from_headers
@@ -195,35 +231,56 @@ def prepare(wiring: Wiring, settings: opt.ModelSettings, messages: Any, *,
             system_prompt: str | None = None, prefilling: str | None = None,
             stream: bool = False, generation_schema: Any = None, typed_parser: Any = None,
             tool_schemas: Any = None, tool_choice: Any = None, extra_body: Any = None,
-            timeout: Any = None, max_retries: Any = None) -> PreparedCall:
-    """Check the caller's input and build the neutral request (no I/O)."""
+            timeout: Any = None, max_retries: Any = None, structured_mode: Any = None,
+            max_validation_retries: Any = None,
+            sampling: dict[str, Any] | None = None) -> PreparedCall:
+    """Check the caller's input and build the neutral request (no I/O).
+
+    ``sampling``: the call's own sampling options (checked by
+    :func:`~msgflux.models.options.call_sampling`), over the model's. A structured
+    call is planned by :mod:`msgflux.models.structured_modes` (its first mode shapes
+    the request); the tools' names are made valid for every provider by
+    :mod:`msgflux.models.tools`.
+    """
     msgs = to_messages(messages, system_prompt)
-    tools = opt.tool_specs(tool_schemas)
-    choice = opt.tool_choice(tool_choice, tools)
+    tools = toolset(tool_schemas)
+    specs = tools.specs if tools is not None else ()
+    choice = opt.tool_choice(tool_choice, specs)
+    if tools is not None and tools.renamed:
+        msgs = tools.to_wire(msgs)
+        if choice is not None and choice.name is not None:
+            choice = ToolChoice(choice.mode, tools.wire(choice.name))
     compiled = compile_schema(generation_schema) if generation_schema is not None else None
-    parser = opt.typed_parser(typed_parser, compiled is not None)
+    parser = opt.typed_parser(typed_parser)
     opt.check_prefilling(prefilling, compiled is not None, wiring.row)
-    stop = settings.get("stop")
-    max_tokens = settings.get("max_tokens")
+    plan = plan_structured(wiring, compiled, parser, typed_parser, structured_mode,
+                           max_validation_retries)
+    if plan is not None and plan.parser is not None:
+        parser = plan.parser  # structured_mode="typed_xml" names the parser
+        typed_parser = plan.modes[0]
+    options = settings.sampling(sampling)
+    stop = options.get("stop")
+    max_tokens = options.get("max_tokens")
     if max_tokens is None and wiring.dialect.REQUIRES_MAX_TOKENS:
         max_tokens = profile_output_limit(wiring)
-    request = ChatRequest(
+    base = ChatRequest(
         model=wiring.model_id,
         messages=msgs,
-        temperature=settings.get("temperature"),
-        top_p=settings.get("top_p"),
+        temperature=options.get("temperature"),
+        top_p=options.get("top_p"),
         max_tokens=max_tokens,
         stop=(stop,) if isinstance(stop, str) else (tuple(stop) if stop else None),
-        seed=settings.get("seed"),
-        reasoning_effort=settings.get("reasoning_effort"),
-        tools=tools,
+        seed=options.get("seed"),
+        reasoning_effort=options.get("reasoning_effort"),
+        tools=tools.wire_specs if tools is not None else (),
         tool_choice=choice,
-        parallel_tool_calls=settings.get("parallel_tool_calls") if tools else None,
-        output=compiled.output if compiled is not None else None,
+        parallel_tool_calls=options.get("parallel_tool_calls") if specs else None,
         prefill=prefilling,
         stream=bool(stream),
         extra=opt.extra_body(settings.get("extra_body"), extra_body),
     )
+    mode = plan.modes[0] if plan is not None else None
+    request = plan.apply(base, mode) if plan is not None else base
     if settings.get("check_capabilities", True):
         _check_capabilities(wiring, request)
     return PreparedCall(
@@ -234,6 +291,10 @@ def prepare(wiring: Wiring, settings: opt.ModelSettings, messages: Any, *,
         typed_parser if parser is not None else None,
         opt.timeouts(timeout) if timeout is not None else settings.timeouts,
         opt.retry_policy(max_retries) if max_retries is not None else settings.policy,
+        plan=plan,
+        mode=mode,
+        base=base,
+        tools=tools,
     )
 
 
@@ -262,10 +323,11 @@ def _check_capabilities(wiring: Wiring, request: ChatRequest) -> None:
                     chars += len(part.text)
                 elif isinstance(part, ImagePart):
                     images = True
+    output = request.output
     check_request(
         profile,
-        has_tools=bool(request.tools),
-        has_schema=request.output is not None,
+        has_tools=bool(request.tools) or (output is not None and output.mode == "tool"),
+        has_schema=output is not None and output.mode == "json_schema",
         has_images=images,
         # ~4 characters a token in English; divide by 6 so the estimate stays low.
         estimated_prompt_tokens=chars // 6,
@@ -281,13 +343,22 @@ class PreparedCall:
 
     ``request`` is the neutral :class:`~msgflux.models.request.ChatRequest`;
     :meth:`http_request` shows what would be sent (the headers hold the key).
+    ``run()`` sends exactly this one request; :meth:`answer` (what calling the
+    model does) adds what a structured call needs to land: another mode when the
+    provider refuses this one, and asking again when the answer does not validate.
+
+    ``plan`` / ``mode``: how a structured answer is asked for (``None`` for a text
+    call); ``base``: the request before the mode shaped it; ``tools``: the call's
+    :class:`~msgflux.models.tools.Toolset` (functions to run, provider-safe names).
     """
 
-    __slots__ = ("compiled", "parser", "parser_name", "policy", "request", "timeouts", "wiring")
+    __slots__ = ("base", "compiled", "mode", "parser", "parser_name", "plan", "policy", "request",
+                 "timeouts", "tools", "wiring")
 
     def __init__(self, wiring: Wiring, request: ChatRequest, compiled: CompiledSchema | None,
                  parser: TypedParser | None, parser_name: str | None, timeouts: Timeouts,
-                 policy: RetryPolicy) -> None:
+                 policy: RetryPolicy, *, plan: Plan | None = None, mode: str | None = None,
+                 base: ChatRequest | None = None, tools: Toolset | None = None) -> None:
         self.wiring = wiring
         self.request = request
         self.compiled = compiled
@@ -295,9 +366,36 @@ class PreparedCall:
         self.parser_name = parser_name
         self.timeouts = timeouts
         self.policy = policy
+        self.plan = plan
+        self.mode = mode
+        self.base = base if base is not None else request
+        self.tools = tools
 
     def __repr__(self) -> str:
         return f"PreparedCall({self.wiring.provider}/{self.request.model})"
+
+    def derive(self, request: ChatRequest, *, mode: str | None = None,
+               base: ChatRequest | None = None) -> PreparedCall:
+        """This call with another request (a later step of a loop, another mode, a retry)."""
+        return PreparedCall(self.wiring, request, self.compiled, self.parser, self.parser_name,
+                            self.timeouts, self.policy, plan=self.plan,
+                            mode=mode if mode is not None else self.mode,
+                            base=base if base is not None else self.base, tools=self.tools)
+
+    def answer(self) -> ModelResponse | ModelStreamResponse:
+        """Run the call as calling the model does (see the class doc)."""
+        if self.plan is None:
+            return self.run()
+        from msgflux.models.structured_modes import answer
+
+        return answer(self)
+
+    async def aanswer(self) -> ModelResponse | ModelStreamResponse:
+        if self.plan is None:
+            return await self.arun()
+        from msgflux.models.structured_modes import aanswer
+
+        return await aanswer(self)
 
     def http_request(self) -> HttpRequest:
         return self.wiring.dialect.build_request(self.request, self.wiring.endpoint)
@@ -379,7 +477,10 @@ class PreparedCall:
         meta = metadata(self.wiring, completion.usage, completion.finish_reason, completion.model,
                         refusal)
         if completion.tool_calls:
-            agg = ToolCallAggregator.from_calls(completion.tool_calls)
+            calls = completion.tool_calls
+            if self.tools is not None and self.tools.renamed:
+                calls = self.tools.from_wire(calls)
+            agg = ToolCallAggregator.from_calls(calls)
             agg.text = completion.text or None
             agg.reasoning = completion.reasoning
             agg.reasoning_blocks = completion.reasoning_blocks
@@ -390,7 +491,11 @@ class PreparedCall:
             text = prefill + text
         if refusal is not None:
             text = with_refusal(text, refusal)
-        kind, data = self.decode_text(text, completion.finish_reason, refusal)
+        try:
+            kind, data = self.decode_text(text, completion.finish_reason, refusal)
+        except ResponseError as e:
+            e.metadata = meta  # the usage of a failed attempt still counts
+            raise
         return ModelResponse(data, kind, meta, completion.reasoning)
 
     def decode_text(self, text: str, finish_reason: str | None, refusal: str | None
@@ -402,13 +507,19 @@ class PreparedCall:
         """
         if refusal is not None and (self.compiled is not None or self.parser is not None):
             raise RefusalError(refusal, raw=text)
-        if self.compiled is not None:
+        compiled = self.compiled
+        if compiled is not None:
             if finish_reason == "length":
                 raise OutputTruncatedError(
                     "The structured answer was cut off at the token limit "
                     "(finish_reason 'length'); raise max_tokens.", raw=text,
                 )
-            return "structured", decode_structured(self.compiled, text)
+            mode = self.mode
+            if self.parser is None:  # a JSON mode; a prompted one may wrap the JSON in prose
+                return "structured", decode_structured(
+                    compiled, text, lenient=mode == "prompt" or mode == "json_object")
+            return "structured", validate_value(compiled, self.parser.decode(text), text,
+                                                lax=True)
         if self.parser is not None:
             return "structured", self.parser.decode(text)
         return "text_generation", text
@@ -477,6 +588,18 @@ class StreamCall:
         echoed = call.wiring.row.quirks.prefill_echoed(stream=True)
         self.lead = Delta(text=prefill) if prefill and not echoed else None
 
+    @property
+    def partial(self) -> Callable[[], PartialJSON | PartialXML] | None:
+        """The partial-object reader of a structured stream (JSON, or a typed parser's)."""
+        call = self.call
+        if call.parser is not None:
+            lowered = call.compiled.lowered if call.compiled is not None else None
+            return functools.partial(PartialXML, call.parser,
+                                     lowered is not None and lowered.wrapped)
+        if call.compiled is not None:
+            return functools.partial(PartialJSON, call.compiled.lowered)
+        return None
+
     def open_sync(self) -> SyncSource:
         call, wiring = self.call, self.call.wiring
         stream = wiring.transport().open_stream(call.http_request(), call.timeouts)
@@ -516,6 +639,9 @@ class StreamCall:
         meta = metadata(self.call.wiring, asm.usage, asm.finish_reason, asm.model, refusal)
         agg = asm.aggregator()
         if agg is not None:
+            tools = self.call.tools
+            if tools is not None and tools.renamed:
+                agg.rename(tools.user)
             return "tool_call", agg, meta
         kind, data = self.call.decode_text(asm.text, asm.finish_reason, refusal)
         return kind, data, meta

@@ -14,7 +14,7 @@ from msgflux.exceptions import InvalidParameterError
 from msgflux.models.cache import ResponseCache
 from msgflux.models.call import PreparedCall, Wiring, prepare
 from msgflux.models.dialects import get_dialect
-from msgflux.models.options import ModelSettings, serializable_state
+from msgflux.models.options import LOOP_ARGS, ModelSettings, call_sampling, serializable_state
 from msgflux.models.providers.registry import get_provider, resolve_api_key, resolve_base_url
 
 if TYPE_CHECKING:
@@ -24,7 +24,6 @@ if TYPE_CHECKING:
 __all__ = ["ChatCompletionModel"]
 
 _ENGINE_OPTIONS = ("n_threads", "n_ctx", "n_parallel")
-_SAMPLING = ("temperature", "max_tokens", "top_p", "stop", "seed", "reasoning_effort")
 
 
 class ChatCompletionModel:
@@ -95,7 +94,7 @@ class ChatCompletionModel:
     @property
     def sampling_params(self) -> dict[str, Any]:
         """The sampling defaults this model sends (only those that were set)."""
-        return {k: self._settings.get(k) for k in _SAMPLING if self._settings.get(k) is not None}
+        return self._settings.sampling()
 
     def serialize(self) -> dict[str, Any]:
         """A JSON-serialisable description of this model; never contains the API key."""
@@ -114,45 +113,79 @@ class ChatCompletionModel:
                 prefilling: str | None = None, stream: bool = False,
                 generation_schema: Any = None, typed_parser: str | None = None,
                 tool_schemas: Any = None, tool_choice: Any = None, extra_body: Any = None,
-                timeout: Any = None, max_retries: Any = None) -> PreparedCall:
+                timeout: Any = None, max_retries: Any = None, structured_mode: Any = None,
+                max_validation_retries: Any = None, **sampling: Any) -> PreparedCall:
         """Check a call and build its request without sending anything.
 
-        Takes what calling the model takes; ``.run()`` / ``await .arun()`` sends it,
-        ``.request`` is the provider-neutral request.
+        Takes what calling the model takes (except the tool loop's keywords);
+        ``.run()`` / ``await .arun()`` sends exactly that one request, ``.request``
+        is the provider-neutral request.
         """
+        return self._prepare(messages, system_prompt, prefilling, stream, generation_schema,
+                             typed_parser, tool_schemas, tool_choice, extra_body, timeout,
+                             max_retries, structured_mode, max_validation_retries, sampling, ())
+
+    def _prepare(self, messages: Any, system_prompt: Any, prefilling: Any, stream: Any,
+                 generation_schema: Any, typed_parser: Any, tool_schemas: Any, tool_choice: Any,
+                 extra_body: Any, timeout: Any, max_retries: Any, structured_mode: Any,
+                 max_validation_retries: Any, sampling: dict[str, Any],
+                 extra: tuple[str, ...]) -> PreparedCall:
         return prepare(self._wiring, self._settings, messages, system_prompt=system_prompt,
                        prefilling=prefilling, stream=stream,
                        generation_schema=generation_schema, typed_parser=typed_parser,
                        tool_schemas=tool_schemas, tool_choice=tool_choice,
-                       extra_body=extra_body, timeout=timeout, max_retries=max_retries)
+                       extra_body=extra_body, timeout=timeout, max_retries=max_retries,
+                       structured_mode=structured_mode,
+                       max_validation_retries=max_validation_retries,
+                       sampling=call_sampling(sampling, extra))
 
     def __call__(self, messages: Any, *, system_prompt: str | None = None,
                  prefilling: str | None = None, stream: bool = False,
                  generation_schema: Any = None, typed_parser: str | None = None,
                  tool_schemas: Any = None, tool_choice: Any = None, extra_body: Any = None,
-                 timeout: Any = None, max_retries: Any = None
+                 timeout: Any = None, max_retries: Any = None, structured_mode: Any = None,
+                 max_validation_retries: Any = None, run_tools: bool = False,
+                 max_steps: Any = None, tool_errors: Any = None, **sampling: Any
                  ) -> ModelResponse | ModelStreamResponse:
-        """Send ``messages`` and return the answer (see :mod:`msgflux.models.response`)."""
-        return self.prepare(
-            messages, system_prompt=system_prompt, prefilling=prefilling, stream=stream,
-            generation_schema=generation_schema, typed_parser=typed_parser,
-            tool_schemas=tool_schemas, tool_choice=tool_choice, extra_body=extra_body,
-            timeout=timeout, max_retries=max_retries,
-        ).run()
+        """Send ``messages`` and return the answer (see :mod:`msgflux.models.response`).
+
+        Sampling options (``temperature``, ``max_tokens``, ``top_p``, ``stop``,
+        ``seed``, ``reasoning_effort``, ``parallel_tool_calls``) override the
+        model's for this call. ``generation_schema`` answers are planned per model
+        (``structured_mode=`` forces a mode) and re-asked up to
+        ``max_validation_retries`` times when they do not validate.
+        ``run_tools=True`` runs the functions among ``tool_schemas`` and calls the
+        model again until it answers (``max_steps``, ``tool_errors``): see
+        :mod:`msgflux.models.tool_loop`.
+        """
+        call = self._prepare(messages, system_prompt, prefilling, stream, generation_schema,
+                             typed_parser, tool_schemas, tool_choice, extra_body, timeout,
+                             max_retries, structured_mode, max_validation_retries, sampling,
+                             LOOP_ARGS)
+        if run_tools:
+            from msgflux.models.tool_loop import ToolLoop
+
+            return ToolLoop(call, max_steps, tool_errors).run()
+        return call.answer()
 
     async def acall(self, messages: Any, *, system_prompt: str | None = None,
                     prefilling: str | None = None, stream: bool = False,
                     generation_schema: Any = None, typed_parser: str | None = None,
                     tool_schemas: Any = None, tool_choice: Any = None, extra_body: Any = None,
-                    timeout: Any = None, max_retries: Any = None
+                    timeout: Any = None, max_retries: Any = None, structured_mode: Any = None,
+                    max_validation_retries: Any = None, run_tools: bool = False,
+                    max_steps: Any = None, tool_errors: Any = None, **sampling: Any
                     ) -> ModelResponse | ModelStreamResponse:
         """The async twin of calling the model, with the same semantics."""
-        return await self.prepare(
-            messages, system_prompt=system_prompt, prefilling=prefilling, stream=stream,
-            generation_schema=generation_schema, typed_parser=typed_parser,
-            tool_schemas=tool_schemas, tool_choice=tool_choice, extra_body=extra_body,
-            timeout=timeout, max_retries=max_retries,
-        ).arun()
+        call = self._prepare(messages, system_prompt, prefilling, stream, generation_schema,
+                             typed_parser, tool_schemas, tool_choice, extra_body, timeout,
+                             max_retries, structured_mode, max_validation_retries, sampling,
+                             LOOP_ARGS)
+        if run_tools:
+            from msgflux.models.tool_loop import ToolLoop
+
+            return await ToolLoop(call, max_steps, tool_errors).arun()
+        return await call.aanswer()
 
     # -------------------------------------------------------------- closing
 

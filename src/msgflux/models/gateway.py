@@ -211,6 +211,10 @@ class FallbackStreamCall:
     def lead(self) -> Delta | None:
         return self.current.lead
 
+    @property
+    def partial(self) -> Callable[[], Any] | None:
+        return self.current.partial
+
     def open_sync(self) -> SyncSource:
         return self.current.open_sync()
 

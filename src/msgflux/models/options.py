@@ -25,14 +25,18 @@ if TYPE_CHECKING:
 __all__ = [
     "CALL_ARGS",
     "INIT_ARGS",
+    "LOOP_ARGS",
+    "SAMPLING",
     "ModelSettings",
+    "call_sampling",
     "check_prefilling",
+    "check_sampling",
     "extra_body",
     "retry_policy",
     "serializable_state",
     "timeouts",
     "tool_choice",
-    "tool_specs",
+    "tool_spec",
     "typed_parser",
 ]
 
@@ -45,8 +49,14 @@ INIT_ARGS = (
 )
 CALL_ARGS = (
     "messages", "system_prompt", "prefilling", "stream", "generation_schema", "typed_parser",
-    "tool_schemas", "tool_choice", "extra_body", "timeout", "max_retries",
+    "tool_schemas", "tool_choice", "extra_body", "timeout", "max_retries", "structured_mode",
+    "max_validation_retries",
 )
+# Sampling options: set on the model, overridable on each call (same checks both ways).
+SAMPLING = ("temperature", "max_tokens", "top_p", "stop", "seed", "reasoning_effort",
+            "parallel_tool_calls")
+# Keywords of model(...) / acall(...) that drive the tool loop (not prepare()).
+LOOP_ARGS = ("run_tools", "max_steps", "tool_errors")
 _SECRET_HEADER_WORDS = ("auth", "key", "token", "secret", "cookie", "signature")
 _OBJECTS = ("transport", "async_transport")  # live objects: never serialized
 
@@ -76,19 +86,40 @@ class ModelSettings:
     def get(self, name: str, default: Any = None) -> Any:
         return self.options.get(name, default)
 
+    def sampling(self, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """The model's sampling options with a call's (checked) ``overrides`` on top."""
+        merged = {k: v for k in SAMPLING if (v := self.options.get(k)) is not None}
+        if overrides:
+            merged.update(overrides)
+        return merged
 
-def _checked(kwargs: Mapping[str, Any]) -> dict[str, Any]:
-    opts = dict(kwargs)
-    opts.pop("api_key", None)
 
-    def number(name: str, low: float, high: float | None = None) -> None:
+def call_sampling(kwargs: Mapping[str, Any], extra: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A call's sampling keywords, checked like the constructor's; ``None`` values mean
+    "the model's value". Any other keyword is an error listing what a call takes
+    (``extra``: further keywords the caller accepts, for the message)."""
+    unknown = sorted(set(kwargs) - set(SAMPLING))
+    if unknown:
+        accepted = ", ".join((*CALL_ARGS[1:], *SAMPLING, *extra))
+        raise InvalidParameterError(
+            f"Unknown call parameter(s) {', '.join(map(repr, unknown))}. Accepted: {accepted}. "
+            "Provider-specific body fields go in extra_body={...}."
+        )
+    given = {k: v for k, v in kwargs.items() if v is not None}
+    return check_sampling(given)
+
+
+def check_sampling(opts: dict[str, Any]) -> dict[str, Any]:
+    """Check the sampling options in ``opts`` (others are left alone); returns ``opts``."""
+
+    def number(name: str, low: float, high: float) -> None:
         value = opts.get(name)
         if value is None:
             return
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < low or (
-                high is not None and value > high):
-            bound = f"between {low} and {high}" if high is not None else f">= {low}"
-            raise InvalidParameterError(f"{name} must be a number {bound}, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+                low <= value <= high):  # "not" also refuses NaN
+            raise InvalidParameterError(
+                f"{name} must be a number between {low} and {high}, got {value!r}")
 
     def integer(name: str, low: int) -> None:
         value = opts.get(name)
@@ -101,30 +132,48 @@ def _checked(kwargs: Mapping[str, Any]) -> dict[str, Any]:
     number("top_p", 0, 1)
     integer("max_tokens", 1)
     integer("seed", -(2**63))
+    value = opts.get("parallel_tool_calls")
+    if value is not None and not isinstance(value, bool):
+        raise InvalidParameterError(f"parallel_tool_calls must be True or False, got {value!r}")
+    stop = opts.get("stop")
+    if stop is not None and not (isinstance(stop, str) or (
+            isinstance(stop, (list, tuple)) and all(isinstance(s, str) for s in stop))):
+        raise InvalidParameterError(f"stop must be a str or a list of str, got {stop!r}")
+    effort = opts.get("reasoning_effort")
+    if effort is not None and not isinstance(effort, str):
+        raise InvalidParameterError(
+            f"reasoning_effort must be a str such as 'low', 'medium' or 'high', got {effort!r}"
+        )
+    return opts
+
+
+def _checked(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    opts = dict(kwargs)
+    opts.pop("api_key", None)
+    check_sampling(opts)
+
+    def integer(name: str, low: int) -> None:
+        value = opts.get(name)
+        if value is None:
+            return
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise InvalidParameterError(f"{name} must be an int >= {low}, got {value!r}")
+
     retry_policy(opts.get("max_retries"))
     integer("cache_size", 1)
     integer("n_threads", 1)
     integer("n_ctx", 256)
     integer("n_parallel", 1)
-    for name in ("enable_cache", "check_capabilities", "parallel_tool_calls"):
+    for name in ("enable_cache", "check_capabilities"):
         value = opts.get(name)
         if value is not None and not isinstance(value, bool):
             raise InvalidParameterError(f"{name} must be True or False, got {value!r}")
-    stop = opts.get("stop")
-    if stop is not None and not (isinstance(stop, str) or (
-            isinstance(stop, (list, tuple)) and all(isinstance(s, str) for s in stop))):
-        raise InvalidParameterError(f"stop must be a str or a list of str, got {stop!r}")
     for name in ("extra_body", "extra_headers"):
         value = opts.get(name)
         if value is not None and not isinstance(value, Mapping):
             raise InvalidParameterError(f"{name} must be a dict, got {type(value).__name__}")
         if value is not None:
             opts[name] = dict(value)
-    effort = opts.get("reasoning_effort")
-    if effort is not None and not isinstance(effort, str):
-        raise InvalidParameterError(
-            f"reasoning_effort must be a str such as 'low', 'medium' or 'high', got {effort!r}"
-        )
     base_url = opts.get("base_url")
     if base_url is not None and not (isinstance(base_url, str)
                                      and base_url.startswith(("http://", "https://"))):
@@ -236,49 +285,37 @@ def retry_policy(max_retries: Any) -> RetryPolicy:
 # ---------------------------------------------------------------- tools
 
 
-def tool_specs(tool_schemas: Any) -> tuple[ToolSpec, ...]:
-    """``tool_schemas=``: OpenAI-shaped function tools → neutral ToolSpecs."""
-    if not tool_schemas:
-        return ()
-    if isinstance(tool_schemas, (dict, str)) or not isinstance(tool_schemas, (list, tuple)):
+def tool_spec(tool: Any, i: int) -> ToolSpec:
+    """``tool_schemas[i]`` given as an OpenAI-shaped function tool dict → a neutral ToolSpec."""
+    if not isinstance(tool, Mapping):
         raise InvalidParameterError(
-            "tool_schemas must be a list of tool dicts like "
+            f"tool_schemas[{i}] must be a function or a tool dict, got {type(tool).__name__}"
+        )
+    function = tool.get("function", tool) if tool.get("type", "function") == "function" \
+        else None
+    if not isinstance(function, Mapping):
+        raise InvalidParameterError(
+            f"tool_schemas[{i}] must be a function tool: "
             '{"type": "function", "function": {"name": ..., "parameters": {...}}}'
         )
-    specs = []
-    seen = set()
-    for i, tool in enumerate(tool_schemas):
-        if not isinstance(tool, Mapping):
-            raise InvalidParameterError(f"tool_schemas[{i}] must be a dict")
-        function = tool.get("function", tool) if tool.get("type", "function") == "function" \
-            else None
-        if not isinstance(function, Mapping):
-            raise InvalidParameterError(
-                f"tool_schemas[{i}] must be a function tool: "
-                '{"type": "function", "function": {"name": ..., "parameters": {...}}}'
-            )
-        name = function.get("name")
-        if not isinstance(name, str) or not name:
-            raise InvalidParameterError(f"tool_schemas[{i}] has no function name")
-        if name in seen:
-            raise InvalidParameterError(f"tool_schemas has two tools named {name!r}")
-        seen.add(name)
-        params = function.get("parameters")
-        if params is not None and (not isinstance(params, Mapping)
-                                   or params.get("type", "object") != "object"):
-            raise InvalidParameterError(
-                f"tool {name!r}: parameters must be a JSON Schema object "
-                '({"type": "object", "properties": {...}})'
-            )
-        description = function.get("description")
-        strict = function.get("strict")
-        specs.append(ToolSpec(
-            name,
-            description if isinstance(description, str) else None,
-            dict(params) if params is not None else None,
-            strict if isinstance(strict, bool) else None,
-        ))
-    return tuple(specs)
+    name = function.get("name")
+    if not isinstance(name, str) or not name:
+        raise InvalidParameterError(f"tool_schemas[{i}] has no function name")
+    params = function.get("parameters")
+    if params is not None and (not isinstance(params, Mapping)
+                               or params.get("type", "object") != "object"):
+        raise InvalidParameterError(
+            f"tool {name!r}: parameters must be a JSON Schema object "
+            '({"type": "object", "properties": {...}})'
+        )
+    description = function.get("description")
+    strict = function.get("strict")
+    return ToolSpec(
+        name,
+        description if isinstance(description, str) else None,
+        dict(params) if params is not None else None,
+        strict if isinstance(strict, bool) else None,
+    )
 
 
 def tool_choice(choice: Any, tools: tuple[ToolSpec, ...]) -> ToolChoice | None:
@@ -307,16 +344,16 @@ def tool_choice(choice: Any, tools: tuple[ToolSpec, ...]) -> ToolChoice | None:
 # ---------------------------------------------------------------- output and body
 
 
-def typed_parser(name: Any, has_schema: bool) -> TypedParser | None:
-    """``typed_parser=``: a registered parser name, never beside ``generation_schema``."""
+def typed_parser(name: Any) -> TypedParser | None:
+    """``typed_parser=``: a registered parser name. Beside ``generation_schema`` it says
+    how the answer is written (the schema's fields are asked for in that format, and
+    the decoded answer is validated against the schema)."""
     if name is None:
         return None
     if not isinstance(name, str):
         raise InvalidParameterError(
             f"typed_parser must be a parser name such as 'typed_xml', got {name!r}"
         )
-    if has_schema:
-        raise InvalidParameterError("Pass either generation_schema or typed_parser, not both.")
     from msgflux.dsl.typed_parsers import get_typed_parser
 
     return get_typed_parser(name)

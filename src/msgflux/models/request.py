@@ -22,6 +22,7 @@ __all__ = [
     "FilePart",
     "ImagePart",
     "Message",
+    "OutputMode",
     "OutputSchema",
     "Part",
     "ReasoningBlock",
@@ -121,19 +122,30 @@ class ToolChoice(msgspec.Struct, frozen=True):
     name: str | None = None
 
 
+OutputMode = Literal["json_schema", "tool", "json_object"]
+
+
 class OutputSchema(msgspec.Struct, frozen=True):
     """The JSON shape asked of the model.
 
-    ``schema`` is the logical JSON Schema (references inlined); ``strict_schema``
-    the same shape lowered to what strict modes accept (every object closed,
-    every property required, maps as entry lists). A dialect sends whichever its
-    provider takes; decoding restores either shape.
+    ``schema`` is the logical JSON Schema (local references resolved, recursive
+    ones under ``$defs``); ``strict_schema`` the same shape lowered to what strict
+    modes accept (every object closed, every property required, maps as entry
+    lists). A dialect sends whichever its provider takes; decoding restores
+    either shape.
+
+    ``mode`` says how it is asked for: ``json_schema`` (the provider's native
+    schema-constrained output), ``tool`` (a tool named ``name`` whose input is
+    the answer, forced; the dialect hands its arguments back as the answer's
+    text) or ``json_object`` (the provider's JSON mode, with the schema in the
+    prompt).
     """
 
     name: str
     schema: dict[str, Any]
     strict_schema: dict[str, Any]
     description: str | None = None
+    mode: OutputMode = "json_schema"
 
 
 class ChatRequest(msgspec.Struct, frozen=True):
@@ -170,6 +182,27 @@ class Usage(msgspec.Struct):
     cached_tokens: int | None = None
     cache_write_tokens: int | None = None
     reasoning_tokens: int | None = None
+
+    def plus(self, other: Usage | None) -> Usage:
+        """The sum of two counts (several calls of one answer); ``None`` is no count.
+
+        A detail (``cached_tokens``…) stays ``None`` only when both leave it out.
+        """
+        if other is None:
+            return Usage(self.prompt_tokens, self.completion_tokens, self.total_tokens,
+                         self.cached_tokens, self.cache_write_tokens, self.reasoning_tokens)
+
+        def add(a: int | None, b: int | None) -> int | None:
+            return None if a is None and b is None else (a or 0) + (b or 0)
+
+        return Usage(
+            self.prompt_tokens + other.prompt_tokens,
+            self.completion_tokens + other.completion_tokens,
+            self.total_tokens + other.total_tokens,
+            add(self.cached_tokens, other.cached_tokens),
+            add(self.cache_write_tokens, other.cache_write_tokens),
+            add(self.reasoning_tokens, other.reasoning_tokens),
+        )
 
 
 # What a refusal means here: the provider declined to answer (OpenAI's ``refusal``,

@@ -39,7 +39,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, Literal, Protocol
 
 from msgflux.dotdict import dotdict
-from msgflux.exceptions import MsgfluxError, StreamError, StreamUsageError
+from msgflux.exceptions import (
+    MsgfluxError,
+    StreamError,
+    StreamUsageError,
+    ToolExecutionError,
+    ToolLoopLimitError,
+)
 from msgflux.models.request import Delta
 from msgflux.models.stream import AsyncSource, StreamAssembler, SyncSource
 from msgflux.models.tool_calls import ToolCallAggregator
@@ -89,11 +95,16 @@ class StreamCall(Protocol):
     from it (a prefilled prefix the server does not echo), or ``None``.
     ``retry(attempt)`` runs ``attempt`` until it succeeds, retrying what is
     safe; ``finish(asm)`` turns the folded stream into ``(response_type, data,
-    metadata)``.
+    metadata)``. ``partial``: for a structured answer, a factory of the reader
+    that turns its text into partial objects (see :mod:`msgflux.models.partial`),
+    else ``None``.
     """
 
     @property
     def known_type(self) -> str | None: ...
+
+    @property
+    def partial(self) -> Callable[[], Any] | None: ...
 
     @property
     def default_type(self) -> str: ...
@@ -267,9 +278,14 @@ class ModelStreamResponse:
     # -------------------------------------------------------------- reading
 
     def consume(self) -> Any:
-        """The aggregator for a tool-call stream, else an iterator of text chunks."""
+        """The aggregator for a tool-call stream; for a structured answer an iterator of
+        partial objects, ending with the validated answer; else an iterator of text
+        chunks."""
         if self._state == "done" and self.response_type == "tool_call":
             return self.data
+        partial = self._call.partial
+        if partial is not None and self.response_type == "structured":
+            return _Partials(self, partial)
         return _Chunks(self)
 
     def consume_reasoning(self) -> str | None:
@@ -321,8 +337,9 @@ class ModelStreamResponse:
         pending, self._pending = self._pending, []
         return pending
 
-    def _broken(self, error: MsgfluxError) -> StreamError:
-        if isinstance(error, StreamError):
+    def _broken(self, error: MsgfluxError) -> MsgfluxError:
+        # A tool loop's own errors say what happened better than "the stream broke".
+        if isinstance(error, (StreamError, ToolExecutionError, ToolLoopLimitError)):
             return error
         return self._asm.broken(
             f"The stream broke after part of the answer arrived: {error}. "
@@ -386,6 +403,40 @@ class _Chunks:
         if r._state == "done":
             return _replay(list(r._asm.text_parts))
         return r._iter_async()
+
+
+class _Partials:
+    """Partial objects of a structured stream, for ``for`` and ``async for`` alike: each
+    time the answer's text completes a value, the answer so far (a dotdict, not yet
+    validated); last, the validated answer (``response.data``)."""
+
+    __slots__ = ("_make", "_response")
+
+    def __init__(self, response: ModelStreamResponse, make: Callable[[], Any]) -> None:
+        self._response = response
+        self._make = make
+
+    def __iter__(self) -> Iterator[Any]:
+        reader = self._make()
+        last = None
+        for chunk in _Chunks(self._response):
+            if reader.feed(chunk):
+                snapshot = reader.snapshot()
+                if snapshot is not None and snapshot != last:
+                    last = snapshot
+                    yield snapshot
+        yield self._response.data
+
+    async def __aiter__(self) -> AsyncIterator[Any]:
+        reader = self._make()
+        last = None
+        async for chunk in _Chunks(self._response):
+            if reader.feed(chunk):
+                snapshot = reader.snapshot()
+                if snapshot is not None and snapshot != last:
+                    last = snapshot
+                    yield snapshot
+        yield self._response.data
 
 
 async def _replay(chunks: list[str]) -> AsyncIterator[str]:

@@ -192,6 +192,9 @@ class _Normalizer:
             elif key in _ONE and isinstance(value, (dict, bool)):
                 if key == "additionalItems":
                     continue  # read with "items" above
+                if key == "items" and value is False and "prefixItems" in node:
+                    out.setdefault("maxItems", len(node["prefixItems"]))  # a closed tuple
+                    continue
                 out[key] = value if (key == "additionalProperties" and isinstance(value, bool)) \
                     else self.node(value, stack)
             elif key == "dependencies" and isinstance(value, dict):
@@ -695,7 +698,7 @@ def _value_schema(schema: dict[str, Any], key: str) -> dict[str, Any]:
 
 def _from_entries(entries: list[Any]) -> dict[str, Any]:
     return {e["key"]: e["value"] for e in entries
-            if isinstance(e, dict) and "key" in e and isinstance(e["key"], str)}
+            if isinstance(e, dict) and isinstance(e.get("key"), str) and "value" in e}
 
 
 def _restore_any(value: Any, depth: int) -> Any:

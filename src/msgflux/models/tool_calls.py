@@ -8,6 +8,7 @@ order, collects results, and writes the messages that continue the conversation.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from operator import attrgetter
 from typing import Any
 
@@ -85,6 +86,12 @@ class ToolCallAggregator:
             entry.arguments.append(arguments)
         if signature is not None:
             entry.signature = signature
+
+    def rename(self, name: Callable[[str], str]) -> None:
+        """Give every call the name ``name(its name)`` (tool names as the caller gave them)."""
+        for entry in self._entries:
+            if entry.name:
+                entry.name = name(entry.name)
 
     @property
     def tool_calls(self) -> dict[int, dict[str, Any]]:

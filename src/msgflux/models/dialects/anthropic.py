@@ -48,6 +48,7 @@ from msgflux.models.dialects.base import (
     error_from_status,
     http_error,
     join_url,
+    unique_tool_name,
 )
 from msgflux.models.request import (
     AudioPart,
@@ -73,6 +74,7 @@ __all__ = [
     "StreamDecoder",
     "build_request",
     "claude_version",
+    "native_output",
     "parse_error",
     "parse_response",
     "stream_decoder",
@@ -140,6 +142,11 @@ def _native_output(version: tuple[int, int] | None) -> bool:
     return version is not None and version >= (4, 5)
 
 
+def native_output(model: str) -> bool:
+    """Does ``model`` take ``output_config.format`` (else a forced tool carries the answer)?"""
+    return _native_output(claude_version(model))
+
+
 def _adaptive(version: tuple[int, int] | None) -> bool:
     # Claude 4.6 brings adaptive thinking with an effort level (deprecating budgets) and
     # refuses a prefilled final assistant turn.
@@ -201,8 +208,8 @@ def build_request(request: ChatRequest, endpoint: Endpoint) -> HttpRequest:
         if not request.tools:
             choice = {"type": "none"}
     out = request.output
-    if out is not None:
-        if native:
+    if out is not None and out.mode != "json_object":  # no JSON mode: the prompt asks
+        if native and out.mode == "json_schema":
             output_config["format"] = {"type": "json_schema",
                                        "schema": _native_schema(out.strict_schema)}
         else:
@@ -350,11 +357,7 @@ def _called_tools(request: ChatRequest) -> list[str]:
 def _answer_tool(request: ChatRequest) -> str:
     """The forced tool's name: the schema's name, kept apart from the caller's tools."""
     assert request.output is not None
-    name = request.output.name
-    taken = {t.name for t in request.tools} | set(_called_tools(request))
-    while name in taken:
-        name = f"json_{name}"
-    return name[:64]
+    return unique_tool_name(request.output.name, request)
 
 
 def _answer_choice(request: ChatRequest, name: str, thinking: bool) -> dict[str, Any]:
@@ -672,9 +675,11 @@ def _lead_whitespace(request: ChatRequest | None) -> bool:
 
 
 def _answer_name(request: ChatRequest | None) -> str | None:
-    """The forced tool carrying a structured answer, when the request used one."""
-    if request is None or request.output is None or _native_output(
-            claude_version(request.model)):
+    """The forced tool carrying a structured answer, when the request used one: in tool
+    mode, and in json_schema mode on models without a native format."""
+    out = request.output if request is not None else None
+    if out is None or out.mode == "json_object" or (
+            out.mode == "json_schema" and _native_output(claude_version(request.model))):
         return None
     return _answer_tool(request)
 

@@ -9,14 +9,22 @@ import msgspec
 from msgflux import exceptions as exc
 from msgflux._transport.types import HttpRequest, SSEEvent
 from msgflux._version import __version__
-from msgflux.models.request import ChatRequest, Completion, Delta
+from msgflux.models.request import (
+    ChatRequest,
+    Completion,
+    Delta,
+    ToolCallDelta,
+    ToolChoice,
+    ToolSpec,
+)
 
 T = TypeVar("T")
 
 USER_AGENT = f"msgflux/{__version__}"
 
-__all__ = ["USER_AGENT", "Dialect", "Endpoint", "Quirks", "StreamDecoder", "decode_wire",
-           "error_from_status", "http_error", "join_url"]
+__all__ = ["USER_AGENT", "AnswerToolDecoder", "Dialect", "Endpoint", "Quirks", "StreamDecoder",
+           "answer_from_calls", "answer_tool_name", "decode_wire", "error_from_status",
+           "http_error", "join_url", "with_answer_tool"]
 
 
 class Quirks(msgspec.Struct, frozen=True):
@@ -111,6 +119,113 @@ class Dialect(Protocol):
                     provider: str, retry_after: float | None = None) -> exc.ProviderError:
         """The typed error for a non-2xx response."""
         ...
+
+
+# ---------------------------------------------------------------- the forced answer tool
+#
+# A structured answer in ``tool`` mode (OutputSchema.mode) is asked as a call of one
+# tool whose input is the answer, and handed back as the answer's text, never as a
+# call: the caller asked for an answer, not for a tool to run. Dialects whose
+# protocol has plain function tools (openai, google) build the request through
+# with_answer_tool and read the reply through answer_from_calls / AnswerToolDecoder.
+
+
+def answer_tool_name(request: ChatRequest | None) -> str | None:
+    """The answer tool's name when ``request`` asks for a tool-mode answer: the schema's
+    name, kept apart from the caller's tools and from those the history called."""
+    out = request.output if request is not None else None
+    if out is None or out.mode != "tool":
+        return None
+    return unique_tool_name(out.name, request)  # type: ignore[arg-type]
+
+
+def unique_tool_name(name: str, request: ChatRequest) -> str:
+    taken = {t.name for t in request.tools}
+    taken.update(c.name for m in request.messages for c in m.tool_calls)
+    while name in taken:
+        name = f"json_{name}"
+    return name[:64]
+
+
+def with_answer_tool(request: ChatRequest, strict: bool) -> ChatRequest:
+    """``request`` with the answer offered as a tool and a call forced.
+
+    ``strict``: send the strict shape with ``strict: true`` (OpenAI strict function
+    calling); otherwise the logical shape. With the caller's own tools on offer the
+    model must call one of them or the answer (``required``), unless the caller
+    named one; with ``tool_choice="none"`` only the answer is offered.
+    """
+    out = request.output
+    assert out is not None
+    name = unique_tool_name(out.name, request)
+    spec = ToolSpec(name, out.description or "Give the answer as this tool's input.",
+                    out.strict_schema if strict else out.schema, True if strict else None)
+    choice = request.tool_choice
+    tools = (*request.tools, spec)
+    if not request.tools or (choice is not None and choice.mode == "none"):
+        # The answer alone: "required" forces it as surely as naming it does, and more
+        # servers honour it (llama.cpp constrains to a call only for "required").
+        tools, choice = (spec,), ToolChoice("required")
+    elif choice is None or choice.mode != "tool":
+        choice = ToolChoice("required")  # one of the caller's tools, or the answer
+    return msgspec.structs.replace(request, tools=tools, tool_choice=choice, output=None)
+
+
+def answer_from_calls(completion: Completion, name: str) -> Completion:
+    """``completion`` with the answer tool's call turned into its text."""
+    answer = next((c for c in completion.tool_calls if c.name == name), None)
+    if answer is None:
+        return completion
+    calls = tuple(c for c in completion.tool_calls if c is not answer)
+    finish = completion.finish_reason
+    if finish == "tool_calls" and not calls:
+        finish = "stop"  # the forced answer tool is the answer, not a call to make
+    text = answer.arguments if not completion.text else completion.text + answer.arguments
+    return msgspec.structs.replace(completion, text=text, tool_calls=calls, finish_reason=finish)
+
+
+class AnswerToolDecoder:
+    """Wraps a stream decoder so the answer tool's argument fragments stream as text."""
+
+    __slots__ = ("_answer", "_calls", "_inner", "_name")
+
+    def __init__(self, inner: Any, name: str) -> None:
+        self._inner = inner
+        self._name = name
+        self._answer: int | None = None  # the answer call's stream index
+        self._calls: dict[int, int] = {}  # other calls' stream index -> their new index
+
+    @property
+    def done(self) -> bool:
+        return self._inner.done
+
+    @property
+    def has_end_marker(self) -> bool:
+        return self._inner.has_end_marker
+
+    def feed(self, event: SSEEvent) -> Delta | None:
+        delta = self._inner.feed(event)
+        if delta is None:
+            return None
+        if delta.tool_calls:
+            text: list[str] = []
+            calls = []
+            for call in delta.tool_calls:
+                if call.name == self._name and call.index not in self._calls:
+                    self._answer = call.index
+                if call.index == self._answer:
+                    if call.arguments:
+                        text.append(call.arguments)
+                    continue
+                slot = self._calls.setdefault(call.index, len(self._calls))
+                calls.append(ToolCallDelta(slot, call.id, call.name, call.arguments,
+                                           call.signature))
+            delta.tool_calls = tuple(calls) or None
+            if text:
+                delta.text = (delta.text or "") + "".join(text)
+        if delta.finish_reason == "tool_calls" and not self._calls and self._answer is not None:
+            delta.finish_reason = "stop"
+        return delta
 
 
 def join_url(base: str, path: str) -> str:

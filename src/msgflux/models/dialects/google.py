@@ -56,9 +56,13 @@ from msgflux.models.dialects._media import (
 from msgflux.models.dialects._schema import prune_schema
 from msgflux.models.dialects.base import (
     USER_AGENT,
+    AnswerToolDecoder,
     Endpoint,
+    answer_from_calls,
+    answer_tool_name,
     decode_wire,
     error_from_status,
+    with_answer_tool,
 )
 from msgflux.models.request import (
     AudioPart,
@@ -123,6 +127,8 @@ def gemini_version(model: str) -> tuple[int, int] | None:
 
 
 def build_request(request: ChatRequest, endpoint: Endpoint) -> HttpRequest:
+    if request.output is not None and request.output.mode == "tool":
+        request = with_answer_tool(request, strict=False)
     version = gemini_version(request.model)
     system, contents = _contents(request, version)
     body: dict[str, Any] = {"contents": contents}
@@ -146,7 +152,8 @@ def build_request(request: ChatRequest, endpoint: Endpoint) -> HttpRequest:
         config["seed"] = request.seed
     if request.output is not None:
         config["responseMimeType"] = "application/json"
-        config["responseJsonSchema"] = gemini_schema(request.output.schema)
+        if request.output.mode == "json_schema":  # json_object: the schema is in the prompt
+            config["responseJsonSchema"] = gemini_schema(request.output.schema)
     if request.reasoning_effort is not None:
         config["thinkingConfig"] = _thinking(request.reasoning_effort, version)
     if config:
@@ -584,7 +591,7 @@ def parse_response(body: bytes, request: ChatRequest | None = None, provider: st
     candidate = wire.candidates[0]
     parts = _Parts(candidate.content.parts or [] if candidate.content else [], 0)
     finish = _finish(candidate.finish_reason, bool(parts.calls))
-    return Completion(
+    completion = Completion(
         text=parts.text,
         refusal=_answer_refusal(candidate, provider) if finish == "refusal" else None,
         reasoning=parts.reasoning or None,
@@ -596,6 +603,8 @@ def parse_response(body: bytes, request: ChatRequest | None = None, provider: st
         model=wire.model_version,
         id=wire.response_id,
     )
+    answer = answer_tool_name(request)
+    return answer_from_calls(completion, answer) if answer is not None else completion
 
 
 # ---------------------------------------------------------------- stream
@@ -673,8 +682,10 @@ class StreamDecoder:
 
 
 def stream_decoder(request: ChatRequest | None = None, provider: str = "google"
-                   ) -> StreamDecoder:
-    return StreamDecoder(provider)
+                   ) -> StreamDecoder | AnswerToolDecoder:
+    answer = answer_tool_name(request)
+    decoder = StreamDecoder(provider)
+    return AnswerToolDecoder(decoder, answer) if answer is not None else decoder
 
 
 # ---------------------------------------------------------------- errors

@@ -16,11 +16,15 @@ from msgflux._transport.types import HttpRequest, SSEEvent
 from msgflux.exceptions import ProviderError, ResponseError
 from msgflux.models.dialects.base import (
     USER_AGENT,
+    AnswerToolDecoder,
     Endpoint,
+    answer_from_calls,
+    answer_tool_name,
     decode_wire,
     error_from_status,
     http_error,
     join_url,
+    with_answer_tool,
 )
 from msgflux.models.request import (
     AudioPart,
@@ -52,6 +56,8 @@ _encode = msgspec.json.Encoder().encode
 
 def build_request(request: ChatRequest, endpoint: Endpoint) -> HttpRequest:
     quirks = endpoint.quirks
+    if request.output is not None and request.output.mode == "tool":
+        request = with_answer_tool(request, quirks.strict_schema)
     messages = [_message(m) for m in request.messages]
     if request.prefill is not None:
         prefill: dict[str, Any] = {"role": "assistant", "content": request.prefill}
@@ -87,7 +93,9 @@ def build_request(request: ChatRequest, endpoint: Endpoint) -> HttpRequest:
             )
         if request.parallel_tool_calls is not None:
             body["parallel_tool_calls"] = request.parallel_tool_calls
-    if request.output is not None:
+    if request.output is not None and request.output.mode == "json_object":
+        body["response_format"] = {"type": "json_object"}  # the schema is in the prompt
+    elif request.output is not None:
         out = request.output
         schema: dict[str, Any] = {"name": out.name}
         if out.description:
@@ -331,7 +339,7 @@ def parse_response(body: bytes, request: ChatRequest | None = None, provider: st
     )
     reasoning = message.reasoning_content or message.reasoning
     refusal = message.refusal or None
-    return Completion(
+    completion = Completion(
         text=_text(message.content),
         refusal=refusal,
         reasoning=reasoning,
@@ -343,6 +351,8 @@ def parse_response(body: bytes, request: ChatRequest | None = None, provider: st
         model=wire.model,
         id=wire.id,
     )
+    answer = answer_tool_name(request)
+    return answer_from_calls(completion, answer) if answer is not None else completion
 
 
 # ---------------------------------------------------------------- stream
@@ -395,8 +405,11 @@ class StreamDecoder:
         )
 
 
-def stream_decoder(request: ChatRequest | None = None, provider: str = "openai") -> StreamDecoder:
-    return StreamDecoder(provider)
+def stream_decoder(request: ChatRequest | None = None, provider: str = "openai"
+                   ) -> StreamDecoder | AnswerToolDecoder:
+    answer = answer_tool_name(request)
+    decoder = StreamDecoder(provider)
+    return AnswerToolDecoder(decoder, answer) if answer is not None else decoder
 
 
 # ---------------------------------------------------------------- errors
