@@ -408,7 +408,8 @@ def _feedback(request: ChatRequest, raw: str, error: Exception, mode: str | None
 # What a provider's 400 says when it refuses a mode (the parameter, and a refusal word).
 _MODE_WORDS = {
     "json_schema": ("response_format", "json_schema", "output_config", "responsejsonschema",
-                    "response_json_schema", "responseschema", "structured output", "schema"),
+                    "response_json_schema", "responseschema", "structured output", "schema",
+                    "json mode"),
     "tool": ("tool", "function"),
     "json_object": ("response_format", "json_object", "json mode", "responsemimetype",
                     "response_mime_type"),
