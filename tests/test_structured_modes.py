@@ -450,3 +450,18 @@ def test_partial_objects_from_the_real_server(local) -> None:
     objects = list(response.consume())
     assert len(objects) >= 2 and objects[-1] is response.data
     assert set(objects[0]) <= {"title", "year"} and set(response.data) == {"title", "year"}
+
+
+def test_a_cache_hit_of_an_instance_is_an_independent_copy(srv) -> None:
+    import dataclasses
+
+    @dataclasses.dataclass
+    class Box:
+        items: list[str]
+
+    srv.enqueue(reply("openai", text='{"items": ["a"]}'))
+    m = model("openai", srv, enable_cache=True)
+    first = m("x", generation_schema=Box).consume()
+    first.items.append("changed by the caller")
+    second = m("x", generation_schema=Box).consume()
+    assert second == Box(["a"]) and len(srv.requests) == 1

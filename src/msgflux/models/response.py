@@ -80,6 +80,10 @@ class ModelResponse:
         data = self.data
         if isinstance(data, ToolCallAggregator | dotdict):
             data = data.copy()
+        elif data is not None and not isinstance(data, str):
+            import copy  # a pydantic model, a dataclass, a list...: mutable results
+
+            data = copy.deepcopy(data)
         return ModelResponse(data, self.response_type, self.metadata.copy(), self.reasoning)
 
     def __repr__(self) -> str:
