@@ -46,6 +46,7 @@ enforced when decoding). Dialects prune further for their provider.
 from __future__ import annotations
 
 import re
+import sys
 from typing import Any
 
 from msgflux.exceptions import InvalidParameterError
@@ -150,19 +151,27 @@ def _is_object_root(root: dict[str, Any]) -> bool:
 # ---------------------------------------------------------------- normalising
 
 
+# A definition used more than once and longer than this (in JSON characters) stays under
+# $defs instead of being copied to every use: copies of big shared definitions can blow a
+# schema up a thousandfold (JSONSchemaBench has such schemas).
+_SHARED_INLINE_LIMIT = 1500
+
+
 class _Normalizer:
     """Resolves local references and brings old spellings to 2020-12.
 
-    A reference is inlined unless it refers to a schema being expanded (recursion):
-    that target becomes ``$defs/<name>`` and every reference to it a ``$ref``.
+    A reference is inlined unless it refers to a schema being expanded (recursion),
+    or to a big definition used more than once: such a target becomes
+    ``$defs/<name>`` and every reference to it a ``$ref``.
     """
 
     def __init__(self, document: dict[str, Any], where: str) -> None:
         self.document = document
         self.where = where
         self.defs: dict[str, Any] = {}
-        self.names: dict[str, str] = {}  # pointer of a recursive target -> its $defs name
-        self.done: dict[str, Any] = {}  # pointer -> its normalised (non-recursive) body
+        self.names: dict[str, str] = {}  # pointer of a target kept in $defs -> its name
+        self.done: dict[str, Any] = {}  # pointer -> its normalised (inlined) body
+        self.uses = _ref_counts(document)
 
     def node(self, node: Any, stack: tuple[str, ...]) -> dict[str, Any]:
         if node is True or node == {}:
@@ -217,7 +226,13 @@ class _Normalizer:
             return out
         body = self.done.get(pointer)
         if body is None:
-            body = self.node(_resolve(self.document, pointer, self.where), (*stack, pointer))
+            target = _resolve(self.document, pointer, self.where)
+            if self.uses.get(pointer, 0) > 1 and _annotations_only(siblings) \
+                    and _size(target) > _SHARED_INLINE_LIMIT:
+                name = self._name(pointer)  # kept under $defs from now on
+                self.defs[name] = self.node(target, (*stack, pointer))
+                return self._ref(ref, node, stack)
+            body = self.node(target, (*stack, pointer))
             if pointer in self.names:  # it referred to itself while being expanded
                 self.defs[self.names[pointer]] = body
                 return self._ref(ref, node, stack)
@@ -237,6 +252,35 @@ class _Normalizer:
                 n += 1
             self.names[pointer] = name
         return name
+
+
+def _ref_counts(document: Any) -> dict[str, int]:
+    """How many times each local pointer is referred to in the document."""
+    counts: dict[str, int] = {}
+    stack = [document]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            ref = item.get("$ref")
+            if isinstance(ref, str):
+                counts[ref] = counts.get(ref, 0) + 1
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return counts
+
+
+def _size(node: Any) -> int:
+    import msgspec
+
+    try:
+        return len(msgspec.json.encode(node))
+    except (TypeError, ValueError):
+        return 0
+
+
+def _annotations_only(siblings: dict[str, Any]) -> bool:
+    return all(k in _ANNOTATIONS or k == "description" for k in siblings)
 
 
 def _pointer(ref: str, where: str) -> str:
@@ -284,6 +328,18 @@ def _modernise(node: dict[str, Any]) -> dict[str, Any]:
     if isinstance(node.get("allOf"), list):
         rest = {k: v for k, v in node.items() if k != "allOf"}
         node = _merge([rest, *node["allOf"]])
+    patterns = node.get("patternProperties")
+    if isinstance(patterns, dict) and isinstance(node.get("required"), list):
+        # A required name that only a pattern describes becomes a property (the same
+        # schema applies), so every shape can say it must be there and what it holds.
+        props = dict(node.get("properties") or {})
+        for name in node["required"]:
+            if isinstance(name, str) and name not in props:
+                sub = _value_schema(node, name)
+                if sub:
+                    props[name] = sub
+        if props:
+            node = {**node, "properties": props}
     return node
 
 
@@ -351,7 +407,8 @@ class _Lowerer:
                 consumed.update(node)
             out = {"anyOf": self._branches(branches, where)}
         elif isinstance(kinds, list):
-            out = {"anyOf": self._branches([_typed(node, k) for k in kinds], where)}
+            typed = [b for b in (_typed(node, k) for k in kinds) if b is not None]
+            out = {"anyOf": self._branches(typed, where)} if typed else {"enum": node["enum"]}
             consumed.update(node)
         elif kinds is None:
             if isinstance(node.get("enum"), list):
@@ -410,7 +467,8 @@ class _Lowerer:
             elif key == "enum":
                 if isinstance(value, list) and all(
                         v is None or isinstance(v, (str, int, float, bool)) for v in value):
-                    out[key] = list(value)
+                    # {"type": "string", "enum": ["s", null]} allows no null
+                    out[key] = [v for v in value if _OF_KIND[kind](v)]
                 else:
                     dropped[key] = value
             else:
@@ -435,6 +493,9 @@ class _Lowerer:
             self.restore = True
             return {"type": "array", "items": self._entries(node, where)}
         required = set(node.get("required", ()))
+        missing = [n for n in node.get("required", ()) if isinstance(n, str) and n not in props]
+        if missing:  # required, described only by patternProperties (or not at all)
+            props = {**props, **{n: _value_schema(node, n) for n in missing}}
         lowered = {}
         for name, sub in props.items():
             low = self.node(sub, f"{where}.{name}")
@@ -519,15 +580,38 @@ def _kinds(node: dict[str, Any]) -> str | list[str] | None:
     return None
 
 
-def _typed(node: dict[str, Any], kind: str) -> dict[str, Any]:
-    """The part of a multi-type node that applies to ``kind``."""
+_OF_KIND: dict[str, Any] = {
+    "string": lambda v: isinstance(v, str), "null": lambda v: v is None,
+    "boolean": lambda v: isinstance(v, bool),
+    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "array": lambda v: isinstance(v, list), "object": lambda v: isinstance(v, dict),
+}
+
+
+def _typed(node: dict[str, Any], kind: str) -> dict[str, Any] | None:
+    """The part of a multi-type node that applies to ``kind`` (``None`` when its
+    ``enum`` holds no value of that kind: ``{"type": ["string", "null"], "enum": ["a"]}``
+    does not allow null)."""
     keep = _KEEP[kind] | _HANDLED.get(kind, frozenset()) | {"description"}
-    return {"type": kind, **{k: v for k, v in node.items() if k in keep}}
+    out = {"type": kind, **{k: v for k, v in node.items() if k in keep}}
+    enum = node.get("enum")
+    if isinstance(enum, list):
+        values = [v for v in enum if _OF_KIND[kind](v)]
+        if not values:
+            return None
+        if kind in _KEEP and "enum" in _KEEP[kind]:
+            out["enum"] = values
+    return out
 
 
 def _is_nullable(schema: dict[str, Any]) -> bool:
     """Does ``schema`` allow null (a free-form schema does)?"""
+    if isinstance(schema.get("enum"), list) and None not in schema["enum"]:
+        return False
     kind = schema.get("type")
+    if isinstance(kind, str) and kind != "null":
+        return False
     if _kinds(schema) is None and not any(k in schema for k in ("enum", "const", "anyOf",
                                                                 "oneOf", "$ref", "not")):
         return True
@@ -568,31 +652,96 @@ def _json_value() -> dict[str, Any]:
     ]}
 
 
+_INLINE_NODES = 20_000  # expanded recursion must not blow a request up
+
+
+class _TooBigError(Exception):
+    pass
+
+
 def inline_refs(schema: dict[str, Any], depth: int = 3) -> dict[str, Any]:
-    """``schema`` with every ``$defs`` reference replaced by its target, for providers
-    that take no recursion: a recursive reference is expanded ``depth`` times, then
-    becomes ``{"type": "null"}`` (deeper values cannot be written; an optional field
-    or an empty list ends the structure there)."""
+    """``schema`` without recursion, for providers that take none: a reference to a
+    recursive definition is replaced by the definition, and a path through the schema
+    may do so ``depth`` times in all (fewer when the expansion would pass
+    :data:`_INLINE_NODES` nodes: a meta-schema refers to itself dozens of times a
+    level); past that the reference becomes ``{"type": "null"}`` (deeper values cannot
+    be written: an optional field or an empty list ends the structure there). Other
+    references stay as they are."""
     defs = schema.get("$defs")
     if not isinstance(defs, dict) or not defs:
         return schema
+    recursive = _recursive_defs(defs)
+    if not recursive:
+        return schema
+    nodes = [0]
+    limit = [_INLINE_NODES]
 
-    def walk(node: Any, seen: dict[str, int]) -> Any:
+    def walk(node: Any, budget: int) -> Any:
         if isinstance(node, list):
-            return [walk(v, seen) for v in node]
+            return [walk(v, budget) for v in node]
         if not isinstance(node, dict):
             return node
+        nodes[0] += 1
+        if nodes[0] > limit[0]:
+            raise _TooBigError
         ref = node.get("$ref")
         if isinstance(ref, str) and ref.startswith("#/$defs/"):
             name = ref[len("#/$defs/"):]
-            count = seen.get(name, 0)
-            if name not in defs or count >= depth:
+            if name not in recursive:
+                return node
+            if budget <= 0:
                 return {"type": "null"}
-            return walk(defs[name], {**seen, name: count + 1})
-        return {k: v if k in ("enum", "const", "required") else walk(v, seen)
+            return walk(defs[name], budget - 1)
+        return {k: v if k in ("enum", "const", "required") else walk(v, budget)
                 for k, v in node.items() if k != "$defs"}
 
-    return walk(schema, {})
+    for allowed in range(depth, -1, -1):
+        nodes[0] = 0
+        if allowed == 0:
+            limit[0] = sys.maxsize  # no expansion left to cut: the schema's own size
+        try:
+            out = walk(schema, allowed)
+            kept = {name: walk(body, allowed) for name, body in defs.items()
+                    if name not in recursive}
+        except _TooBigError:
+            continue
+        if kept:
+            out["$defs"] = kept
+        return out
+    raise AssertionError("unreachable: depth 0 has no limit")
+
+
+def _recursive_defs(defs: dict[str, Any]) -> set[str]:
+    """The definitions that reach themselves through references."""
+    edges = {name: _refs(body) & set(defs) for name, body in defs.items()}
+    out = set()
+    for name in defs:
+        seen: set[str] = set()
+        todo = list(edges[name])
+        while todo:
+            nxt = todo.pop()
+            if nxt == name:
+                out.add(name)
+                break
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.extend(edges.get(nxt, ()))
+    return out
+
+
+def _refs(node: Any) -> set[str]:
+    found: set[str] = set()
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            ref = item.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                found.add(ref[len("#/$defs/"):])
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return found
 
 
 # ---------------------------------------------------------------- restoring
@@ -764,9 +913,17 @@ def _branch(value: Any, branches: list[Any], defs: dict[str, Any]) -> dict[str, 
     if len(matching) > 1 and isinstance(value, dict):
         keys = set(value)
 
-        def fit(b: dict[str, Any]) -> tuple[int, int]:
-            props = set(b.get("properties") or ())
-            return (len(keys & props) - len(keys - props), -len(props - keys))
+        def fit(b: dict[str, Any]) -> tuple[int, ...]:
+            props = b.get("properties") or {}
+            # Values that contradict the branch (a discriminator's enum), then what it
+            # requires but the answer left out (null: the strict shape's "absent"),
+            # then how well the keys match.
+            wrong = sum(1 for k, sub in props.items() if k in value and value[k] is not None
+                        and isinstance(sub, dict) and not _matches(value[k], sub, defs))
+            missing = sum(1 for k in b.get("required", ()) if value.get(k) is None)
+            names = set(props)
+            return (-wrong, -missing, len(keys & names) - len(keys - names),
+                    -len(names - keys))
 
         return max(matching, key=fit)
     return matching[0] if matching else None
