@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from msgflux._transport.retry import RetryPolicy
     from msgflux._transport.types import HttpRequest, Timeouts
     from msgflux.dsl.typed_parsers.base import TypedParser
-    from msgflux.models.dialects.base import Dialect
+    from msgflux.models.dialects.base import Dialect, StreamDecoder
     from msgflux.models.profiles.types import ModelProfile
     from msgflux.models.providers.registry import Provider
     from msgflux.models.stream import StreamAssembler
@@ -497,7 +497,7 @@ class StreamCall:
             raise wiring.error(stream.status, stream.headers, body)
         return AsyncSource(stream, self._decoder(), wiring.api_key)
 
-    def _decoder(self) -> Any:
+    def _decoder(self) -> StreamDecoder:
         wiring = self.call.wiring
         return wiring.dialect.stream_decoder(self.call.request, wiring.provider)
 

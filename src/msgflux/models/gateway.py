@@ -13,7 +13,7 @@ loop, where the stream starts when iterated — when iteration starts.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from msgflux.exceptions import (
     AuthenticationError,
@@ -27,14 +27,16 @@ from msgflux.models.response import ModelResponse, ModelStreamResponse
 
 if TYPE_CHECKING:
     from msgflux.dotdict import dotdict
+    from msgflux.models.call import PreparedCall
     from msgflux.models.request import Delta
     from msgflux.models.response import StreamCall
     from msgflux.models.stream import AsyncSource, StreamAssembler, SyncSource
 
-__all__ = ["FallbackStreamCall", "ModelGateway"]
+__all__ = ["ChatModel", "FallbackStreamCall", "ModelGateway"]
 
 _UNAVAILABLE = (AuthenticationError, PermissionDeniedError, NotFoundError)
 T = TypeVar("T")
+_Response = TypeVar("_Response", ModelResponse, ModelStreamResponse)
 
 
 def _falls_back(error: BaseException) -> bool:
@@ -43,7 +45,26 @@ def _falls_back(error: BaseException) -> bool:
     )
 
 
-def _name(model: Any) -> str:
+class ChatModel(Protocol):
+    """What a gateway needs of a model; :class:`ChatCompletionModel` is one."""
+
+    provider: str
+    model_id: str
+    model_type: str
+
+    def prepare(self, messages: Any, **kwargs: Any) -> PreparedCall: ...
+
+    def __call__(self, messages: Any, **kwargs: Any) -> ModelResponse | ModelStreamResponse: ...
+
+    async def acall(self, messages: Any, **kwargs: Any
+                    ) -> ModelResponse | ModelStreamResponse: ...
+
+    def close(self) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+def _name(model: ChatModel) -> str:
     return f"{model.provider}/{model.model_id}"
 
 
@@ -55,10 +76,10 @@ class _Fallback(Generic[T]):
     is the error once every one failed with an error that falls back.
     """
 
-    def __init__(self, entries: list[tuple[Any, T | Exception]]) -> None:
+    def __init__(self, entries: list[tuple[ChatModel, T | Exception]]) -> None:
         self.entries = entries
         self.errors: list[tuple[str, BaseException]] = []
-        self.model: Any = entries[0][0]
+        self.model = entries[0][0]
 
     def __iter__(self) -> Iterator[T]:
         for model, target in self.entries:
@@ -88,7 +109,7 @@ class _Fallback(Generic[T]):
                        for name, e in self.errors],
         }
 
-    def answered(self, response: Any) -> Any:
+    def answered(self, response: _Response) -> _Response:
         response.metadata["gateway"] = self.record()
         return response
 
@@ -108,7 +129,7 @@ class ModelGateway:
             raise InvalidParameterError("ModelGateway needs a non-empty list of models")
         from msgflux.models.model import Model
 
-        built = []
+        built: list[ChatModel] = []
         for entry in models:
             if isinstance(entry, dict) and "model" in entry:  # the 0.5.1 {"model_name", "model"}
                 entry = entry["model"]
@@ -121,7 +142,7 @@ class ModelGateway:
             built.append(entry)
         self.models = built
 
-    def _order(self, preference: str | None) -> list[Any]:
+    def _order(self, preference: str | None) -> list[ChatModel]:
         if preference is None:
             return list(self.models)
         first = [m for m in self.models if _name(m) == preference]
@@ -168,10 +189,11 @@ class ModelGateway:
         return f"ModelGateway({[_name(m) for m in self.models]})"
 
 
-def _stream_call(order: list[Any], messages: Any, kwargs: dict[str, Any]) -> FallbackStreamCall:
+def _stream_call(order: list[ChatModel], messages: Any, kwargs: dict[str, Any]
+                 ) -> FallbackStreamCall:
     """Every model's stream call, prepared now (no I/O). The first model's bad input
     fails at the call; another model's is met when its turn comes."""
-    calls: list[tuple[Any, StreamCall | Exception]] = []
+    calls: list[tuple[ChatModel, StreamCall | Exception]] = []
     for model in order:
         try:
             calls.append((model, model.prepare(messages, **kwargs).stream_call()))
@@ -193,7 +215,7 @@ class FallbackStreamCall:
     :meth:`finish` records which model answered in ``metadata.gateway``.
     """
 
-    def __init__(self, calls: list[tuple[Any, StreamCall | Exception]]) -> None:
+    def __init__(self, calls: list[tuple[ChatModel, StreamCall | Exception]]) -> None:
         first = calls[0][1]
         assert not isinstance(first, Exception)
         self.fallback = _Fallback(calls)

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 from msgflux.dotdict import dotdict
 from msgflux.exceptions import MsgfluxError, StreamError, StreamUsageError
@@ -45,6 +45,8 @@ from msgflux.models.stream import AsyncSource, StreamAssembler, SyncSource
 from msgflux.models.tool_calls import ToolCallAggregator
 
 __all__ = ["ModelResponse", "ModelStreamResponse", "StreamCall"]
+
+_Source = TypeVar("_Source", SyncSource, AsyncSource)
 
 
 class ModelResponse:
@@ -192,7 +194,7 @@ class ModelStreamResponse:
             await source.aclose()
             raise self._start_failed(error)  # noqa: B904
 
-    def _begin(self, source: SyncSource | AsyncSource) -> Any:
+    def _begin(self, source: _Source) -> _Source:
         """A fresh attempt: forget what a failed one folded."""
         self._asm = StreamAssembler()
         self._pending = []

@@ -10,7 +10,7 @@ each chunk costs a few attribute lookups, nothing more.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from typing import TYPE_CHECKING
 
 from msgflux.exceptions import MsgfluxError, StreamError, _redact
 from msgflux.models.request import (
@@ -21,6 +21,10 @@ from msgflux.models.request import (
     settled_finish,
 )
 from msgflux.models.tool_calls import ToolCallAggregator
+
+if TYPE_CHECKING:
+    from msgflux._transport.base import AsyncResponseStream, ResponseStream
+    from msgflux.models.dialects.base import StreamDecoder
 
 __all__ = ["AsyncSource", "StreamAssembler", "SyncSource"]
 
@@ -130,7 +134,8 @@ class SyncSource:
 
     __slots__ = ("decoder", "deltas", "secret", "stream")
 
-    def __init__(self, stream: Any, decoder: Any, secret: str | None = None) -> None:
+    def __init__(self, stream: ResponseStream, decoder: StreamDecoder,
+                 secret: str | None = None) -> None:
         self.stream = stream
         self.decoder = decoder
         self.secret = secret  # the API key, masked in errors that quote it
@@ -158,7 +163,8 @@ class AsyncSource:
 
     __slots__ = ("decoder", "deltas", "loop", "secret", "stream")
 
-    def __init__(self, stream: Any, decoder: Any, secret: str | None = None) -> None:
+    def __init__(self, stream: AsyncResponseStream, decoder: StreamDecoder,
+                 secret: str | None = None) -> None:
         self.stream = stream
         import asyncio
 
