@@ -619,7 +619,9 @@ def peak_rss_kib() -> int:
 
 
 def profile_msgflux(sides: dict[str, Msgflux], cfg: Config, top: int = 14) -> None:
-    """cProfile of the msgflux side of each per-call figure, on each path."""
+    """cProfile of the msgflux side of each per-call figure, on each path: by own time
+    and by cumulative time. Syscalls (sendall, recv) include the server's wake-up on a
+    busy machine; compare Python-level costs with the socket floor's instead."""
     import cProfile
     import pstats
 
@@ -640,8 +642,9 @@ def profile_msgflux(sides: dict[str, Msgflux], cfg: Config, top: int = 14) -> No
             prof.enable()
             fn()
             prof.disable()
-            print(f"\n--- profile, msgflux {path} {title} (sorted by own time) ---")
-            pstats.Stats(prof).sort_stats("tottime").print_stats(top)
+            for order in ("tottime", "cumulative"):  # where the time is, and in which layer
+                print(f"\n--- profile, msgflux {path} {title} (sorted by {order}) ---")
+                pstats.Stats(prof).sort_stats(order).print_stats(top)
 
 
 # ---------------------------------------------------------------- statistics and verdicts
