@@ -28,7 +28,14 @@ from msgflux.exceptions import (
 )
 from msgflux.models.dialects import get_dialect
 from msgflux.models.messages import to_messages
-from msgflux.models.request import ChatRequest, Delta, Message, ToolCallDelta, Usage
+from msgflux.models.request import (
+    ChatRequest,
+    Delta,
+    Message,
+    ReasoningBlock,
+    ToolCallDelta,
+    Usage,
+)
 from msgflux.models.stream import StreamAssembler, SyncSource
 from msgflux.models.tool_calls import ToolCallAggregator
 
@@ -182,7 +189,9 @@ tool_deltas = st.builds(ToolCallDelta, index=st.integers(0, 3), id=st.none() | s
                         signature=st.none() | small_text)
 deltas = st.builds(
     Delta, text=st.none() | small_text, reasoning=st.none() | small_text,
-    reasoning_signature=st.none() | small_text, reasoning_redacted=st.none() | small_text,
+    reasoning_signature=st.none() | small_text,
+    reasoning_block=st.none() | st.builds(ReasoningBlock, text=small_text, redacted=small_text,
+                                          id=st.none() | small_text),
     tool_calls=st.none() | st.lists(tool_deltas, max_size=3).map(tuple),
     finish_reason=st.none() | st.sampled_from(["stop", "length", "tool_calls", "x"]),
     usage=st.none() | st.builds(Usage, st.integers(0, 99), st.integers(0, 99)),
