@@ -61,11 +61,17 @@ from msgflux.models.request import (
     settled_finish,
 )
 
-__all__ = ["REQUIRES_MAX_TOKENS", "StreamDecoder", "build_request", "parse_error",
-           "parse_response", "stream_decoder"]
+__all__ = ["PREFILL_REFUSED", "REQUIRES_MAX_TOKENS", "StreamDecoder", "build_request",
+           "parse_error", "parse_response", "stream_decoder"]
 
 REQUIRES_MAX_TOKENS = False
 """The API picks an output limit when the request sets none."""
+
+PREFILL_REFUSED = (
+    "The OpenAI Responses API cannot continue an assistant turn, so prefilling cannot work "
+    "there. Drop prefilling=, or build the model with api='chat_completions' on a provider "
+    "that continues one (anthropic, mistral, vllm, llamacpp, llamacpp-server, ...)."
+)
 
 _encode = msgspec.json.Encoder().encode
 _ENCRYPTED = ["reasoning.encrypted_content"]
@@ -129,11 +135,7 @@ def build_request(request: ChatRequest, endpoint: Endpoint) -> HttpRequest:
 
 def _refuse_what_the_api_lacks(request: ChatRequest) -> None:
     if request.prefill is not None:
-        raise PrefillNotSupportedError(
-            "The OpenAI Responses API cannot continue an assistant turn, so prefilling "
-            "cannot work there. Drop prefilling=, or use api='chat_completions' with a "
-            "provider that continues one."
-        )
+        raise PrefillNotSupportedError(PREFILL_REFUSED)
     for name, value in (("stop", request.stop), ("seed", request.seed)):
         if value is not None:
             raise InvalidParameterError(
