@@ -136,37 +136,43 @@ def build_request(request: ChatRequest, endpoint: Endpoint) -> HttpRequest:
 def _refuse_what_the_api_lacks(request: ChatRequest) -> None:
     if request.prefill is not None:
         raise PrefillNotSupportedError(PREFILL_REFUSED)
-    for name, value in (("stop", request.stop), ("seed", request.seed)):
-        if value is not None:
-            raise InvalidParameterError(
-                f"The OpenAI Responses API has no {name!r} parameter. Drop {name}=, use "
-                f"api='chat_completions', or send it with extra_body={{{name!r}: ...}} to a "
-                "compatible server that takes it."
-            )
+    if request.stop is not None:
+        raise _missing("stop")
+    if request.seed is not None:
+        raise _missing("seed")
+
+
+def _missing(name: str) -> InvalidParameterError:
+    return InvalidParameterError(
+        f"The OpenAI Responses API has no {name!r} parameter. Drop {name}=, use "
+        f"api='chat_completions', or send it with extra_body={{{name!r}: ...}} to a "
+        "compatible server that takes it."
+    )
 
 
 def _input(messages: tuple[Message, ...]) -> tuple[str | None, list[dict[str, Any]]]:
     """``(instructions, input items)``: the leading system text, then every turn."""
-    lead = 0
-    while (lead < len(messages) and messages[lead].role == "system"
-           and isinstance(messages[lead].content, str)):
-        lead += 1
-    instructions = _BREAK.join(str(m.content) for m in messages[:lead]) if lead else None
+    instructions: str | None = None
     items: list[dict[str, Any]] = []
-    for message in messages[lead:]:
+    for message in messages:
         role = message.role
-        if role == "assistant":
+        content = message.content
+        if role == "user" or role == "system":
+            if content.__class__ is str:
+                if role == "system" and not items:  # leads the conversation
+                    instructions = content if instructions is None else (
+                        instructions + _BREAK + content)  # type: ignore[operator]
+                    continue
+                items.append({"role": role, "content": content})
+            else:
+                items.append({"role": role, "content": [_part(p) for p in content or ()]})
+        elif role == "assistant":
             items.extend(_assistant_items(message))
-        elif role == "tool":
-            content = message.content
-            output: Any = content if isinstance(content, str) else (
-                [_part(p) for p in content] if content else "")
+        else:
+            output: Any = content if content.__class__ is str else (
+                [_part(p) for p in content] if content else "")  # type: ignore[union-attr]
             items.append({"type": "function_call_output", "call_id": message.tool_call_id,
                           "output": output})
-        else:
-            content = message.content
-            items.append({"role": role, "content": content if isinstance(content, str)
-                          else [_part(p) for p in content or ()]})
     return instructions, items
 
 
