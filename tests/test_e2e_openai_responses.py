@@ -249,6 +249,7 @@ def test_tool_loop_carries_encrypted_reasoning_statelessly(srv, stream: bool) ->
     model = responses(srv, reasoning_effort="low")
     r = model("Weather in Paris?", stream=stream, tool_schemas=WEATHER)
     assert r.response_type == "tool_call" and r.reasoning == "Need the weather tool."
+    assert r.consume_reasoning() == r.reasoning
     assert r.metadata.usage.reasoning_tokens == 12 and r.metadata.id == "resp_A"
     agg = r.consume()
     agg.insert_results("call_A", "21C, sunny")

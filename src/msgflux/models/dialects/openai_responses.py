@@ -264,14 +264,20 @@ class _Incomplete(msgspec.Struct):
     reason: str | None = None
 
 
-class _Response(msgspec.Struct):
+class _Status(msgspec.Struct):
+    """A response without its output: what a stream's lifecycle events need (the
+    output already came as deltas, so the final event's copy is not decoded)."""
+
     id: str | None = None
     model: str | None = None
     status: str | None = None
-    output: list[_Item] | None = None
     usage: _Usage | None = None
     error: common.WireError | str | None = None
     incomplete_details: _Incomplete | None = None
+
+
+class _Response(_Status):
+    output: list[_Item] | None = None
 
 
 class _Event(msgspec.Struct, gc=False):
@@ -288,7 +294,7 @@ class _Event(msgspec.Struct, gc=False):
     summary_index: int | None = None
     content_index: int | None = None
     item: _Item | None = None
-    response: _Response | None = None
+    response: _Status | None = None
     error: common.WireError | str | None = None  # the ``error`` event, nested
     message: str | None = None  # the ``error`` event, flat (as OpenAI documents it)
     code: str | int | None = None
@@ -300,7 +306,7 @@ _event_decoder = msgspec.json.Decoder(_Event)
 _INCOMPLETE = {"max_output_tokens": "length", "content_filter": "content_filter"}
 
 
-def _finish(response: _Response, status: str | None) -> tuple[str | None, str | None]:
+def _finish(response: _Status, status: str | None) -> tuple[str | None, str | None]:
     """``(finish_reason, native_finish_reason)`` of a response that ended with ``status``."""
     if status == "incomplete":
         details = response.incomplete_details
@@ -457,7 +463,7 @@ class StreamDecoder:
             return self._item_done(ev)
         if kind in ("response.completed", "response.incomplete"):
             self.done = True
-            response = ev.response or _Response()
+            response = ev.response or _Status()
             # A terminal event without a status says it by its name: "response.<status>".
             finish, native = _finish(response, response.status or kind[9:])
             return Delta(finish_reason=finish, native_finish_reason=native,
