@@ -214,6 +214,19 @@ def test_tool_loop_history_round_trip() -> None:
     assert "tool_choice" not in b
 
 
+def test_openai_responses_reasoning_items_are_not_sent_to_claude() -> None:
+    """A history from an OpenAI Responses model (a fallback, a switched model) carries
+    encrypted reasoning items only OpenAI can read: Anthropic would refuse them."""
+    req = ChatRequest(model="claude-sonnet-4-5", messages=(
+        Message("user", "q"),
+        Message("assistant", None, tool_calls=(ToolCall("call_1", "f", "{}"),),
+                reasoning=(ReasoningBlock("summary", redacted="gAAAA-openai", id="rs_1"),)),
+        Message("tool", "r", tool_call_id="call_1"),
+    ))
+    assert body(req)["messages"][1] == {"role": "assistant", "content": [
+        {"type": "tool_use", "id": "call_1", "name": "f", "input": {}}]}
+
+
 def test_tool_call_turn_without_text_and_empty_turns() -> None:
     req = ChatRequest(model="m", messages=(
         Message("user", "q"),

@@ -24,6 +24,8 @@ from test_faults_support import (
     anthropic_events,
     chunk,
     openai,
+    responses,
+    responses_events,
     tool_chunk,
 )
 
@@ -217,6 +219,37 @@ def test_anthropic_error_event_before_text_is_retried(srv, use_async) -> None:
     assert len(srv.requests) == 2
 
 
+@MODES
+@pytest.mark.parametrize(("event", "cls"), [
+    ({"type": "error", "code": "server_error", "message": "upstream died"}, exc.ServerError),
+    ({"type": "error", "code": "rate_limit_exceeded", "message": "upstream died"},
+     exc.RateLimitError),
+    ({"type": "response.failed", "response": {"id": "resp_1", "status": "failed", "error": {
+        "code": "server_error", "message": "upstream died"}}}, exc.ServerError),
+])
+def test_responses_error_events_after_text(srv, use_async, event, cls) -> None:
+    events = responses_events("Par", "tial", completed=False)
+    events.append(f"event: {event['type']}\ndata: {json.dumps(event)}\n\n")
+    srv.enqueue(sse_reply(events), sse_reply(responses_events("unused")))
+    got, error, _ = consume(responses(srv), use_async)
+    assert_broken(error, got, "Partial", cls)
+    assert "upstream died" in str(error)
+    assert len(srv.requests) == 1
+
+
+@MODES
+def test_responses_failed_before_text_is_retried(srv, use_async) -> None:
+    failed = {"type": "response.failed", "response": {"id": "resp_1", "status": "failed",
+                                                      "error": {"code": "server_error",
+                                                                "message": "Internal"}}}
+    events = responses_events(completed=False)
+    events.append(f"event: response.failed\ndata: {json.dumps(failed)}\n\n")
+    srv.enqueue(sse_reply(events), sse_reply(responses_events("fine")))
+    got, error, r = consume(responses(srv), use_async)
+    assert error is None and got == ["fine"] and r.data == "fine"
+    assert len(srv.requests) == 2
+
+
 # ---------------------------------------------------------------- missing end markers
 
 
@@ -240,6 +273,23 @@ def test_anthropic_stream_cut_mid_way(srv, use_async) -> None:
     srv.enqueue(reply.drop_after(after(reply, b'"lo"')))
     got, error, _ = consume(anthropic(srv), use_async)
     assert_broken(error, got, "Hello", exc.APIConnectionError)
+
+
+@MODES
+def test_responses_stream_without_completed(srv, use_async) -> None:
+    srv.enqueue(sse_reply(responses_events("Hel", "lo", completed=False)))
+    got, error, _ = consume(responses(srv), use_async)
+    assert_broken(error, got, "Hello", None)
+    assert "end marker" in str(error)
+
+
+@MODES
+def test_responses_stream_cut_mid_way(srv, use_async) -> None:
+    reply = sse_reply(responses_events("Hel", "lo", " you"))
+    srv.enqueue(reply.drop_after(after(reply, b'"lo"')), sse_reply(responses_events("unused")))
+    got, error, _ = consume(responses(srv), use_async)
+    assert_broken(error, got, "Hello", exc.APIConnectionError)
+    assert len(srv.requests) == 1 and srv.pending_replies == 1
 
 
 @MODES
@@ -303,6 +353,25 @@ def test_tool_call_stream_cut_once_is_retried_whole(srv, use_async) -> None:
     [call] = r.consume().get_calls()
     assert call["function"]["arguments"] == {"city": "Paris"}
     assert len(srv.requests) == 2
+
+
+@MODES
+def test_responses_tool_call_stream_cut_keeps_partial_calls(srv, use_async) -> None:
+    def ev(data: dict) -> str:
+        return f"event: {data['type']}\ndata: {json.dumps(data)}\n\n"
+
+    events = [ev({"type": "response.output_item.added", "output_index": 0, "item": {
+                  "id": "fc_1", "type": "function_call", "call_id": "call_1",
+                  "name": "get_weather", "arguments": ""}})]
+    events += [ev({"type": "response.function_call_arguments.delta", "item_id": "fc_1",
+                   "output_index": 0, "delta": d}) for d in ('{"ci', 'ty": "Par', 'is"}')]
+    srv.enqueue(*[sse_reply(events) for _ in range(4)])
+    _got, error, _ = consume(responses(srv), use_async, tool_schemas=WEATHER)
+    assert isinstance(error, exc.StreamError), repr(error)
+    [call] = error.partial_tool_calls
+    assert (call["id"], call["name"], call["arguments"]) == (
+        "call_1", "get_weather", '{"city": "Paris"}')
+    assert len(srv.requests) == 4  # nothing reached the caller: retried
 
 
 @MODES

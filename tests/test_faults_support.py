@@ -99,6 +99,47 @@ def anthropic_events(*texts: str, stop: bool = True, message_stop: bool = True) 
     return out
 
 
+def responses(srv: Any, **kwargs: Any) -> Any:
+    """An OpenAI model over the Responses API pointed at the scripted server."""
+    kwargs.setdefault("api_key", "sk-test")
+    kwargs.setdefault("max_retries", FAST)
+    return mf.Model.chat_completion("openai/gpt-5", base_url=srv.url + "/v1", api="responses",
+                                    **kwargs)
+
+
+def response(text: str = "ok", status: str = "completed") -> dict:
+    """A whole Responses answer: one message with ``text``."""
+    return {"id": "resp_1", "object": "response", "model": "gpt-5", "status": status,
+            "error": None, "incomplete_details": None,
+            "output": [{"id": "msg_1", "type": "message", "role": "assistant",
+                        "status": status, "content": [
+                            {"type": "output_text", "text": text, "annotations": []}]}],
+            "usage": {"input_tokens": 5, "output_tokens": 1, "total_tokens": 6}}
+
+
+def responses_events(*texts: str, completed: bool = True) -> list[str]:
+    """A Responses stream of one message made of ``texts``, ended by
+    ``response.completed`` unless ``completed=False``."""
+    import json
+
+    def ev(data: dict) -> str:
+        return f"event: {data['type']}\ndata: {json.dumps(data)}\n\n"
+
+    out = [ev({"type": "response.created", "response": {
+               "id": "resp_1", "model": "gpt-5", "status": "in_progress", "output": []}}),
+           ev({"type": "response.output_item.added", "output_index": 0, "item": {
+               "id": "msg_1", "type": "message", "role": "assistant", "content": []}})]
+    for t in texts:
+        out.append(ev({"type": "response.output_text.delta", "item_id": "msg_1",
+                       "output_index": 0, "content_index": 0, "delta": t}))
+    if completed:
+        whole = response("".join(texts))
+        out.append(ev({"type": "response.output_item.done", "output_index": 0,
+                       "item": whole["output"][0]}))
+        out.append(ev({"type": "response.completed", "response": whole}))
+    return out
+
+
 def free_port() -> int:
     """A loopback port nothing listens on (connection refused)."""
     s = socket.socket()

@@ -377,7 +377,7 @@ class PreparedCall:
     def _shape(self, completion: Completion) -> ModelResponse:
         refusal = completion.refusal
         meta = metadata(self.wiring, completion.usage, completion.finish_reason, completion.model,
-                        refusal)
+                        refusal, completion.id)
         if completion.tool_calls:
             agg = ToolCallAggregator.from_calls(completion.tool_calls)
             agg.text = completion.text or None
@@ -415,8 +415,9 @@ class PreparedCall:
 
 
 def metadata(wiring: Wiring, usage: Usage | None, finish_reason: str | None,
-             model: str | None, refusal: str | None) -> dotdict:
-    """``response.metadata``: usage, finish reason, model, provider, cost and refusal."""
+             model: str | None, refusal: str | None, id: str | None) -> dotdict:
+    """``response.metadata``: usage, finish reason, model, provider, cost, refusal and the
+    provider's id of the answer (what an OpenAI Responses ``previous_response_id`` names)."""
     return dotdict(
         usage=_usage_dict(usage) if usage is not None else None,
         finish_reason=finish_reason,
@@ -424,6 +425,7 @@ def metadata(wiring: Wiring, usage: Usage | None, finish_reason: str | None,
         provider=wiring.provider,
         cost=_cost(wiring, usage),
         refusal=refusal,
+        id=id,
     )
 
 
@@ -513,7 +515,8 @@ class StreamCall:
 
     def finish(self, asm: StreamAssembler) -> tuple[str, Any, dotdict]:
         refusal = asm.refusal
-        meta = metadata(self.call.wiring, asm.usage, asm.finish_reason, asm.model, refusal)
+        meta = metadata(self.call.wiring, asm.usage, asm.finish_reason, asm.model, refusal,
+                        asm.id)
         agg = asm.aggregator()
         if agg is not None:
             return "tool_call", agg, meta

@@ -15,7 +15,12 @@ from msgflux.models.cache import ResponseCache
 from msgflux.models.call import PreparedCall, Wiring, prepare
 from msgflux.models.dialects import get_dialect
 from msgflux.models.options import ModelSettings, serializable_state
-from msgflux.models.providers.registry import get_provider, resolve_api_key, resolve_base_url
+from msgflux.models.providers.registry import (
+    get_provider,
+    resolve_api_key,
+    resolve_base_url,
+    serving_row,
+)
 
 if TYPE_CHECKING:
     from msgflux.models.profiles.types import ModelProfile
@@ -40,7 +45,10 @@ class ChatCompletionModel:
     ``Retry-After`` cap); ``enable_cache``, ``cache_size``;
     ``extra_body`` (provider-specific body fields, sent as given);
     ``extra_headers``; ``check_capabilities`` (refuse requests the model's
-    profile says it cannot serve); ``transport`` / ``async_transport`` (what
+    profile says it cannot serve); ``api`` (``"responses"`` or
+    ``"chat_completions"``: which of OpenAI's two APIs an OpenAI-compatible
+    provider is called through; by default Chat Completions, except for models
+    only the Responses API serves); ``transport`` / ``async_transport`` (what
     carries the bytes: any :class:`msgflux.transport.Transport` /
     ``AsyncTransport``; msgflux's own HTTP clients by default); ``n_threads``,
     ``n_ctx``, ``n_parallel`` (the embedded ``llamacpp`` engine only).
@@ -52,7 +60,8 @@ class ChatCompletionModel:
         settings = ModelSettings(kwargs)
         if not isinstance(model_id, str) or not model_id.strip():
             raise InvalidParameterError(f"model_id must be a non-empty str, got {model_id!r}")
-        row = get_provider(provider)
+        # The provider's row, or the same provider over OpenAI's Responses API.
+        row = serving_row(get_provider(provider), model_id, settings.get("api"))
         self.model_id = model_id
         self.provider = row.id
         self._settings = settings

@@ -197,8 +197,14 @@ def _tool_call(raw: Any, index: int) -> ToolCall:
 def _block(raw: Any, index: int) -> ReasoningBlock:
     if not isinstance(raw, dict):
         raise MessageFormatError(f"messages[{index}].thinking_blocks holds a non-dict")
-    if raw.get("type") == "redacted_thinking":
+    kind = raw.get("type")
+    if kind == "redacted_thinking":
         return ReasoningBlock(redacted=str(raw.get("data", "")))
+    if kind == "reasoning":
+        return ReasoningBlock(str(raw.get("thinking", "")),
+                              redacted=_opt_str(raw.get("encrypted_content"), index,
+                                                "encrypted_content"),
+                              id=_opt_str(raw.get("id"), index, "id"))
     return ReasoningBlock(str(raw.get("thinking", "")),
                           _opt_str(raw.get("signature"), index, "signature"))
 

@@ -41,7 +41,7 @@ INIT_ARGS = (
     "base_url", "api_key", "temperature", "max_tokens", "top_p", "stop", "seed",
     "reasoning_effort", "parallel_tool_calls", "timeout", "max_retries", "enable_cache",
     "cache_size", "extra_body", "extra_headers", "check_capabilities", "n_threads", "n_ctx",
-    "n_parallel", "transport", "async_transport",
+    "n_parallel", "transport", "async_transport", "api",
 )
 CALL_ARGS = (
     "messages", "system_prompt", "prefilling", "stream", "generation_schema", "typed_parser",
@@ -131,6 +131,15 @@ def _checked(kwargs: Mapping[str, Any]) -> dict[str, Any]:
         raise InvalidParameterError(
             f"base_url must be an http(s) URL such as 'http://localhost:8000/v1', got {base_url!r}"
         )
+    api = opts.get("api")
+    if api is not None:
+        from msgflux.models.providers.registry import APIS
+
+        if api not in APIS:
+            raise InvalidParameterError(
+                "api must be 'chat_completions' or 'responses' (OpenAI's two APIs), "
+                f"got {api!r}"
+            )
     _check_transports(opts)
     timeouts(opts.get("timeout"))
     return opts
@@ -333,6 +342,10 @@ def check_prefilling(prefilling: Any, has_schema: bool, row: Provider) -> None:
             "prefilling cannot be combined with generation_schema: the schema already "
             "fixes how the answer starts."
         )
+    if row.dialect == "openai_responses":
+        from msgflux.models.dialects.openai_responses import PREFILL_REFUSED
+
+        raise PrefillNotSupportedError(PREFILL_REFUSED)
     if row.quirks.prefill == "unsupported":
         raise PrefillNotSupportedError(
             f"Provider {row.id!r} does not continue a trailing assistant "

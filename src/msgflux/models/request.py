@@ -85,12 +85,15 @@ class ReasoningBlock(msgspec.Struct, frozen=True):
     """One block of model reasoning, kept intact so it can be sent back in a tool loop.
 
     ``signature`` authenticates the text (Anthropic); ``redacted`` holds an
-    encrypted block whose text is withheld.
+    encrypted block whose text is withheld. ``id`` names a block the provider
+    gave an id (an OpenAI Responses reasoning item: ``redacted`` is then its
+    encrypted content and ``text`` its summary); only that provider takes it back.
     """
 
     text: str = ""
     signature: str | None = None
     redacted: str | None = None
+    id: str | None = None
 
 
 class Message(msgspec.Struct, frozen=True):
@@ -227,15 +230,16 @@ class Delta(msgspec.Struct, gc=False):
     """What one stream event adds. ``done`` marks the protocol's own end marker.
 
     ``refusal`` is a fragment of a refusal's text; ``reasoning_signature``
-    closes the current reasoning block; ``reasoning_redacted`` is a whole
-    redacted block.
+    closes the current reasoning block; ``reasoning_block`` is a whole block
+    (redacted, or an item with an id) that replaces the reasoning text streamed
+    for it since the last block closed.
     """
 
     text: str | None = None
     refusal: str | None = None
     reasoning: str | None = None
     reasoning_signature: str | None = None
-    reasoning_redacted: str | None = None
+    reasoning_block: ReasoningBlock | None = None
     tool_calls: tuple[ToolCallDelta, ...] | None = None
     finish_reason: str | None = None
     native_finish_reason: str | None = None

@@ -62,8 +62,9 @@ class StreamAssembler:
             self.blocks.append(ReasoningBlock("".join(self._block_text),
                                               delta.reasoning_signature))
             self._block_text = []
-        if delta.reasoning_redacted is not None:
-            self.blocks.append(ReasoningBlock(redacted=delta.reasoning_redacted))
+        if delta.reasoning_block is not None:
+            self.blocks.append(delta.reasoning_block)
+            self._block_text = []
         if delta.tool_calls:
             tools = self.tools
             if tools is None:

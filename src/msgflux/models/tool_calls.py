@@ -230,6 +230,11 @@ def _result_text(result: Any) -> str:
 
 
 def _block_dict(block: ReasoningBlock) -> dict[str, Any]:
+    if block.id is not None:  # an OpenAI Responses reasoning item, as the API names its parts
+        item: dict[str, Any] = {"type": "reasoning", "id": block.id, "thinking": block.text}
+        if block.redacted is not None:
+            item["encrypted_content"] = block.redacted
+        return item
     if block.redacted is not None:
         return {"type": "redacted_thinking", "data": block.redacted}
     out: dict[str, Any] = {"type": "thinking", "thinking": block.text}

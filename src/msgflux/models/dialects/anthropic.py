@@ -9,8 +9,8 @@ How the neutral request maps onto Messages:
 - tool results become ``tool_result`` blocks in a user turn, and consecutive
   turns of one role are merged (the API wants user and assistant to alternate);
 - assistant turns carry their signed thinking blocks first, so a tool loop
-  sends Claude's reasoning back intact; unsigned reasoning (another provider's)
-  is dropped because Anthropic cannot verify it;
+  sends Claude's reasoning back intact; unsigned reasoning and blocks with an
+  id (another provider's) are dropped because Anthropic cannot verify them;
 - ``max_tokens`` is required: :data:`DEFAULT_MAX_TOKENS` when the request has none;
 - structured output uses ``output_config.format`` on models that have it
   (Claude 4.5 and later) and otherwise a forced tool whose input is the answer;
@@ -513,6 +513,8 @@ def _tool_result(message: Message, index: int, betas: set[str]) -> dict[str, Any
 def _assistant_blocks(message: Message, index: int) -> list[dict[str, Any]]:
     blocks: list[dict[str, Any]] = []
     for r in message.reasoning:
+        if r.id is not None:
+            continue  # an OpenAI Responses reasoning item: encrypted for OpenAI only
         if r.redacted is not None:
             blocks.append({"type": "redacted_thinking", "data": r.redacted})
         elif r.signature:
@@ -818,7 +820,7 @@ class StreamDecoder:
         if kind == "thinking":
             return Delta(reasoning=block.thinking) if block.thinking else None
         if kind == "redacted_thinking":
-            return Delta(reasoning_redacted=block.data or "")
+            return Delta(reasoning_block=ReasoningBlock(redacted=block.data or ""))
         return None
 
 

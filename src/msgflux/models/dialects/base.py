@@ -20,7 +20,7 @@ __all__ = ["USER_AGENT", "Dialect", "Endpoint", "Quirks", "StreamDecoder", "deco
 
 
 class Quirks(msgspec.Struct, frozen=True):
-    """How one provider departs from its dialect's reference behaviour.
+    """How one provider (or one of its models) departs from its dialect's reference behaviour.
 
     ``max_tokens_field``: the body field for the output limit.
     ``strict_schema``: accepts ``json_schema`` with ``strict: true``.
@@ -35,6 +35,11 @@ class Quirks(msgspec.Struct, frozen=True):
     ``reasoning`` object).
     ``none_drops_tools``: ``tool_choice: "none"`` is not honoured (llama.cpp still
     renders the tools and the model writes calls as text), so the tools are left out.
+    ``encrypted_reasoning`` (Responses): ask for the reasoning encrypted, to carry it
+    through a tool loop without server-side state; models that do not reason refuse it.
+    ``responses_schema`` (Responses): where the output schema goes — ``text``
+    (``text.format``, the API's own) or ``response_format`` (llama.cpp's server
+    ignores ``text.format`` and passes Chat Completions' field through).
     """
 
     max_tokens_field: str = "max_tokens"
@@ -46,6 +51,8 @@ class Quirks(msgspec.Struct, frozen=True):
     prefill_message_flag: str | None = None
     reasoning: Literal["top", "object"] = "top"
     none_drops_tools: bool = False
+    encrypted_reasoning: bool = True
+    responses_schema: Literal["text", "response_format"] = "text"
 
     def prefill_echoed(self, stream: bool) -> bool:
         """Does the server's reply already start with the prefilled text?"""

@@ -14,14 +14,8 @@ import msgspec
 
 from msgflux._transport.types import HttpRequest, SSEEvent
 from msgflux.exceptions import ProviderError, ResponseError
-from msgflux.models.dialects.base import (
-    USER_AGENT,
-    Endpoint,
-    decode_wire,
-    error_from_status,
-    http_error,
-    join_url,
-)
+from msgflux.models.dialects import _openai_common as common
+from msgflux.models.dialects.base import Endpoint, decode_wire, http_error, join_url
 from msgflux.models.request import (
     AudioPart,
     ChatRequest,
@@ -78,7 +72,8 @@ def build_request(request: ChatRequest, endpoint: Endpoint) -> HttpRequest:
     if request.tools and not (
         quirks.none_drops_tools and choice is not None and choice.mode == "none"
     ):
-        body["tools"] = [_tool(t) for t in request.tools]
+        body["tools"] = [{"type": "function", "function": common.function_fields(t, None)}
+                         for t in request.tools]
         if choice is not None:
             body["tool_choice"] = (
                 {"type": "function", "function": {"name": choice.name}}
@@ -88,16 +83,9 @@ def build_request(request: ChatRequest, endpoint: Endpoint) -> HttpRequest:
         if request.parallel_tool_calls is not None:
             body["parallel_tool_calls"] = request.parallel_tool_calls
     if request.output is not None:
-        out = request.output
-        schema: dict[str, Any] = {"name": out.name}
-        if out.description:
-            schema["description"] = out.description
-        if quirks.strict_schema:
-            schema["schema"] = out.strict_schema
-            schema["strict"] = True
-        else:
-            schema["schema"] = out.schema
-        body["response_format"] = {"type": "json_schema", "json_schema": schema}
+        body["response_format"] = {"type": "json_schema",
+                                   "json_schema": common.schema_fields(request.output,
+                                                                quirks.strict_schema)}
     if request.prefill is not None and quirks.prefill_fields:
         body.update(quirks.prefill_fields)
     if request.stream:
@@ -106,18 +94,10 @@ def build_request(request: ChatRequest, endpoint: Endpoint) -> HttpRequest:
             body["stream_options"] = {"include_usage": True}
     if request.extra:
         body.update(request.extra)
-    headers = [
-        ("content-type", "application/json"),
-        ("accept", "text/event-stream" if request.stream else "application/json"),
-        ("user-agent", USER_AGENT),
-    ]
-    if endpoint.api_key:
-        headers.append(("authorization", f"Bearer {endpoint.api_key}"))
-    headers.extend(endpoint.headers)
     return HttpRequest(
         "POST",
         join_url(endpoint.base_url, "/chat/completions"),
-        tuple(headers),
+        common.headers(endpoint, request.stream),
         _encode(body),
         request.stream,
     )
@@ -165,18 +145,6 @@ def _part(part: Part) -> dict[str, Any]:
     return {"type": "file", "file": file}
 
 
-def _tool(tool: Any) -> dict[str, Any]:
-    function: dict[str, Any] = {"name": tool.name}
-    if tool.description is not None:
-        function["description"] = tool.description
-    function["parameters"] = (
-        tool.parameters if tool.parameters is not None else {"type": "object", "properties": {}}
-    )
-    if tool.strict is not None:
-        function["strict"] = tool.strict
-    return {"type": "function", "function": function}
-
-
 # ---------------------------------------------------------------- wire structs
 
 
@@ -221,18 +189,12 @@ class _Usage(msgspec.Struct):
     prompt_cache_hit_tokens: int | None = None  # DeepSeek's spelling of cached tokens
 
 
-class _Error(msgspec.Struct):
-    message: str | None = None
-    type: str | None = None
-    code: str | int | None = None
-
-
 class _Response(msgspec.Struct):
     id: str | None = None
     model: str | None = None
     choices: list[_Choice] | None = None
     usage: _Usage | None = None
-    error: _Error | str | None = None
+    error: common.WireError | str | None = None
 
 
 class _Delta(msgspec.Struct, gc=False):
@@ -254,7 +216,7 @@ class _Chunk(msgspec.Struct, gc=False):
     model: str | None = None
     choices: list[_ChunkChoice] | None = None
     usage: _Usage | None = None
-    error: _Error | str | None = None
+    error: common.WireError | str | None = None
 
 
 _response_decoder = msgspec.json.Decoder(_Response)
@@ -317,7 +279,7 @@ def parse_response(body: bytes, request: ChatRequest | None = None, provider: st
     wire = decode_wire(_response_decoder, body,
                        f"{provider} returned a body that is not a chat completion")
     if wire.error is not None:
-        raise _in_band_error(wire.error, provider, body)
+        raise common.in_band_error(wire.error, provider, body)
     if not wire.choices:
         raise ResponseError(
             f"{provider} returned a chat completion with no choices",
@@ -366,7 +328,7 @@ class StreamDecoder:
             return Delta(done=True)
         chunk = decode_wire(_chunk_decoder, data, self._malformed)
         if chunk.error is not None:
-            raise _in_band_error(chunk.error, self.provider, data)
+            raise common.in_band_error(chunk.error, self.provider, data)
         usage = _usage(chunk.usage) if chunk.usage is not None else None
         if not chunk.choices:
             if usage is None:
@@ -405,18 +367,3 @@ def stream_decoder(request: ChatRequest | None = None, provider: str = "openai")
 def parse_error(status: int, headers: list[tuple[str, str]], body: bytes, provider: str,
                 retry_after: float | None = None) -> ProviderError:
     return http_error(status, headers, body, provider, retry_after)
-
-
-def _in_band_error(error: _Error | str, provider: str, raw: bytes) -> ProviderError:
-    if isinstance(error, str):
-        return error_from_status(None, error, provider=provider,
-                                 body=raw.decode("utf-8", "replace"))
-    status = error.code if isinstance(error.code, int) else None
-    return error_from_status(
-        status,
-        error.message or "error",
-        provider=provider,
-        code=str(error.code) if error.code is not None else None,
-        error_type=error.type,
-        body=raw.decode("utf-8", "replace")[:4000],
-    )
