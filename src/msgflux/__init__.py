@@ -28,12 +28,12 @@ _EXPORTS = {
     "RetryPolicy": "msgflux._transport.retry",
     "ModelGateway": "msgflux.models.gateway",
 }
-_SUBMODULES = ("exceptions", "generation", "dsl", "models")
+_SUBMODULES = ("exceptions", "generation", "dsl", "models", "observe")
 
 __all__ = ["__version__", *_EXPORTS, *_SUBMODULES]
 
 if TYPE_CHECKING:  # the lazy names, for type checkers and IDEs
-    from msgflux import dsl, exceptions, generation, models  # noqa: F401
+    from msgflux import dsl, exceptions, generation, models, observe  # noqa: F401
     from msgflux._transport.retry import RetryPolicy  # noqa: F401
     from msgflux._transport.types import Timeouts  # noqa: F401
     from msgflux.chat_block import ChatBlock  # noqa: F401

@@ -3,8 +3,9 @@ standard logging, the hooks and OpenTelemetry.
 
 Cost when nobody listens: :func:`begin` returns ``None`` after a few lookups
 (no hooks, no OpenTelemetry, and ``logging`` either never imported — then
-nothing can have been configured — or the ``msgflux`` loggers below INFO), and
-the call then runs exactly as it would without this module. The decision is
+nothing can have been configured — or logger ``msgflux.call`` off at INFO, at
+WARNING for a stream), and the call then runs exactly as it would without this
+module. The decision is
 made once per call; nothing here runs per stream chunk.
 
 Logging (logger ``msgflux.call``; msgflux adds no handlers): DEBUG for each
@@ -148,19 +149,21 @@ def begin(provider: str, model: str, request: ChatRequest, max_retries: int,
     """An observation for a call about to run, or ``None`` when nobody listens."""
     registry = _registry
     logger = _logger()
-    log = logger is not None and logger.isEnabledFor(INFO)
+    # A stream may break mid-way, which is a WARNING: streams are observed while WARNING
+    # records are wanted (an observation per stream costs nothing per chunk).
+    log = logger is not None and logger.isEnabledFor(WARNING if request.stream else INFO)
     if not (hooks or registry.hooks or registry.sinks or log):
         return None
     return Observation(provider, model, request, max_retries, registry.hooks + hooks,
-                       registry.sinks, logger if log else None)
+                       registry.sinks, logger)
 
 
 class Observation:
     """The events of one call, produced from the few places that know the facts."""
 
     __slots__ = ("_attempt_start", "_failed", "_open", "_sent", "attempts", "call_id",
-                 "capture", "hooks", "logger", "max_retries", "model", "otel", "provider",
-                 "request", "sinks", "started", "status", "timings")
+                 "capture", "hooks", "logger", "max_retries", "model", "otel", "output",
+                 "provider", "request", "sinks", "started", "status", "timings")
 
     def __init__(self, provider: str, model: str, request: ChatRequest, max_retries: int,
                  hooks: tuple[Hook, ...], sinks: tuple[Sink, ...], logger: Any) -> None:
@@ -178,6 +181,7 @@ class Observation:
         self.status: int | None = None
         self.timings: Timings | None = None
         self.otel: Any = None  # a sink's per-call state (the OpenTelemetry span)
+        self.output: Any = None  # the answer, for a sink that records content
         self._attempt_start = 0.0
         self._sent = False
         self._open = False  # an attempt started and not reported yet
@@ -297,6 +301,7 @@ class Observation:
         """The call answered: its last attempt's record (``last``: that attempt's
         tokens), then the answer's (``usage``: the whole call's, as in ``meta``)."""
         self._attempt(self.status, None, last)
+        self.output = output
         event = ResponseReceived(
             **self._base(), attempts=meta.get("attempts", self.attempts),
             duration=perf_counter() - self.started, usage=usage,
