@@ -27,6 +27,8 @@ _EXPORTS = {
     "Timeouts": "msgflux._transport.types",
     "RetryPolicy": "msgflux._transport.retry",
     "ModelGateway": "msgflux.models.gateway",
+    "PromptCache": "msgflux.models.request",
+    "TokenCount": "msgflux.models.tokens",
 }
 _SUBMODULES = ("exceptions", "generation", "dsl", "models", "observe")
 
@@ -41,7 +43,9 @@ if TYPE_CHECKING:  # the lazy names, for type checkers and IDEs
     from msgflux.models.chat_completion import ChatCompletionModel  # noqa: F401
     from msgflux.models.gateway import ModelGateway  # noqa: F401
     from msgflux.models.model import Model  # noqa: F401
+    from msgflux.models.request import PromptCache  # noqa: F401
     from msgflux.models.response import ModelResponse, ModelStreamResponse  # noqa: F401
+    from msgflux.models.tokens import TokenCount  # noqa: F401
     from msgflux.models.tool_calls import ToolCallAggregator  # noqa: F401
 
 

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from msgflux.dotdict import dotdict
 from msgflux.exceptions import MsgfluxError, OutputTruncatedError, RefusalError, _redact
 from msgflux.models import options as opt
-from msgflux.models import pricing
+from msgflux.models import pricing, tokens
 from msgflux.models.cache import ResponseCache, cache_key
 from msgflux.models.dialects.base import Endpoint
 from msgflux.models.messages import to_messages
@@ -35,8 +35,6 @@ from msgflux.models.request import (
     ChatRequest,
     Completion,
     Delta,
-    ImagePart,
-    TextPart,
     Usage,
     with_refusal,
 )
@@ -218,9 +216,10 @@ def prepare(wiring: Wiring, settings: opt.ModelSettings, messages: Any, *,
             system_prompt: str | None = None, prefilling: str | None = None,
             stream: bool = False, generation_schema: Any = None, typed_parser: Any = None,
             tool_schemas: Any = None, tool_choice: Any = None, extra_body: Any = None,
-            timeout: Any = None, max_retries: Any = None, prompt_cache: Any = None
-            ) -> PreparedCall:
-    """Check the caller's input and build the neutral request (no I/O)."""
+            timeout: Any = None, max_retries: Any = None, prompt_cache: Any = None,
+            check: bool = True) -> PreparedCall:
+    """Check the caller's input and build the neutral request (no I/O); ``check=False``
+    skips the profile's capability checks (to count an oversized prompt, say)."""
     msgs = to_messages(messages, system_prompt)
     tools = opt.tool_specs(tool_schemas)
     choice = opt.tool_choice(tool_choice, tools)
@@ -250,7 +249,7 @@ def prepare(wiring: Wiring, settings: opt.ModelSettings, messages: Any, *,
         cache=(opt.prompt_cache(prompt_cache) if prompt_cache is not None
                else settings.prompt_cache),
     )
-    if settings.get("check_capabilities", True):
+    if check and settings.get("check_capabilities", True):
         _check_capabilities(wiring, request)
     return PreparedCall(
         wiring,
@@ -270,31 +269,24 @@ def profile_output_limit(wiring: Wiring) -> int | None:
 
 
 def _check_capabilities(wiring: Wiring, request: ChatRequest) -> None:
-    """Refuse what the model's profile says it cannot serve (before the network)."""
+    """Refuse what the model's profile says it cannot serve (before the network).
+
+    The prompt's size is the local lower bound of :mod:`msgflux.models.tokens`: an
+    exact count would cost a request to the provider before every call, and the
+    provider refuses an oversized prompt itself; the bound never refuses one that fits.
+    """
     profile = wiring.profile
     if profile is None:
         return
     from msgflux.models.profiles import check_request
 
-    chars = 0
-    images = False
-    for message in request.messages:
-        content = message.content
-        if isinstance(content, str):
-            chars += len(content)
-        elif content:
-            for part in content:
-                if isinstance(part, TextPart):
-                    chars += len(part.text)
-                elif isinstance(part, ImagePart):
-                    images = True
+    prompt_tokens, images = tokens.lower_bound(request)
     check_request(
         profile,
         has_tools=bool(request.tools),
         has_schema=request.output is not None,
         has_images=images,
-        # ~4 characters a token in English; divide by 6 so the estimate stays low.
-        estimated_prompt_tokens=chars // 6,
+        estimated_prompt_tokens=prompt_tokens,
         max_tokens=request.max_tokens,
     )
 

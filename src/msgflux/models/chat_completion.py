@@ -20,6 +20,7 @@ from msgflux.models.providers.registry import get_provider, resolve_api_key, res
 if TYPE_CHECKING:
     from msgflux.models.profiles.types import ModelProfile
     from msgflux.models.response import ModelResponse, ModelStreamResponse
+    from msgflux.models.tokens import TokenCount
 
 __all__ = ["ChatCompletionModel"]
 
@@ -168,6 +169,41 @@ class ChatCompletionModel:
             tool_schemas=tool_schemas, tool_choice=tool_choice, extra_body=extra_body,
             timeout=timeout, max_retries=max_retries, prompt_cache=prompt_cache,
         ).arun()
+
+    # -------------------------------------------------------------- counting
+
+    def count_tokens(self, messages: Any, *, system_prompt: str | None = None,
+                     tool_schemas: Any = None, generation_schema: Any = None,
+                     prefilling: str | None = None, timeout: Any = None,
+                     max_retries: Any = None) -> TokenCount:
+        """The prompt's size in tokens, as this model would be sent it.
+
+        Counted by the provider where it can (Anthropic, Gemini, a llama.cpp server:
+        ``exact`` is True), estimated from the characters elsewhere (``exact`` is
+        False). Takes what calling the model takes.
+        """
+        from msgflux.models.tokens import count
+
+        return count(self._counted(messages, system_prompt, tool_schemas, generation_schema,
+                                   prefilling, timeout, max_retries))
+
+    async def acount_tokens(self, messages: Any, *, system_prompt: str | None = None,
+                            tool_schemas: Any = None, generation_schema: Any = None,
+                            prefilling: str | None = None, timeout: Any = None,
+                            max_retries: Any = None) -> TokenCount:
+        """The async twin of :meth:`count_tokens`."""
+        from msgflux.models.tokens import acount
+
+        return await acount(self._counted(messages, system_prompt, tool_schemas,
+                                          generation_schema, prefilling, timeout, max_retries))
+
+    def _counted(self, messages: Any, system_prompt: Any, tool_schemas: Any,
+                 generation_schema: Any, prefilling: Any, timeout: Any, max_retries: Any
+                 ) -> PreparedCall:
+        return prepare(self._wiring, self._settings, messages, system_prompt=system_prompt,
+                       tool_schemas=tool_schemas, generation_schema=generation_schema,
+                       prefilling=prefilling, timeout=timeout, max_retries=max_retries,
+                       check=False)
 
     # -------------------------------------------------------------- closing
 

@@ -64,7 +64,7 @@ def _row(pid: str, dialect: str, base_url: str | None, keys: tuple[str, ...] | N
 
 
 _NO_PREFILL = Quirks(prefill="unsupported")
-_LLAMACPP = Quirks(prefill_echo="non-stream", none_drops_tools=True)
+_LLAMACPP = Quirks(prefill_echo="non-stream", none_drops_tools=True, token_count="llamacpp")
 
 # What we know beyond models.dev. Keys: provider ids as users type them.
 _TABLE: dict[str, Provider] = {
