@@ -9,6 +9,7 @@ import logging
 import pytest
 
 import msgflux as mf
+import msgflux.transport
 from msgflux import exceptions as exc
 from msgflux.observe import (
     AttemptFinished,
@@ -258,3 +259,23 @@ def test_a_gateway_fallback_is_reported_and_attempts_add_up(srv, events, caplog)
     records = [r for r in caplog.records if r.name == "msgflux.gateway"]
     assert [r.levelno for r in records] == [logging.WARNING]
     assert isinstance(records[0].msgflux_event, GatewayFallback)
+
+
+def test_a_transport_of_your_own_need_not_time_its_attempts(events) -> None:
+    class Canned:  # the Transport protocol, without timings
+        def send(self, request, timeouts=None):
+            import json
+
+            return mf.transport.HttpResponse(200, [], json.dumps(completion("ok")).encode())
+
+        def open_stream(self, request, timeouts=None):
+            raise AssertionError("not streamed")
+
+        def close(self) -> None:
+            pass
+
+    model = mf.Model.chat_completion("openai/gpt-4o", api_key="sk-test", transport=Canned())
+    assert model("hi").consume() == "ok"
+    attempt = next(e for e in events if isinstance(e, AttemptFinished))
+    assert (attempt.status, attempt.connect, attempt.first_byte) == (200, None, None)
+    assert attempt.total >= 0
