@@ -56,13 +56,21 @@ class Sink(Protocol):
 class _Registry:
     """What listens to every call. Tuples replaced whole, so readers need no lock."""
 
-    hooks: tuple[Hook, ...] = ()
-    sinks: tuple[Sink, ...] = ()
-    capture_content: bool = False
-    lock = threading.Lock()
+    __slots__ = ("capture_content", "hooks", "lock", "sinks")
+
+    def __init__(self) -> None:
+        self.hooks: tuple[Hook, ...] = ()
+        self.sinks: tuple[Sink, ...] = ()
+        self.capture_content = False
+        self.lock = threading.Lock()
+
+    def changed(self) -> None:
+        global _listening
+        _listening = bool(self.hooks or self.sinks)
 
 
 _registry = _Registry()
+_listening = False  # any global hook or sink: read once per call, so a plain global
 _ids = itertools.count(1)
 _loggers: dict[str, Any] = {}
 
@@ -90,6 +98,7 @@ def add_hook(hook: Hook) -> Hook:
     with _registry.lock:
         if hook not in _registry.hooks:
             _registry.hooks = (*_registry.hooks, hook)
+            _registry.changed()
     return hook
 
 
@@ -97,6 +106,7 @@ def remove_hook(hook: Hook) -> None:
     """Stop calling a hook added with :func:`add_hook` (no error if it was not added)."""
     with _registry.lock:
         _registry.hooks = tuple(h for h in _registry.hooks if h is not hook)
+        _registry.changed()
 
 
 def check_hook(hook: Any) -> None:
@@ -134,11 +144,13 @@ def configure(*, capture_content: bool | None = None) -> None:
 def add_sink(sink: Sink) -> None:
     with _registry.lock:
         _registry.sinks = (*_registry.sinks, sink)
+        _registry.changed()
 
 
 def remove_sink(sink: Sink) -> None:
     with _registry.lock:
         _registry.sinks = tuple(s for s in _registry.sinks if s is not sink)
+        _registry.changed()
 
 
 # ---------------------------------------------------------------- one call
@@ -147,15 +159,15 @@ def remove_sink(sink: Sink) -> None:
 def begin(provider: str, model: str, request: ChatRequest, max_retries: int,
           hooks: tuple[Hook, ...]) -> Observation | None:
     """An observation for a call about to run, or ``None`` when nobody listens."""
-    registry = _registry
-    logger = _logger()
-    # A stream may break mid-way, which is a WARNING: streams are observed while WARNING
-    # records are wanted (an observation per stream costs nothing per chunk).
-    log = logger is not None and logger.isEnabledFor(WARNING if request.stream else INFO)
-    if not (hooks or registry.hooks or registry.sinks or log):
+    logger = _loggers.get("msgflux.call") or _logger()
+    if not (hooks or _listening) and (
+            logger is None
+            # A stream may break mid-way, a WARNING: streams are observed while WARNING
+            # records are wanted (an observation per stream costs nothing per chunk).
+            or not logger.isEnabledFor(WARNING if request.stream else INFO)):
         return None
-    return Observation(provider, model, request, max_retries, registry.hooks + hooks,
-                       registry.sinks, logger)
+    return Observation(provider, model, request, max_retries, _registry.hooks + hooks,
+                       _registry.sinks, logger)
 
 
 class Observation:
