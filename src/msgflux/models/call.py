@@ -42,7 +42,7 @@ from msgflux.models.response import ModelResponse, ModelStreamResponse
 from msgflux.models.stream import AsyncSource, SyncSource
 from msgflux.models.structured import CompiledSchema, compile_schema, decode_structured
 from msgflux.models.tool_calls import ToolCallAggregator
-from msgflux.observe import _observation as observe
+from msgflux.observe import _observation
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -195,10 +195,11 @@ class Wiring:
                                           self.base_url)
         return self._prices
 
-    def observe(self, request: ChatRequest, policy: RetryPolicy) -> observe.Observation | None:
+    def observe(self, request: ChatRequest, policy: RetryPolicy
+                ) -> _observation.Observation | None:
         """This call's observation, or ``None`` when nobody listens."""
-        return observe.begin(self.provider, self.model_id, request, policy.max_retries,
-                             self.hooks)
+        return _observation.begin(self.provider, self.model_id, request, policy.max_retries,
+                                  self.hooks)
 
     def error(self, status: int, headers: list[tuple[str, str]], body: bytes) -> MsgfluxError:
         """The typed error for a non-2xx answer, with the key masked if quoted back."""
@@ -366,19 +367,19 @@ class PreparedCall:
             _failed(error, state, obs)
             raise
 
-    def _send(self, http: HttpRequest, obs: observe.Observation | None) -> HttpResponse:
+    def _send(self, http: HttpRequest, obs: _observation.Observation | None) -> HttpResponse:
         if obs is not None:
             obs.sending(http)
         response = self.wiring.transport().send(http, self.timeouts)
         return self._checked(response, obs)
 
-    async def _asend(self, http: HttpRequest, obs: observe.Observation | None) -> HttpResponse:
+    async def _asend(self, http: HttpRequest, obs: _observation.Observation | None) -> HttpResponse:
         if obs is not None:
             obs.sending(http)
         response = await self.wiring.async_transport().send(http, self.timeouts)
         return self._checked(response, obs)
 
-    def _checked(self, response: HttpResponse, obs: observe.Observation | None
+    def _checked(self, response: HttpResponse, obs: _observation.Observation | None
                  ) -> HttpResponse:
         if obs is not None:
             obs.responded(response.status, response.timings)
@@ -399,7 +400,7 @@ class PreparedCall:
         return key, (hit.copy() if hit is not None else None)
 
     def _answer(self, key: bytes | None, body: bytes, state: RetryState,
-                obs: observe.Observation | None) -> ModelResponse:
+                obs: _observation.Observation | None) -> ModelResponse:
         """Decode and shape the answer; keep a copy under ``key`` so callers cannot
         change the cache."""
         wiring = self.wiring
@@ -492,7 +493,7 @@ def add_spent(meta: dotdict, call: StreamCall) -> None:
     meta["cost_breakdown"] = None  # one breakdown cannot hold two models' prices
 
 
-def _failed(error: BaseException, state: RetryState, obs: observe.Observation | None
+def _failed(error: BaseException, state: RetryState, obs: _observation.Observation | None
             ) -> None:
     """A call raised: say how many attempts it made (a gateway sums them), and report it."""
     if isinstance(error, MsgfluxError):
@@ -539,7 +540,7 @@ class StreamCall:
         echoed = call.wiring.row.quirks.prefill_echoed(stream=True)
         self.lead = Delta(text=prefill) if prefill and not echoed else None
         self.http: HttpRequest | None = None  # encoded once, when the start begins
-        self.obs: observe.Observation | None = None
+        self.obs: _observation.Observation | None = None
         self.state: RetryState | None = None
         self.spent_usage: Usage | None = None  # billed to attempts that were abandoned
 

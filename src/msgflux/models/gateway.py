@@ -26,7 +26,7 @@ from msgflux.exceptions import (
     PermissionDeniedError,
 )
 from msgflux.models.response import ModelResponse, ModelStreamResponse
-from msgflux.observe import _observation as observe
+from msgflux.observe import _observation
 
 if TYPE_CHECKING:
     from msgflux.dotdict import dotdict
@@ -85,7 +85,7 @@ class _Fallback(Generic[T]):
             raise error
         self.errors.append((_name(self.model), error))
         following = self.entries[self.index + 1:]
-        observe.fallback(self.model, error, _name(following[0][0]) if following else None)
+        _observation.fallback(self.model, error, _name(following[0][0]) if following else None)
 
     def record(self) -> dict[str, Any]:
         """``metadata.gateway``: which model answered and what failed before it."""
