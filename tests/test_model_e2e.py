@@ -357,7 +357,8 @@ def test_reasoning_content_and_usage_details(scripted) -> None:
     r = mf.Model.chat_completion("openai/gpt-4o")("2+2?")
     assert (r.consume(), r.reasoning) == ("4", "2+2")
     assert r.metadata.usage.cached_tokens == 8 and r.metadata.usage.reasoning_tokens == 3
-    assert r.metadata.cost is not None and r.metadata.cost > 0
+    # OPENAI_BASE_URL points at another server: gpt-4o's list price does not apply there.
+    assert r.metadata.cost is None
 
 
 def test_stream_reasoning_usage_on_final_choice_chunk(scripted) -> None:

@@ -27,13 +27,15 @@ _EXPORTS = {
     "Timeouts": "msgflux._transport.types",
     "RetryPolicy": "msgflux._transport.retry",
     "ModelGateway": "msgflux.models.gateway",
+    "PromptCache": "msgflux.models.request",
+    "TokenCount": "msgflux.models.tokens",
 }
-_SUBMODULES = ("exceptions", "generation", "dsl", "models")
+_SUBMODULES = ("exceptions", "generation", "dsl", "models", "observe")
 
 __all__ = ["__version__", *_EXPORTS, *_SUBMODULES]
 
 if TYPE_CHECKING:  # the lazy names, for type checkers and IDEs
-    from msgflux import dsl, exceptions, generation, models  # noqa: F401
+    from msgflux import dsl, exceptions, generation, models, observe  # noqa: F401
     from msgflux._transport.retry import RetryPolicy  # noqa: F401
     from msgflux._transport.types import Timeouts  # noqa: F401
     from msgflux.chat_block import ChatBlock  # noqa: F401
@@ -41,7 +43,9 @@ if TYPE_CHECKING:  # the lazy names, for type checkers and IDEs
     from msgflux.models.chat_completion import ChatCompletionModel  # noqa: F401
     from msgflux.models.gateway import ModelGateway  # noqa: F401
     from msgflux.models.model import Model  # noqa: F401
+    from msgflux.models.request import PromptCache  # noqa: F401
     from msgflux.models.response import ModelResponse, ModelStreamResponse  # noqa: F401
+    from msgflux.models.tokens import TokenCount  # noqa: F401
     from msgflux.models.tool_calls import ToolCallAggregator  # noqa: F401
 
 

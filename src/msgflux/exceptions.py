@@ -60,10 +60,15 @@ __all__ = [
 
 
 class MsgfluxError(Exception):
-    """Base class of every error msgflux raises on purpose."""
+    """Base class of every error msgflux raises on purpose.
+
+    ``attempts``: how many attempts the call that raised it made, when it came out of
+    a call (``None`` otherwise).
+    """
 
     retryable: bool = False
     retry_after: float | None = None
+    attempts: int | None = None
 
 
 # ---------------------------------------------------------------- bad input

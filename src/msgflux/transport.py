@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from msgflux._transport.base import AsyncResponseStream, AsyncTransport, ResponseStream, Transport
-from msgflux._transport.types import HttpRequest, HttpResponse, SSEEvent, Timeouts
+from msgflux._transport.types import HttpRequest, HttpResponse, SSEEvent, Timeouts, Timings
 
 if TYPE_CHECKING:
     from msgflux._transport.async_client import AsyncHTTPTransport
@@ -35,6 +35,7 @@ __all__ = [
     "SSEDecoder",
     "SSEEvent",
     "Timeouts",
+    "Timings",
     "Transport",
 ]
 

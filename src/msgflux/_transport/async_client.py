@@ -344,7 +344,10 @@ class AsyncHTTPTransport(ClientBase):
         """One attempt; returns any status (4xx/5xx included) with the whole body."""
         conn = await self._start(req, timeouts, _WANT_COMPLETE)
         p = conn.parser
-        response = HttpResponse(p.status, p.headers, p.take_body())
+        attempt = conn.attempt
+        # The head's arrival is not stamped here: it would cost a clock read per read.
+        response = HttpResponse(p.status, p.headers, p.take_body(),
+                                attempt.timings() if attempt is not None else None)
         self._release(conn)
         return response
 
@@ -451,6 +454,7 @@ class AsyncHTTPTransport(ClientBase):
             except _StaleConnectionError:
                 conn.abort()
         conn = await self._connect(pool, route, attempt)
+        attempt.connected = pool.loop.time()
         await self._exchange(conn, prep, attempt, head_only, want, reused=False)
         return conn
 
@@ -474,6 +478,8 @@ class AsyncHTTPTransport(ClientBase):
                 transport.writelines((prep.data, prep.tail))
             conn.sent_at = conn.loop.time()
             await conn.wait(want)
+            if want == _WANT_HEAD:
+                attempt.head = conn.loop.time()
         except MsgfluxError as exc:
             if (
                 reused
@@ -609,13 +615,16 @@ class AsyncStreamResponse:
     ``await aclose()`` (or ``async with``), ``sse_tail`` after iteration.
     """
 
-    __slots__ = ("_conn", "_decoder", "_events", "_transport", "headers", "sse_tail", "status")
+    __slots__ = ("_conn", "_decoder", "_events", "_transport", "headers", "sse_tail", "status",
+                 "timings")
 
     def __init__(self, transport: AsyncHTTPTransport, conn: _Conn) -> None:
         self._transport = transport
         self._conn: _Conn | None = conn
         self.status: int = conn.parser.status
         self.headers: list[tuple[str, str]] = conn.parser.headers
+        attempt = conn.attempt
+        self.timings = attempt.timings() if attempt is not None else None
         self._decoder: SSEDecoder | None = None
         self._events: deque[SSEEvent] = deque()
         self.sse_tail = b""

@@ -135,15 +135,16 @@ class RetryState:
 
 def call_with_retries(
     attempt_fn: Callable[[], T],
-    policy: RetryPolicy,
+    policy: RetryPolicy | RetryState,
     sleep: Callable[[float], object] = time.sleep,
     on_retry: Callable[[int, MsgfluxError, float], object] | None = None,
 ) -> T:
     """Call ``attempt_fn()``; retry retryable msgflux errors as :class:`RetryState` says.
 
-    The last error propagates unchanged when retries run out.
+    The last error propagates unchanged when retries run out. Pass a
+    :class:`RetryState` instead of a policy to read ``retries`` afterwards.
     """
-    state = RetryState(policy, on_retry)
+    state = policy if isinstance(policy, RetryState) else RetryState(policy, on_retry)
     while True:
         try:
             return attempt_fn()
@@ -157,7 +158,7 @@ def call_with_retries(
 
 async def acall_with_retries(
     attempt_fn: Callable[[], Awaitable[T]],
-    policy: RetryPolicy,
+    policy: RetryPolicy | RetryState,
     sleep: Callable[[float], Awaitable[object]] | None = None,
     on_retry: Callable[[int, MsgfluxError, float], object] | None = None,
 ) -> T:
@@ -166,7 +167,7 @@ async def acall_with_retries(
         import asyncio
 
         sleep = asyncio.sleep
-    state = RetryState(policy, on_retry)
+    state = policy if isinstance(policy, RetryState) else RetryState(policy, on_retry)
     while True:
         try:
             return await attempt_fn()

@@ -163,7 +163,7 @@ class HTTPTransport(ClientBase):
         p = conn.parser
         while not p.complete:
             _pump(conn, attempt, "idle")
-        response = HttpResponse(p.status, p.headers, p.take_body())
+        response = HttpResponse(p.status, p.headers, p.take_body(), attempt.timings())
         self._release(conn)
         return response
 
@@ -209,6 +209,7 @@ class HTTPTransport(ClientBase):
             except _StaleConnectionError:
                 conn.close()
         conn = self._connect(route, attempt)
+        attempt.connected = monotonic()
         self._exchange(conn, prep, attempt, head_only, reused=False)
         return conn, attempt
 
@@ -236,6 +237,7 @@ class HTTPTransport(ClientBase):
                     p.feed(data)
                 else:
                     p.feed_eof()
+            attempt.head = monotonic()
         except MsgfluxError:
             conn.close()
             raise
@@ -346,7 +348,7 @@ class SyncStreamResponse:
     (``b""`` normally): non-blank means the stream was cut short.
     """
 
-    __slots__ = ("_attempt", "_conn", "_transport", "headers", "sse_tail", "status")
+    __slots__ = ("_attempt", "_conn", "_transport", "headers", "sse_tail", "status", "timings")
 
     def __init__(self, transport: HTTPTransport, conn: _Conn, attempt: Attempt) -> None:
         self._transport = transport
@@ -354,6 +356,7 @@ class SyncStreamResponse:
         self._attempt = attempt
         self.status: int = conn.parser.status
         self.headers: list[tuple[str, str]] = conn.parser.headers
+        self.timings = attempt.timings()
         self.sse_tail = b""
 
     def header(self, name: str) -> str | None:

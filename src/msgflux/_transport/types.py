@@ -30,12 +30,30 @@ class HttpRequest(msgspec.Struct, frozen=True):
         return f"HttpRequest({self.method} {self.url})"
 
 
+class Timings(msgspec.Struct, frozen=True, gc=False):
+    """When the phases of one attempt ended, in seconds from the attempt's start.
+
+    ``connect``: the connection was ready (TCP, a proxy tunnel, TLS); ``None`` when a
+    pooled connection was reused. ``first_byte``: the response head arrived;
+    ``None`` when the transport does not track it. The whole attempt's time is
+    the caller's to measure (a stream ends long after the transport returns).
+    """
+
+    connect: float | None = None
+    first_byte: float | None = None
+
+
 class HttpResponse(msgspec.Struct):
-    """A complete (non-streamed) HTTP response; header names are lower-case."""
+    """A complete (non-streamed) HTTP response; header names are lower-case.
+
+    ``timings``: the attempt's phases when the transport measured them (a
+    transport of your own may leave it ``None``).
+    """
 
     status: int
     headers: list[tuple[str, str]]
     body: bytes
+    timings: Timings | None = None
 
     def header(self, name: str) -> str | None:
         """The first value of header ``name`` (lower-case), or ``None``."""
@@ -85,5 +103,5 @@ class Timeouts(msgspec.Struct, frozen=True):
 # annotations`` in this module: msgspec resolves string annotations through
 # ``__module__``, which no longer names this file.)
 Timeouts.__module__ = "msgflux"  # public as mf.Timeouts
-for _wire in (HttpRequest, HttpResponse, SSEEvent):
+for _wire in (HttpRequest, HttpResponse, SSEEvent, Timings):
     _wire.__module__ = "msgflux.transport"  # where transport authors import them from

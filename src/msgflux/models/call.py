@@ -13,6 +13,10 @@ The route of a call reads top to bottom here::
 
 Everything here takes an explicit :class:`Wiring` — the dialect, endpoint,
 transports, profile and cache of one model — never the model itself.
+
+Observation (logging, hooks, OpenTelemetry) is :mod:`msgflux.observe`'s: a call
+asks it once for an ``Observation`` (``None`` when nobody listens) and reports
+through it from the few places that know the facts.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from msgflux.dotdict import dotdict
 from msgflux.exceptions import MsgfluxError, OutputTruncatedError, RefusalError, _redact
 from msgflux.models import options as opt
+from msgflux.models import pricing, tokens
 from msgflux.models.cache import ResponseCache, cache_key
 from msgflux.models.dialects.base import Endpoint
 from msgflux.models.messages import to_messages
@@ -30,8 +35,6 @@ from msgflux.models.request import (
     ChatRequest,
     Completion,
     Delta,
-    ImagePart,
-    TextPart,
     Usage,
     with_refusal,
 )
@@ -39,16 +42,17 @@ from msgflux.models.response import ModelResponse, ModelStreamResponse
 from msgflux.models.stream import AsyncSource, SyncSource
 from msgflux.models.structured import CompiledSchema, compile_schema, decode_structured
 from msgflux.models.tool_calls import ToolCallAggregator
+from msgflux.observe import _observation
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
     from msgflux._transport.base import AsyncTransport, Transport
-    from msgflux._transport.retry import RetryPolicy
-    from msgflux._transport.types import HttpRequest, Timeouts
+    from msgflux._transport.retry import RetryPolicy, RetryState
+    from msgflux._transport.types import HttpRequest, HttpResponse, Timeouts
     from msgflux.dsl.typed_parsers.base import TypedParser
     from msgflux.models.dialects.base import Dialect, StreamDecoder
-    from msgflux.models.profiles.types import ModelProfile
+    from msgflux.models.profiles.types import ModelCost, ModelProfile
     from msgflux.models.providers.registry import Provider
     from msgflux.models.stream import StreamAssembler
 
@@ -66,13 +70,14 @@ class Wiring:
     """
 
     __slots__ = ("_async_transport", "_endpoint", "_lock", "_own_async", "_own_sync",
-                 "_profile", "_transport", "api_key", "base_url", "cache", "dialect",
-                 "engine_options", "headers", "model_id", "provider", "row")
+                 "_prices", "_profile", "_transport", "api_key", "base_url", "cache", "dialect",
+                 "engine_options", "headers", "hooks", "model_id", "pricing", "provider", "row")
 
     def __init__(self, model_id: str, row: Provider, dialect: Dialect, *,
                  api_key: str | None, base_url: str | None, headers: dict[str, Any] | None,
                  engine_options: dict[str, Any], cache: ResponseCache | None,
-                 transport: Transport | None, async_transport: AsyncTransport | None) -> None:
+                 transport: Transport | None, async_transport: AsyncTransport | None,
+                 pricing: ModelCost | None = None, hooks: tuple[Any, ...] = ()) -> None:
         self.model_id = model_id
         self.row = row
         self.provider = row.id
@@ -88,6 +93,9 @@ class Wiring:
         self._own_async = async_transport is None
         self._lock = threading.Lock()
         self._profile: Any = _UNSET
+        self._prices: Any = _UNSET
+        self.pricing = pricing
+        self.hooks = hooks
         self._endpoint: Endpoint | None = None
         if row.engine is None:
             self._endpoint = self._build_endpoint(base_url)
@@ -179,6 +187,20 @@ class Wiring:
             self._profile = get_model_profile(self.model_id, provider_id=self.provider)
         return self._profile
 
+    @property
+    def prices(self) -> ModelCost | None:
+        """What this model's tokens cost (see :mod:`msgflux.models.pricing`)."""
+        if self._prices is _UNSET:
+            self._prices = pricing.prices(self.pricing, self.profile, self.row.base_url,
+                                          self.base_url)
+        return self._prices
+
+    def observe(self, request: ChatRequest, policy: RetryPolicy
+                ) -> _observation.Observation | None:
+        """This call's observation, or ``None`` when nobody listens."""
+        return _observation.begin(self.provider, self.model_id, request, policy.max_retries,
+                                  self.hooks)
+
     def error(self, status: int, headers: list[tuple[str, str]], body: bytes) -> MsgfluxError:
         """The typed error for a non-2xx answer, with the key masked if quoted back."""
         from msgflux._transport.retry import retry_after_from_headers
@@ -195,8 +217,10 @@ def prepare(wiring: Wiring, settings: opt.ModelSettings, messages: Any, *,
             system_prompt: str | None = None, prefilling: str | None = None,
             stream: bool = False, generation_schema: Any = None, typed_parser: Any = None,
             tool_schemas: Any = None, tool_choice: Any = None, extra_body: Any = None,
-            timeout: Any = None, max_retries: Any = None) -> PreparedCall:
-    """Check the caller's input and build the neutral request (no I/O)."""
+            timeout: Any = None, max_retries: Any = None, prompt_cache: Any = None,
+            check: bool = True) -> PreparedCall:
+    """Check the caller's input and build the neutral request (no I/O); ``check=False``
+    skips the profile's capability checks (to count an oversized prompt, say)."""
     msgs = to_messages(messages, system_prompt)
     tools = opt.tool_specs(tool_schemas)
     choice = opt.tool_choice(tool_choice, tools)
@@ -223,8 +247,10 @@ def prepare(wiring: Wiring, settings: opt.ModelSettings, messages: Any, *,
         prefill=prefilling,
         stream=bool(stream),
         extra=opt.extra_body(settings.get("extra_body"), extra_body),
+        cache=(opt.prompt_cache(prompt_cache) if prompt_cache is not None
+               else settings.prompt_cache),
     )
-    if settings.get("check_capabilities", True):
+    if check and settings.get("check_capabilities", True):
         _check_capabilities(wiring, request)
     return PreparedCall(
         wiring,
@@ -244,31 +270,24 @@ def profile_output_limit(wiring: Wiring) -> int | None:
 
 
 def _check_capabilities(wiring: Wiring, request: ChatRequest) -> None:
-    """Refuse what the model's profile says it cannot serve (before the network)."""
+    """Refuse what the model's profile says it cannot serve (before the network).
+
+    The prompt's size is the local lower bound of :mod:`msgflux.models.tokens`: an
+    exact count would cost a request to the provider before every call, and the
+    provider refuses an oversized prompt itself; the bound never refuses one that fits.
+    """
     profile = wiring.profile
     if profile is None:
         return
     from msgflux.models.profiles import check_request
 
-    chars = 0
-    images = False
-    for message in request.messages:
-        content = message.content
-        if isinstance(content, str):
-            chars += len(content)
-        elif content:
-            for part in content:
-                if isinstance(part, TextPart):
-                    chars += len(part.text)
-                elif isinstance(part, ImagePart):
-                    images = True
+    prompt_tokens, images = tokens.lower_bound(request)
     check_request(
         profile,
         has_tools=bool(request.tools),
         has_schema=request.output is not None,
         has_images=images,
-        # ~4 characters a token in English; divide by 6 so the estimate stays low.
-        estimated_prompt_tokens=chars // 6,
+        estimated_prompt_tokens=prompt_tokens,
         max_tokens=request.max_tokens,
     )
 
@@ -314,11 +333,18 @@ class PreparedCall:
         key, hit = self._cached()
         if hit is not None:
             return hit
-        from msgflux._transport.retry import call_with_retries
+        from msgflux._transport.retry import RetryState, call_with_retries
 
         http = self.http_request()
-        body = call_with_retries(lambda: self._send(http), self.policy)
-        return self._answer(key, body)
+        obs = self.wiring.observe(self.request, self.policy)
+        state = RetryState(self.policy, obs and obs.retried)
+        send = self._send if obs is None else obs.attempt(self._send)
+        try:
+            response = call_with_retries(lambda: send(http, obs), state)
+            return self._answer(key, response.body, state, obs)
+        except BaseException as error:
+            _failed(error, state, obs)
+            raise
 
     async def arun(self) -> ModelResponse | ModelStreamResponse:
         if not self.wiring.endpoint_ready:
@@ -328,23 +354,38 @@ class PreparedCall:
         key, hit = self._cached()
         if hit is not None:
             return hit
-        from msgflux._transport.retry import acall_with_retries
+        from msgflux._transport.retry import RetryState, acall_with_retries
 
         http = self.http_request()
-        body = await acall_with_retries(lambda: self._asend(http), self.policy)
-        return self._answer(key, body)
+        obs = self.wiring.observe(self.request, self.policy)
+        state = RetryState(self.policy, obs and obs.retried)
+        send = self._asend if obs is None else obs.aattempt(self._asend)
+        try:
+            response = await acall_with_retries(lambda: send(http, obs), state)
+            return self._answer(key, response.body, state, obs)
+        except BaseException as error:
+            _failed(error, state, obs)
+            raise
 
-    def _send(self, http: HttpRequest) -> bytes:
+    def _send(self, http: HttpRequest, obs: _observation.Observation | None) -> HttpResponse:
+        if obs is not None:
+            obs.sending(http)
         response = self.wiring.transport().send(http, self.timeouts)
-        if not 200 <= response.status < 300:
-            raise self.wiring.error(response.status, response.headers, response.body)
-        return response.body
+        return self._checked(response, obs)
 
-    async def _asend(self, http: HttpRequest) -> bytes:
+    async def _asend(self, http: HttpRequest, obs: _observation.Observation | None) -> HttpResponse:
+        if obs is not None:
+            obs.sending(http)
         response = await self.wiring.async_transport().send(http, self.timeouts)
+        return self._checked(response, obs)
+
+    def _checked(self, response: HttpResponse, obs: _observation.Observation | None
+                 ) -> HttpResponse:
+        if obs is not None:
+            obs.responded(response.status, response.timings)
         if not 200 <= response.status < 300:
             raise self.wiring.error(response.status, response.headers, response.body)
-        return response.body
+        return response
 
     # -------------------------------------------------------------- cache
 
@@ -358,7 +399,8 @@ class PreparedCall:
         hit = cache.get(key)
         return key, (hit.copy() if hit is not None else None)
 
-    def _answer(self, key: bytes | None, body: bytes) -> ModelResponse:
+    def _answer(self, key: bytes | None, body: bytes, state: RetryState,
+                obs: _observation.Observation | None) -> ModelResponse:
         """Decode and shape the answer; keep a copy under ``key`` so callers cannot
         change the cache."""
         wiring = self.wiring
@@ -367,17 +409,20 @@ class PreparedCall:
         except MsgfluxError as e:  # an in-band error may quote the key back
             _redact(e, wiring.api_key)
             raise
-        result = self._shape(completion)
+        result = self._shape(completion, state.retries + 1)
+        if obs is not None:
+            obs.answered(result.metadata, completion.usage, completion.usage, completion.id,
+                         result.data)
         if key is not None and wiring.cache is not None:
             wiring.cache.set(key, result.copy())
         return result
 
     # -------------------------------------------------------------- shaping
 
-    def _shape(self, completion: Completion) -> ModelResponse:
+    def _shape(self, completion: Completion, attempts: int = 1) -> ModelResponse:
         refusal = completion.refusal
         meta = metadata(self.wiring, completion.usage, completion.finish_reason, completion.model,
-                        refusal, completion.id)
+                        refusal, completion.id, attempts)
         if completion.tool_calls:
             agg = ToolCallAggregator.from_calls(completion.tool_calls)
             agg.text = completion.text or None
@@ -415,33 +460,49 @@ class PreparedCall:
 
 
 def metadata(wiring: Wiring, usage: Usage | None, finish_reason: str | None,
-             model: str | None, refusal: str | None, id: str | None) -> dotdict:
-    """``response.metadata``: usage, finish reason, model, provider, cost, refusal and the
-    provider's id of the answer (what an OpenAI Responses ``previous_response_id`` names)."""
+             model: str | None, refusal: str | None, id: str | None,
+             attempts: int = 1) -> dotdict:
+    """``response.metadata``: usage, finish reason, model, provider, cost (USD, ``None``
+    when unknown) and its breakdown, refusal, the provider's id of the answer (what an
+    OpenAI Responses ``previous_response_id`` names), and how many attempts the call made.
+
+    ``usage`` is the whole call's: every attempt that was billed tokens counts.
+    """
+    cost, breakdown = pricing.cost(wiring.prices, usage)
     return dotdict(
         usage=_usage_dict(usage) if usage is not None else None,
         finish_reason=finish_reason,
         model=model or wiring.model_id,
         provider=wiring.provider,
-        cost=_cost(wiring, usage),
+        cost=cost,
+        cost_breakdown=breakdown,
         refusal=refusal,
         id=id,
+        attempts=attempts,
     )
 
 
-def _cost(wiring: Wiring, usage: Usage | None) -> float | None:
+def add_spent(meta: dotdict, call: StreamCall) -> None:
+    """Add to ``meta`` (another model's answer) what ``call``'s abandoned attempts were
+    billed, at ``call``'s own prices (a gateway that fell back from a broken stream)."""
+    usage = call.spent_usage
     if usage is None:
-        return None
-    profile = wiring.profile
-    if profile is None:
-        return None
-    return profile.cost.calculate(
-        input_tokens=usage.prompt_tokens,
-        output_tokens=usage.completion_tokens,
-        cached_tokens=usage.cached_tokens or 0,
-        cache_write_tokens=usage.cache_write_tokens or 0,
-        reasoning_tokens=usage.reasoning_tokens or 0,
-    )
+        return
+    cost, _ = pricing.cost(call.call.wiring.prices, usage)
+    total = meta.get("usage")
+    mine = Usage(**total) if total else None
+    meta["usage"] = _usage_dict(usage.plus(mine))
+    meta["cost"] = None if cost is None or meta.get("cost") is None else meta["cost"] + cost
+    meta["cost_breakdown"] = None  # one breakdown cannot hold two models' prices
+
+
+def _failed(error: BaseException, state: RetryState, obs: _observation.Observation | None
+            ) -> None:
+    """A call raised: say how many attempts it made (a gateway sums them), and report it."""
+    if isinstance(error, MsgfluxError):
+        error.attempts = state.retries + 1
+    if obs is not None:
+        obs.failed(error)
 
 
 def _usage_dict(usage: Usage) -> dotdict:
@@ -453,6 +514,8 @@ def _usage_dict(usage: Usage) -> dotdict:
         out["cache_write_tokens"] = usage.cache_write_tokens
     if usage.reasoning_tokens is not None:
         out["reasoning_tokens"] = usage.reasoning_tokens
+    if usage.cache_write_1h_tokens is not None:
+        out["cache_write_1h_tokens"] = usage.cache_write_1h_tokens
     return out
 
 
@@ -463,7 +526,8 @@ class StreamCall:
     """A prepared call's stream side (the :class:`~msgflux.models.response.StreamCall`
     protocol): opening, retrying its start, finishing the answer."""
 
-    __slots__ = ("call", "default_type", "known_type", "lead")
+    __slots__ = ("call", "default_type", "http", "known_type", "lead", "obs", "spent_usage",
+                 "state")
 
     def __init__(self, call: PreparedCall) -> None:
         self.call = call
@@ -478,10 +542,19 @@ class StreamCall:
         prefill = request.prefill
         echoed = call.wiring.row.quirks.prefill_echoed(stream=True)
         self.lead = Delta(text=prefill) if prefill and not echoed else None
+        self.http: HttpRequest | None = None  # encoded once, when the start begins
+        self.obs: _observation.Observation | None = None
+        self.state: RetryState | None = None
+        self.spent_usage: Usage | None = None  # billed to attempts that were abandoned
 
     def open_sync(self) -> SyncSource:
-        call, wiring = self.call, self.call.wiring
-        stream = wiring.transport().open_stream(call.http_request(), call.timeouts)
+        call, wiring, obs = self.call, self.call.wiring, self.obs
+        http = self.http or call.http_request()
+        if obs is not None:
+            obs.sending(http)
+        stream = wiring.transport().open_stream(http, call.timeouts)
+        if obs is not None:
+            obs.responded(stream.status, getattr(stream, "timings", None))
         if not 200 <= stream.status < 300:
             body = stream.read()
             stream.close()
@@ -489,10 +562,15 @@ class StreamCall:
         return SyncSource(stream, self._decoder(), wiring.api_key)
 
     async def open_async(self) -> AsyncSource:
-        call, wiring = self.call, self.call.wiring
+        call, wiring, obs = self.call, self.call.wiring, self.obs
         if not wiring.endpoint_ready:
             await wiring.aendpoint()
-        stream = await wiring.async_transport().open_stream(call.http_request(), call.timeouts)
+        http = self.http or call.http_request()
+        if obs is not None:
+            obs.sending(http)
+        stream = await wiring.async_transport().open_stream(http, call.timeouts)
+        if obs is not None:
+            obs.responded(stream.status, getattr(stream, "timings", None))
         if not 200 <= stream.status < 300:
             body = await stream.read()
             await stream.aclose()
@@ -503,22 +581,62 @@ class StreamCall:
         wiring = self.call.wiring
         return wiring.dialect.stream_decoder(self.call.request, wiring.provider)
 
+    def _begin(self) -> RetryState:
+        """The start begins: encode once, and ask whether anybody observes this call."""
+        from msgflux._transport.retry import RetryState
+
+        call = self.call
+        self.http = call.http_request()
+        obs = self.obs = call.wiring.observe(call.request, call.policy)
+        state = self.state = RetryState(call.policy, obs and obs.retried)
+        return state
+
     def retry(self, attempt: Callable[[], None]) -> None:
         from msgflux._transport.retry import call_with_retries
 
-        call_with_retries(attempt, self.call.policy)
+        state, obs = self._begin(), self.obs
+        try:
+            call_with_retries(attempt if obs is None else obs.attempt(attempt), state)
+        except BaseException as error:
+            _failed(error, state, obs)
+            raise
 
     async def aretry(self, attempt: Callable[[], Awaitable[None]]) -> None:
         from msgflux._transport.retry import acall_with_retries
 
-        await acall_with_retries(attempt, self.call.policy)
+        wiring = self.call.wiring
+        if not wiring.endpoint_ready:
+            await wiring.aendpoint()  # encoding needs the engine's URL: start it off the loop
+        state, obs = self._begin(), self.obs
+        try:
+            await acall_with_retries(attempt if obs is None else obs.aattempt(attempt), state)
+        except BaseException as error:
+            _failed(error, state, obs)
+            raise
+
+    def spent(self, usage: Usage) -> None:
+        self.spent_usage = usage.plus(self.spent_usage)
+
+    def broken(self, error: BaseException) -> None:
+        if self.obs is not None:
+            self.obs.failed(error, broken=True)
 
     def finish(self, asm: StreamAssembler) -> tuple[str, Any, dotdict]:
+        usage = asm.usage.plus(self.spent_usage) if asm.usage is not None else self.spent_usage
+        state = self.state
         refusal = asm.refusal
-        meta = metadata(self.call.wiring, asm.usage, asm.finish_reason, asm.model, refusal,
-                        asm.id)
-        agg = asm.aggregator()
-        if agg is not None:
-            return "tool_call", agg, meta
-        kind, data = self.call.decode_text(asm.text, asm.finish_reason, refusal)
+        meta = metadata(self.call.wiring, usage, asm.finish_reason, asm.model, refusal,
+                        asm.id, state.retries + 1 if state is not None else 1)
+        try:
+            agg = asm.aggregator()
+            if agg is not None:
+                kind, data = "tool_call", agg
+            else:
+                kind, data = self.call.decode_text(asm.text, asm.finish_reason, refusal)
+        except BaseException as error:
+            if self.obs is not None:
+                self.obs.failed(error)
+            raise
+        if self.obs is not None:
+            self.obs.answered(meta, usage, asm.usage, asm.id, data)
         return kind, data, meta

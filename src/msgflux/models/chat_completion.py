@@ -25,6 +25,7 @@ from msgflux.models.providers.registry import (
 if TYPE_CHECKING:
     from msgflux.models.profiles.types import ModelProfile
     from msgflux.models.response import ModelResponse, ModelStreamResponse
+    from msgflux.models.tokens import TokenCount
 
 __all__ = ["ChatCompletionModel"]
 
@@ -50,8 +51,14 @@ class ChatCompletionModel:
     provider is called through; by default Chat Completions, except for models
     only the Responses API serves); ``transport`` / ``async_transport`` (what
     carries the bytes: any :class:`msgflux.transport.Transport` /
-    ``AsyncTransport``; msgflux's own HTTP clients by default); ``n_threads``,
-    ``n_ctx``, ``n_parallel`` (the embedded ``llamacpp`` engine only).
+    ``AsyncTransport``; msgflux's own HTTP clients by default); ``hooks``
+    (callables receiving this model's :mod:`msgflux.observe` events);
+    ``pricing`` (USD per million tokens: ``{"input", "output", "cache_read",
+    "cache_write", "cache_write_1h", "reasoning"}``; without it ``metadata.cost``
+    uses the bundled list prices, and only when calls go to the provider's own
+    endpoint); ``prompt_cache`` (``True``, ``"1h"`` or a dict with ``auto``, ``ttl``,
+    ``key``, ``retention``: the provider's prompt cache; also per call);
+    ``n_threads``, ``n_ctx``, ``n_parallel`` (the embedded ``llamacpp`` engine only).
     """
 
     model_type = "chat_completion"
@@ -80,6 +87,8 @@ class ChatCompletionModel:
             cache=self._response_cache,
             transport=settings.get("transport"),
             async_transport=settings.get("async_transport"),
+            pricing=settings.pricing,
+            hooks=settings.hooks,
         )
 
     # -------------------------------------------------------------- identity
@@ -117,13 +126,19 @@ class ChatCompletionModel:
         """The model's profile from the bundled models.dev data (``None`` when unknown)."""
         return self._wiring.profile
 
+    @property
+    def hooks(self) -> tuple[Any, ...]:
+        """The hooks given at construction (``msgflux.observe`` events of this model)."""
+        return self._wiring.hooks
+
     # -------------------------------------------------------------- calling
 
     def prepare(self, messages: Any, *, system_prompt: str | None = None,
                 prefilling: str | None = None, stream: bool = False,
                 generation_schema: Any = None, typed_parser: str | None = None,
                 tool_schemas: Any = None, tool_choice: Any = None, extra_body: Any = None,
-                timeout: Any = None, max_retries: Any = None) -> PreparedCall:
+                timeout: Any = None, max_retries: Any = None, prompt_cache: Any = None
+                ) -> PreparedCall:
         """Check a call and build its request without sending anything.
 
         Takes what calling the model takes; ``.run()`` / ``await .arun()`` sends it,
@@ -133,35 +148,71 @@ class ChatCompletionModel:
                        prefilling=prefilling, stream=stream,
                        generation_schema=generation_schema, typed_parser=typed_parser,
                        tool_schemas=tool_schemas, tool_choice=tool_choice,
-                       extra_body=extra_body, timeout=timeout, max_retries=max_retries)
+                       extra_body=extra_body, timeout=timeout, max_retries=max_retries,
+                       prompt_cache=prompt_cache)
 
     def __call__(self, messages: Any, *, system_prompt: str | None = None,
                  prefilling: str | None = None, stream: bool = False,
                  generation_schema: Any = None, typed_parser: str | None = None,
                  tool_schemas: Any = None, tool_choice: Any = None, extra_body: Any = None,
-                 timeout: Any = None, max_retries: Any = None
+                 timeout: Any = None, max_retries: Any = None, prompt_cache: Any = None
                  ) -> ModelResponse | ModelStreamResponse:
         """Send ``messages`` and return the answer (see :mod:`msgflux.models.response`)."""
         return self.prepare(
             messages, system_prompt=system_prompt, prefilling=prefilling, stream=stream,
             generation_schema=generation_schema, typed_parser=typed_parser,
             tool_schemas=tool_schemas, tool_choice=tool_choice, extra_body=extra_body,
-            timeout=timeout, max_retries=max_retries,
+            timeout=timeout, max_retries=max_retries, prompt_cache=prompt_cache,
         ).run()
 
     async def acall(self, messages: Any, *, system_prompt: str | None = None,
                     prefilling: str | None = None, stream: bool = False,
                     generation_schema: Any = None, typed_parser: str | None = None,
                     tool_schemas: Any = None, tool_choice: Any = None, extra_body: Any = None,
-                    timeout: Any = None, max_retries: Any = None
+                    timeout: Any = None, max_retries: Any = None, prompt_cache: Any = None
                     ) -> ModelResponse | ModelStreamResponse:
         """The async twin of calling the model, with the same semantics."""
         return await self.prepare(
             messages, system_prompt=system_prompt, prefilling=prefilling, stream=stream,
             generation_schema=generation_schema, typed_parser=typed_parser,
             tool_schemas=tool_schemas, tool_choice=tool_choice, extra_body=extra_body,
-            timeout=timeout, max_retries=max_retries,
+            timeout=timeout, max_retries=max_retries, prompt_cache=prompt_cache,
         ).arun()
+
+    # -------------------------------------------------------------- counting
+
+    def count_tokens(self, messages: Any, *, system_prompt: str | None = None,
+                     tool_schemas: Any = None, generation_schema: Any = None,
+                     prefilling: str | None = None, timeout: Any = None,
+                     max_retries: Any = None) -> TokenCount:
+        """The prompt's size in tokens, as this model would be sent it.
+
+        Counted by the provider where it can (Anthropic, Gemini, a llama.cpp server:
+        ``exact`` is True), estimated from the characters elsewhere (``exact`` is
+        False). Takes what calling the model takes.
+        """
+        from msgflux.models.tokens import count
+
+        return count(self._counted(messages, system_prompt, tool_schemas, generation_schema,
+                                   prefilling, timeout, max_retries))
+
+    async def acount_tokens(self, messages: Any, *, system_prompt: str | None = None,
+                            tool_schemas: Any = None, generation_schema: Any = None,
+                            prefilling: str | None = None, timeout: Any = None,
+                            max_retries: Any = None) -> TokenCount:
+        """The async twin of :meth:`count_tokens`."""
+        from msgflux.models.tokens import acount
+
+        return await acount(self._counted(messages, system_prompt, tool_schemas,
+                                          generation_schema, prefilling, timeout, max_retries))
+
+    def _counted(self, messages: Any, system_prompt: Any, tool_schemas: Any,
+                 generation_schema: Any, prefilling: Any, timeout: Any, max_retries: Any
+                 ) -> PreparedCall:
+        return prepare(self._wiring, self._settings, messages, system_prompt=system_prompt,
+                       tool_schemas=tool_schemas, generation_schema=generation_schema,
+                       prefilling=prefilling, timeout=timeout, max_retries=max_retries,
+                       check=False)
 
     # -------------------------------------------------------------- closing
 

@@ -4,10 +4,12 @@ A gateway moves to the next model when the current one is unavailable — a
 connection or timeout failure, rate limiting, a server error, an overloaded
 provider, or a model the key cannot reach (401/403/404) — after that model's
 own retries. It never falls back on a bad request or bad input: those would
-fail everywhere. A stream falls back while nothing has reached the caller:
+fail everywhere. Each fallback is reported (``msgflux.observe.GatewayFallback``,
+a WARNING on logger ``msgflux.gateway``). A stream falls back while nothing has reached the caller:
 at the call, or — for ``gateway(..., stream=True)`` inside a running event
 loop, where the stream starts when iterated — when iteration starts.
-``metadata.gateway`` records which model answered and what failed before it.
+``metadata.gateway`` records which model answered and what failed before it;
+``metadata.attempts`` counts the attempts of every model tried.
 """
 
 from __future__ import annotations
@@ -24,11 +26,12 @@ from msgflux.exceptions import (
     PermissionDeniedError,
 )
 from msgflux.models.response import ModelResponse, ModelStreamResponse
+from msgflux.observe import _observation
 
 if TYPE_CHECKING:
     from msgflux.dotdict import dotdict
     from msgflux.models.call import PreparedCall
-    from msgflux.models.request import Delta
+    from msgflux.models.request import Delta, Usage
     from msgflux.models.response import StreamCall
     from msgflux.models.stream import AsyncSource, StreamAssembler, SyncSource
 
@@ -80,10 +83,12 @@ class _Fallback(Generic[T]):
         self.entries = entries
         self.errors: list[tuple[str, BaseException]] = []
         self.model = entries[0][0]
+        self.index = 0
 
     def __iter__(self) -> Iterator[T]:
-        for model, target in self.entries:
+        for index, (model, target) in enumerate(self.entries):
             self.model = model
+            self.index = index
             if isinstance(target, Exception):
                 self.failed(target)
                 continue
@@ -100,6 +105,8 @@ class _Fallback(Generic[T]):
         if not _falls_back(error):
             raise error
         self.errors.append((_name(self.model), error))
+        following = self.entries[self.index + 1:]
+        _observation.fallback(self.model, error, _name(following[0][0]) if following else None)
 
     def record(self) -> dict[str, Any]:
         """``metadata.gateway``: which model answered and what failed before it."""
@@ -110,8 +117,14 @@ class _Fallback(Generic[T]):
         }
 
     def answered(self, response: _Response) -> _Response:
-        response.metadata["gateway"] = self.record()
+        self.account(response.metadata)
         return response
+
+    def account(self, meta: dotdict) -> None:
+        """Add ``metadata.gateway``, and the failed models' attempts to ``attempts``."""
+        meta["gateway"] = self.record()
+        failed = sum(getattr(e, "attempts", None) or 1 for _, e in self.errors)
+        meta["attempts"] = meta.get("attempts", 1) + failed
 
 
 class ModelGateway:
@@ -241,8 +254,19 @@ class FallbackStreamCall:
 
     def finish(self, asm: StreamAssembler) -> tuple[str, Any, dotdict]:
         kind, data, meta = self.current.finish(asm)
-        meta["gateway"] = self.fallback.record()
+        self.fallback.account(meta)
+        for _, call in self.fallback.entries:  # tokens the models before were billed
+            if call is not self.current and getattr(call, "spent_usage", None) is not None:
+                from msgflux.models.call import add_spent
+
+                add_spent(meta, call)
         return kind, data, meta
+
+    def spent(self, usage: Usage) -> None:
+        self.current.spent(usage)
+
+    def broken(self, error: BaseException) -> None:
+        self.current.broken(error)
 
     def retry(self, attempt: Callable[[], None]) -> None:
         for call in self.fallback:

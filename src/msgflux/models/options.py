@@ -14,12 +14,14 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from msgflux.exceptions import InvalidParameterError, PrefillNotSupportedError
-from msgflux.models.request import ToolChoice, ToolSpec
+from msgflux.models.messages import cache_hint
+from msgflux.models.request import PromptCache, ToolChoice, ToolSpec
 
 if TYPE_CHECKING:
     from msgflux._transport.retry import RetryPolicy
     from msgflux._transport.types import Timeouts
     from msgflux.dsl.typed_parsers.base import TypedParser
+    from msgflux.models.profiles.types import ModelCost
     from msgflux.models.providers.registry import Provider
 
 __all__ = [
@@ -28,6 +30,9 @@ __all__ = [
     "ModelSettings",
     "check_prefilling",
     "extra_body",
+    "hooks",
+    "pricing",
+    "prompt_cache",
     "retry_policy",
     "serializable_state",
     "timeouts",
@@ -41,25 +46,27 @@ INIT_ARGS = (
     "base_url", "api_key", "temperature", "max_tokens", "top_p", "stop", "seed",
     "reasoning_effort", "parallel_tool_calls", "timeout", "max_retries", "enable_cache",
     "cache_size", "extra_body", "extra_headers", "check_capabilities", "n_threads", "n_ctx",
-    "n_parallel", "transport", "async_transport", "api",
+    "n_parallel", "transport", "async_transport", "api", "hooks", "pricing", "prompt_cache",
+    "prompt_cache_retention",
 )
 CALL_ARGS = (
     "messages", "system_prompt", "prefilling", "stream", "generation_schema", "typed_parser",
-    "tool_schemas", "tool_choice", "extra_body", "timeout", "max_retries",
+    "tool_schemas", "tool_choice", "extra_body", "timeout", "max_retries", "prompt_cache",
 )
 _SECRET_HEADER_WORDS = ("auth", "key", "token", "secret", "cookie", "signature")
-_OBJECTS = ("transport", "async_transport")  # live objects: never serialized
+_OBJECTS = ("transport", "async_transport", "hooks")  # live objects: never serialized
 
 
 class ModelSettings:
     """A model's constructor options, checked once.
 
     ``options``: the validated keywords as given (minus the API key), which
-    ``serialize()`` writes back; ``timeouts`` and ``policy``: the coerced
-    defaults each call starts from.
+    ``serialize()`` writes back; ``timeouts``, ``policy`` and ``prompt_cache``: the
+    coerced defaults each call starts from; ``pricing`` (the caller's prices, or
+    ``None``) and ``hooks``.
     """
 
-    __slots__ = ("options", "policy", "timeouts")
+    __slots__ = ("hooks", "options", "policy", "pricing", "prompt_cache", "timeouts")
 
     def __init__(self, kwargs: Mapping[str, Any]) -> None:
         unknown = sorted(set(kwargs) - set(INIT_ARGS))
@@ -72,6 +79,10 @@ class ModelSettings:
         self.options = _checked(kwargs)
         self.timeouts = timeouts(self.options.get("timeout"))
         self.policy = retry_policy(self.options.get("max_retries"))
+        self.pricing = pricing(self.options.get("pricing"))
+        self.hooks = hooks(self.options.get("hooks"))
+        self.prompt_cache = prompt_cache(self.options.get("prompt_cache"),
+                                         self.options.get("prompt_cache_retention"))
 
     def get(self, name: str, default: Any = None) -> Any:
         return self.options.get(name, default)
@@ -163,6 +174,8 @@ def serializable_state(options: Mapping[str, Any]) -> dict[str, Any]:
     for key, value in options.items():
         if value is None or key in _OBJECTS:
             continue
+        if key in ("pricing", "prompt_cache") and isinstance(value, msgspec.Struct):
+            value = msgspec.to_builtins(value)
         if key == "extra_headers":
             value = {k: v for k, v in value.items()
                      if not any(w in k.lower() for w in _SECRET_HEADER_WORDS)}
@@ -286,6 +299,7 @@ def tool_specs(tool_schemas: Any) -> tuple[ToolSpec, ...]:
             description if isinstance(description, str) else None,
             dict(params) if params is not None else None,
             strict if isinstance(strict, bool) else None,
+            tool_cache(tool, function, name),
         ))
     return tuple(specs)
 
@@ -361,3 +375,118 @@ def extra_body(model_extra: dict[str, Any] | None, call_extra: Any) -> dict[str,
     if not isinstance(call_extra, Mapping):
         raise InvalidParameterError("extra_body must be a dict")
     return {**(model_extra or {}), **call_extra}
+
+
+# ---------------------------------------------------------------- observation, cost, caching
+
+
+def hooks(value: Any) -> tuple[Any, ...]:
+    """``hooks=``: callables that receive this model's events (msgflux.observe)."""
+    if value is None:
+        return ()
+    if callable(value):
+        value = [value]
+    if not isinstance(value, (list, tuple)):
+        raise InvalidParameterError(
+            f"hooks must be a list of callables taking one event, got {type(value).__name__}")
+    from msgflux.observe._observation import check_hook
+
+    for hook in value:
+        check_hook(hook)
+    return tuple(value)
+
+
+# pricing= keys (USD per million tokens) -> ModelCost fields
+_PRICES = {"input": "input_per_million", "output": "output_per_million",
+           "cache_read": "cache_read_per_million", "cache_write": "cache_write_per_million",
+           "cache_write_1h": "cache_write_1h_per_million",
+           "reasoning": "reasoning_per_million"}
+
+
+def pricing(value: Any) -> ModelCost | None:
+    """``pricing=``: the caller's prices in USD per million tokens, as a dict with
+    ``input`` and ``output`` and optionally ``cache_read``, ``cache_write``,
+    ``cache_write_1h`` and ``reasoning`` (or a ``ModelCost``, for tiers)."""
+    from msgflux.models.profiles.types import ModelCost
+
+    if value is None:
+        return None
+    if isinstance(value, Mapping):
+        fields = {**{f: f for f in _PRICES.values()}, **_PRICES}
+        unknown = sorted(set(value) - set(fields) - {"tiers"})
+        if unknown:
+            raise InvalidParameterError(
+                f"pricing: unknown key(s) {', '.join(map(repr, unknown))}; keys are "
+                f"{', '.join(_PRICES)} (USD per million tokens)"
+            )
+        converted = {fields[k]: v for k, v in value.items() if k != "tiers"}
+        if "tiers" in value:
+            converted["tiers"] = value["tiers"]
+        try:
+            value = msgspec.convert(converted, ModelCost)
+        except msgspec.ValidationError as e:
+            raise InvalidParameterError(f"pricing: {e}") from None
+    if not isinstance(value, ModelCost):
+        raise InvalidParameterError(
+            "pricing must be a dict of USD per million tokens such as "
+            f"{{'input': 3.0, 'output': 15.0, 'cache_read': 0.3}}, got {value!r}"
+        )
+    prices = [getattr(value, f) for f in _PRICES.values()]
+    prices += [getattr(t, f) for t in value.tiers for f in _PRICES.values() if hasattr(t, f)]
+    if not value.known or any(
+            p is not None and (isinstance(p, bool) or not 0 <= p < float("inf"))
+            for p in prices):
+        raise InvalidParameterError(
+            "pricing needs 'input' and 'output', and every price must be a number >= 0 "
+            f"(USD per million tokens), got {value!r}"
+        )
+    return value
+
+
+_RETENTION = ("in_memory", "24h")
+
+
+def prompt_cache(value: Any, retention: Any = None) -> PromptCache | None:
+    """``prompt_cache=``: ``True`` (automatic breakpoints, 5 minutes), ``"5m"``/``"1h"``
+    (automatic, that long), a dict with ``auto``, ``ttl``, ``key`` and ``retention``,
+    or a ``PromptCache``. ``retention`` is 0.5.1's ``prompt_cache_retention=``."""
+    if value is None or value is False:
+        cache = None
+    elif isinstance(value, PromptCache):
+        cache = value
+    elif value is True or value in ("5m", "1h"):
+        cache = PromptCache(auto=True, ttl="1h" if value == "1h" else "5m")
+    elif isinstance(value, Mapping):
+        try:
+            cache = msgspec.convert(dict(value), PromptCache)
+        except msgspec.ValidationError as e:
+            raise InvalidParameterError(
+                f"prompt_cache dict: {e}; keys are auto (bool), ttl ('5m' or '1h'), key "
+                "(str) and retention ('in_memory' or '24h')"
+            ) from None
+    else:
+        raise InvalidParameterError(
+            "prompt_cache must be True, '5m', '1h', a dict such as {'auto': True, 'ttl': "
+            f"'1h', 'key': 'user-42'}} or a PromptCache, got {value!r}"
+        )
+    if retention is not None:
+        cache = msgspec.structs.replace(cache or PromptCache(), retention=retention)
+    if cache is not None:
+        if cache.ttl not in ("5m", "1h"):
+            raise InvalidParameterError(f"prompt_cache ttl must be '5m' or '1h', got "
+                                        f"{cache.ttl!r}")
+        if cache.retention is not None and cache.retention not in _RETENTION:
+            raise InvalidParameterError(
+                f"prompt cache retention must be 'in_memory' or '24h', got {cache.retention!r}")
+        if cache.key is not None and not cache.key:
+            raise InvalidParameterError("prompt_cache key must be a non-empty str")
+    return cache
+
+
+def tool_cache(tool: Mapping[str, Any], function: Mapping[str, Any], name: str) -> Any:
+    """A breakpoint on one tool: ``cache_control``/``cache`` on the tool or its function."""
+    for where in (tool, function):
+        for key in ("cache_control", "cache"):
+            if key in where:
+                return cache_hint(where[key], f"tool {name!r}")
+    return None

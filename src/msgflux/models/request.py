@@ -16,6 +16,7 @@ import msgspec
 __all__ = [
     "REFUSAL_BREAK",
     "AudioPart",
+    "CacheHint",
     "ChatRequest",
     "Completion",
     "Delta",
@@ -24,6 +25,7 @@ __all__ = [
     "Message",
     "OutputSchema",
     "Part",
+    "PromptCache",
     "ReasoningBlock",
     "TextPart",
     "ToolCall",
@@ -38,11 +40,43 @@ __all__ = [
 Role = Literal["system", "user", "assistant", "tool"]
 
 
+# ---------------------------------------------------------------- prompt caching
+
+
+class CacheHint(msgspec.Struct, frozen=True):
+    """Cache the prompt up to and including what carries this hint (a breakpoint).
+
+    ``ttl``: how long the provider should keep it, ``"5m"`` or ``"1h"``. A dialect
+    whose provider takes explicit breakpoints (Anthropic's ``cache_control``)
+    lowers it; the others cache prefixes on their own and ignore it.
+    """
+
+    ttl: Literal["5m", "1h"] = "5m"
+
+
+class PromptCache(msgspec.Struct, frozen=True):
+    """How a request uses the provider's prompt cache.
+
+    ``auto``: place breakpoints for the caller — the tools, the system prompt and
+    the stable prefix of the history (everything before the last user turn) —
+    within the provider's limit on breakpoints, with ``ttl``. ``key``: a routing
+    key that groups requests sharing a long prefix (OpenAI's
+    ``prompt_cache_key``). ``retention``: how long the provider keeps cached
+    prefixes where it lets the caller choose (OpenAI's ``"in_memory"``/``"24h"``).
+    """
+
+    auto: bool = False
+    ttl: Literal["5m", "1h"] = "5m"
+    key: str | None = None
+    retention: str | None = None
+
+
 # ---------------------------------------------------------------- content
 
 
 class TextPart(msgspec.Struct, frozen=True, tag="text"):
     text: str
+    cache: CacheHint | None = None
 
 
 class ImagePart(msgspec.Struct, frozen=True, tag="image"):
@@ -50,6 +84,7 @@ class ImagePart(msgspec.Struct, frozen=True, tag="image"):
 
     url: str
     detail: str | None = None
+    cache: CacheHint | None = None
 
 
 class AudioPart(msgspec.Struct, frozen=True, tag="audio"):
@@ -67,6 +102,7 @@ class FilePart(msgspec.Struct, frozen=True, tag="file"):
     url: str | None = None
     filename: str | None = None
     media_type: str | None = None
+    cache: CacheHint | None = None
 
 
 Part = TextPart | ImagePart | AudioPart | FilePart
@@ -97,12 +133,15 @@ class ReasoningBlock(msgspec.Struct, frozen=True):
 
 
 class Message(msgspec.Struct, frozen=True):
+    """One turn. ``cache`` marks the prompt up to the end of this turn as worth caching."""
+
     role: Role
     content: str | tuple[Part, ...] | None = None
     tool_calls: tuple[ToolCall, ...] = ()
     tool_call_id: str | None = None
     name: str | None = None
     reasoning: tuple[ReasoningBlock, ...] = ()
+    cache: CacheHint | None = None
 
 
 # ---------------------------------------------------------------- request
@@ -115,6 +154,7 @@ class ToolSpec(msgspec.Struct, frozen=True):
     description: str | None = None
     parameters: dict[str, Any] | None = None
     strict: bool | None = None
+    cache: CacheHint | None = None  # cache the tool definitions up to this one
 
 
 class ToolChoice(msgspec.Struct, frozen=True):
@@ -157,6 +197,7 @@ class ChatRequest(msgspec.Struct, frozen=True):
     prefill: str | None = None
     stream: bool = False
     extra: dict[str, Any] | None = None  # provider-specific body fields, passed through
+    cache: PromptCache | None = None
 
 
 # ---------------------------------------------------------------- response
@@ -164,8 +205,9 @@ class ChatRequest(msgspec.Struct, frozen=True):
 
 class Usage(msgspec.Struct):
     """Token counts. ``prompt_tokens`` includes ``cached_tokens`` (read from cache)
-    and ``cache_write_tokens`` (written to cache); ``completion_tokens`` includes
-    ``reasoning_tokens``."""
+    and ``cache_write_tokens`` (written to cache), which includes
+    ``cache_write_1h_tokens`` (written for an hour, a dearer write where the
+    provider offers it); ``completion_tokens`` includes ``reasoning_tokens``."""
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -173,6 +215,18 @@ class Usage(msgspec.Struct):
     cached_tokens: int | None = None
     cache_write_tokens: int | None = None
     reasoning_tokens: int | None = None
+    cache_write_1h_tokens: int | None = None
+
+    def plus(self, other: Usage | None) -> Usage:
+        """The tokens of both (for several requests of one answer); ``None`` counts as
+        absent, and a detail neither side reported stays ``None``."""
+        if other is None:
+            return self
+        summed = {}
+        for name in self.__struct_fields__:
+            a, b = getattr(self, name), getattr(other, name)
+            summed[name] = b if a is None else a if b is None else a + b
+        return Usage(**summed)
 
 
 # What a refusal means here: the provider declined to answer (OpenAI's ``refusal``,

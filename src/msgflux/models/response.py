@@ -40,7 +40,7 @@ from typing import Any, Literal, Protocol, TypeVar
 
 from msgflux.dotdict import dotdict
 from msgflux.exceptions import MsgfluxError, StreamError, StreamUsageError
-from msgflux.models.request import Delta
+from msgflux.models.request import Delta, Usage
 from msgflux.models.stream import AsyncSource, StreamAssembler, SyncSource
 from msgflux.models.tool_calls import ToolCallAggregator
 
@@ -91,7 +91,9 @@ class StreamCall(Protocol):
     from it (a prefilled prefix the server does not echo), or ``None``.
     ``retry(attempt)`` runs ``attempt`` until it succeeds, retrying what is
     safe; ``finish(asm)`` turns the folded stream into ``(response_type, data,
-    metadata)``.
+    metadata)``. ``spent(usage)`` hands over the tokens of a start attempt that was
+    abandoned (they are billed too); ``broken(error)`` says the stream broke after
+    part of its answer reached the caller (``error`` is then raised).
     """
 
     @property
@@ -112,6 +114,10 @@ class StreamCall(Protocol):
     async def aretry(self, attempt: Callable[[], Awaitable[None]]) -> None: ...
 
     def finish(self, asm: StreamAssembler) -> tuple[str, Any, dotdict]: ...
+
+    def spent(self, usage: Usage) -> None: ...
+
+    def broken(self, error: BaseException) -> None: ...
 
 
 def loop_running() -> bool:
@@ -240,8 +246,12 @@ class ModelStreamResponse:
     def _start_failed(self, error: BaseException) -> BaseException:
         """What a failed start raises: a tool-call stream keeps the calls that arrived.
 
-        The error stays retryable (and keeps its ``retry_after``) when it was.
+        The error stays retryable (and keeps its ``retry_after``) when it was. Tokens
+        the provider reported for the failed attempt are handed to the call: they
+        are billed all the same.
         """
+        if self._asm.usage is not None:
+            self._call.spent(self._asm.usage)
         if (not isinstance(error, MsgfluxError) or self._asm.tools is None
                 or isinstance(error, StreamError)):
             return error
@@ -293,7 +303,7 @@ class ModelStreamResponse:
         try:
             yield from filter(None, map(self._asm.add, source.deltas))
         except MsgfluxError as e:
-            raise self._broken(e) from e
+            raise self._broke(e) from e
         self._finish()
 
     async def _iter_async(self) -> AsyncIterator[str]:
@@ -316,7 +326,7 @@ class ModelStreamResponse:
                 if text:
                     yield text
         except MsgfluxError as e:
-            raise self._broken(e) from e
+            raise self._broke(e) from e
         self._finish()
 
     def _take_pending(self) -> list[str]:
@@ -331,6 +341,12 @@ class ModelStreamResponse:
             "The partial answer is on this error (partial_text, partial_tool_calls)."
         )
 
+    def _broke(self, error: MsgfluxError) -> StreamError:
+        """The error of a stream that broke after the caller got part of it, reported."""
+        broken = self._broken(error)
+        self._call.broken(broken)
+        return broken
+
     def _finish(self) -> None:
         if self._state == "done":
             return
@@ -338,10 +354,12 @@ class ModelStreamResponse:
         asm = self._asm
         self._state = "done"
         if source is not None and self._cut_short(source):
-            raise asm.broken(
+            error = asm.broken(
                 "The stream ended before the provider's end marker: the answer is incomplete. "
                 "The partial answer is on this error."
             )
+            self._call.broken(error)
+            raise error
         self.response_type, self.data, self.metadata = self._call.finish(asm)
         self.reasoning = asm.reasoning
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from typing import Any, Literal, Protocol, TypeVar
 
 import msgspec
@@ -15,8 +16,8 @@ T = TypeVar("T")
 
 USER_AGENT = f"msgflux/{__version__}"
 
-__all__ = ["USER_AGENT", "Dialect", "Endpoint", "Quirks", "StreamDecoder", "decode_wire",
-           "error_from_status", "http_error", "join_url"]
+__all__ = ["USER_AGENT", "Dialect", "Endpoint", "Quirks", "StreamDecoder", "TokenCounter",
+           "decode_wire", "error_from_status", "http_error", "join_url"]
 
 
 class Quirks(msgspec.Struct, frozen=True):
@@ -40,6 +41,8 @@ class Quirks(msgspec.Struct, frozen=True):
     ``responses_schema`` (Responses): where the output schema goes — ``text``
     (``text.format``, the API's own) or ``response_format`` (llama.cpp's server
     ignores ``text.format`` and passes Chat Completions' field through).
+    ``token_count``: how the server counts a prompt's tokens — not at all
+    (``none``), or llama.cpp's ``/apply-template`` then ``/tokenize`` (``llamacpp``).
     """
 
     max_tokens_field: str = "max_tokens"
@@ -53,6 +56,7 @@ class Quirks(msgspec.Struct, frozen=True):
     none_drops_tools: bool = False
     encrypted_reasoning: bool = True
     responses_schema: Literal["text", "response_format"] = "text"
+    token_count: Literal["none", "llamacpp"] = "none"
 
     def prefill_echoed(self, stream: bool) -> bool:
         """Does the server's reply already start with the prefilled text?"""
@@ -117,6 +121,21 @@ class Dialect(Protocol):
     def parse_error(self, status: int, headers: list[tuple[str, str]], body: bytes,
                     provider: str, retry_after: float | None = None) -> exc.ProviderError:
         """The typed error for a non-2xx response."""
+        ...
+
+
+class TokenCounter(Protocol):
+    """What a dialect whose provider counts tokens adds to :class:`Dialect` (optional:
+    the model layer estimates for a dialect without it).
+
+    ``count_tokens`` returns the exchange that counts ``request``'s input tokens,
+    sans-I/O: a generator that yields each HTTP request, is sent each response's
+    body (a 2xx one; the caller raises the typed error of any other), and returns
+    the count. ``None`` when this endpoint cannot count.
+    """
+
+    def count_tokens(self, request: ChatRequest, endpoint: Endpoint
+                     ) -> Generator[HttpRequest, bytes, int] | None:
         ...
 
 

@@ -29,12 +29,17 @@ the reason and the harm categories that blocked.
 
 The stream has no end marker: it ends when the body does, after the chunk that
 carries ``finishReason``.
+
+Gemini caches repeated prompt prefixes implicitly; the cached part comes back as
+``cachedContentTokenCount`` (``usage.cached_tokens``, priced at the cache-read
+rate). ``count_tokens`` asks ``:countTokens`` for the prompt's exact size.
 """
 
 from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Generator
 from typing import Any
 from urllib.parse import quote
 
@@ -81,6 +86,7 @@ __all__ = [
     "REQUIRES_MAX_TOKENS",
     "StreamDecoder",
     "build_request",
+    "count_tokens",
     "gemini_version",
     "parse_error",
     "parse_response",
@@ -123,6 +129,44 @@ def gemini_version(model: str) -> tuple[int, int] | None:
 
 
 def build_request(request: ChatRequest, endpoint: Endpoint) -> HttpRequest:
+    return HttpRequest("POST", _url(endpoint, request.model, request.stream),
+                       _headers(request.stream, endpoint), _encode(_body(request)),
+                       request.stream)
+
+
+def count_tokens(request: ChatRequest, endpoint: Endpoint
+                 ) -> Generator[HttpRequest, bytes, int]:
+    """The ``:countTokens`` exchange (see :class:`~.base.TokenCounter`): the whole
+    request goes as ``generateContentRequest``, so the system instruction and the
+    tools are counted too."""
+    body = _body(request)
+    body.pop("generationConfig", None)  # changes nothing about the prompt's size
+    name = request.model if request.model.startswith(("models/", "tunedModels/")) \
+        else f"models/{request.model}"
+    url = _url(endpoint, request.model, False).replace(":generateContent", ":countTokens")
+    answer = yield HttpRequest("POST", url, _headers(False, endpoint),
+                               _encode({"generateContentRequest": {"model": name, **body}}))
+    count = decode_wire(_count_decoder, answer,
+                        f"{endpoint.provider} returned a token count that is not JSON")
+    if count.total_tokens is None:
+        raise ResponseError(f"{endpoint.provider} returned no totalTokens",
+                            raw=answer[:2000].decode("utf-8", "replace"))
+    return count.total_tokens
+
+
+def _headers(stream: bool, endpoint: Endpoint) -> tuple[tuple[str, str], ...]:
+    headers = [
+        ("content-type", "application/json"),
+        ("accept", "text/event-stream" if stream else "application/json"),
+        ("user-agent", USER_AGENT),
+    ]
+    if endpoint.api_key:
+        headers.append(("x-goog-api-key", endpoint.api_key))  # never in the URL
+    headers.extend(endpoint.headers)
+    return tuple(headers)
+
+
+def _body(request: ChatRequest) -> dict[str, Any]:
     version = gemini_version(request.model)
     system, contents = _contents(request, version)
     body: dict[str, Any] = {"contents": contents}
@@ -157,16 +201,7 @@ def build_request(request: ChatRequest, endpoint: Endpoint) -> HttpRequest:
             mine = body.get(key)
             body[key] = {**mine, **value} if isinstance(mine, dict) and isinstance(
                 value, dict) else value
-    headers = [
-        ("content-type", "application/json"),
-        ("accept", "text/event-stream" if request.stream else "application/json"),
-        ("user-agent", USER_AGENT),
-    ]
-    if endpoint.api_key:
-        headers.append(("x-goog-api-key", endpoint.api_key))  # never in the URL
-    headers.extend(endpoint.headers)
-    return HttpRequest("POST", _url(endpoint, request.model, request.stream), tuple(headers),
-                       _encode(body), request.stream)
+    return body
 
 
 def _url(endpoint: Endpoint, model: str, stream: bool) -> str:
@@ -462,7 +497,12 @@ class _Response(msgspec.Struct, gc=False, rename="camel"):
     error: _Error | None = None
 
 
+class _Count(msgspec.Struct, gc=False, rename="camel"):
+    total_tokens: int | None = None
+
+
 _response_decoder = msgspec.json.Decoder(_Response)
+_count_decoder = msgspec.json.Decoder(_Count)
 _list_decoder = msgspec.json.Decoder(list[_Response])
 _ratings_decoder = msgspec.json.Decoder(list[_SafetyRating])
 

@@ -4,10 +4,17 @@ Pure translations: ChatRequest → HttpRequest, response bytes → Completion,
 one SSE event → Delta, error body → typed error. Wire structs are decoded by
 msgspec straight from bytes; unknown fields are ignored so servers may add
 their own.
+
+Prompt caching is automatic on OpenAI: ``request.cache`` only adds its routing
+key (``prompt_cache_key``) and retention (``prompt_cache_retention``); cache
+hints on messages and tools are for providers with explicit breakpoints and are
+not sent. Cached prompt tokens come back in ``usage``. Only a llama.cpp server
+counts tokens (``count_tokens``: its chat template, then its tokenizer).
 """
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from typing import Any
 
 import msgspec
@@ -32,8 +39,8 @@ from msgflux.models.request import (
     settled_finish,
 )
 
-__all__ = ["REQUIRES_MAX_TOKENS", "StreamDecoder", "build_request", "parse_error",
-           "parse_response", "stream_decoder"]
+__all__ = ["REQUIRES_MAX_TOKENS", "StreamDecoder", "build_request", "count_tokens",
+           "parse_error", "parse_response", "stream_decoder"]
 
 REQUIRES_MAX_TOKENS = False
 """The API picks an output limit when the request sets none."""
@@ -88,6 +95,12 @@ def build_request(request: ChatRequest, endpoint: Endpoint) -> HttpRequest:
                                                                 quirks.strict_schema)}
     if request.prefill is not None and quirks.prefill_fields:
         body.update(quirks.prefill_fields)
+    cache = request.cache
+    if cache is not None:
+        if cache.key is not None:
+            body["prompt_cache_key"] = cache.key
+        if cache.retention is not None:
+            body["prompt_cache_retention"] = cache.retention
     if request.stream:
         body["stream"] = True
         if quirks.stream_usage:
@@ -101,6 +114,45 @@ def build_request(request: ChatRequest, endpoint: Endpoint) -> HttpRequest:
         _encode(body),
         request.stream,
     )
+
+
+def count_tokens(request: ChatRequest, endpoint: Endpoint
+                 ) -> Generator[HttpRequest, bytes, int] | None:
+    """A llama.cpp server's exact count (see :class:`~.base.TokenCounter`); ``None``
+    for every other server, which has no counting endpoint."""
+    if endpoint.quirks.token_count != "llamacpp":
+        return None
+    return _llamacpp_count(request, endpoint)
+
+
+def _llamacpp_count(request: ChatRequest, endpoint: Endpoint
+                    ) -> Generator[HttpRequest, bytes, int]:
+    # The chat request's own body through the model's chat template (tools included),
+    # then the prompt through its tokenizer, as the server does for a completion.
+    chat = build_request(msgspec.structs.replace(request, stream=False), endpoint)
+    base = endpoint.base_url.rstrip("/")
+    root = base[:-3] if base.endswith("/v1") else base
+    headers = tuple(h for h in chat.headers if h[0] != "accept")
+    answer = yield HttpRequest("POST", root + "/apply-template", headers, chat.body)
+    prompt = decode_wire(_template_decoder, answer,
+                         f"{endpoint.provider} returned a template that is not JSON").prompt
+    answer = yield HttpRequest("POST", root + "/tokenize", headers,
+                               _encode({"content": prompt, "add_special": True}))
+    tokens = decode_wire(_tokens_decoder, answer,
+                         f"{endpoint.provider} returned tokens that are not JSON").tokens
+    return len(tokens)
+
+
+class _Template(msgspec.Struct):
+    prompt: str = ""
+
+
+class _Tokens(msgspec.Struct):
+    tokens: list[Any] = []
+
+
+_template_decoder = msgspec.json.Decoder(_Template)
+_tokens_decoder = msgspec.json.Decoder(_Tokens)
 
 
 def _message(message: Message) -> dict[str, Any]:

@@ -80,7 +80,7 @@ def _row(pid: str, dialect: str, base_url: str | None, keys: tuple[str, ...] | N
 
 _NO_PREFILL = Quirks(prefill="unsupported")
 _LLAMACPP = Quirks(prefill_echo="non-stream", none_drops_tools=True,
-                   responses_schema="response_format")
+                   responses_schema="response_format", token_count="llamacpp")
 
 # OpenAI models served only by the Responses API (OpenAI's model pages; models.dev
 # has no field that says so, and its families mix them with chat models: gpt-5-chat-latest
