@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from msgflux.dotdict import dotdict
 from msgflux.exceptions import MsgfluxError, OutputTruncatedError, RefusalError, _redact
 from msgflux.models import options as opt
-from msgflux.models.cache import ResponseCache, cache_key
+from msgflux.models.cache.base import CacheBackend, cache_key
 from msgflux.models.dialects.base import Endpoint
 from msgflux.models.messages import to_messages
 from msgflux.models.request import (
@@ -36,7 +36,7 @@ from msgflux.models.request import (
     with_refusal,
 )
 from msgflux.models.response import ModelResponse, ModelStreamResponse
-from msgflux.models.stream import AsyncSource, SyncSource
+from msgflux.models.stream import AsyncSource, Replay, SyncSource
 from msgflux.models.structured import CompiledSchema, compile_schema, decode_structured
 from msgflux.models.tool_calls import ToolCallAggregator
 
@@ -71,7 +71,7 @@ class Wiring:
 
     def __init__(self, model_id: str, row: Provider, dialect: Dialect, *,
                  api_key: str | None, base_url: str | None, headers: dict[str, Any] | None,
-                 engine_options: dict[str, Any], cache: ResponseCache | None,
+                 engine_options: dict[str, Any], cache: CacheBackend | None,
                  transport: Transport | None, async_transport: AsyncTransport | None) -> None:
         self.model_id = model_id
         self.row = row
@@ -283,7 +283,8 @@ class PreparedCall:
     :meth:`http_request` shows what would be sent (the headers hold the key).
     """
 
-    __slots__ = ("compiled", "parser", "parser_name", "policy", "request", "timeouts", "wiring")
+    __slots__ = ("compiled", "observer", "parser", "parser_name", "policy", "request",
+                 "timeouts", "wiring")
 
     def __init__(self, wiring: Wiring, request: ChatRequest, compiled: CompiledSchema | None,
                  parser: TypedParser | None, parser_name: str | None, timeouts: Timeouts,
@@ -295,6 +296,9 @@ class PreparedCall:
         self.parser_name = parser_name
         self.timeouts = timeouts
         self.policy = policy
+        # Sees the status and headers of every HTTP answer of this call, retries
+        # included (a batch runner reads rate-limit headers from them).
+        self.observer: Callable[[int, list[tuple[str, str]]], object] | None = None
 
     def __repr__(self) -> str:
         return f"PreparedCall({self.wiring.provider}/{self.request.model})"
@@ -303,17 +307,18 @@ class PreparedCall:
         return self.wiring.dialect.build_request(self.request, self.wiring.endpoint)
 
     def stream_call(self) -> StreamCall:
-        """The stream side of this call, for a ModelStreamResponse to drive."""
-        return StreamCall(self)
+        """The stream side of this call, for a ModelStreamResponse to drive (a cached
+        answer is played back as a stream)."""
+        return StreamCall(self, *self._lookup())
 
     # -------------------------------------------------------------- running
 
     def run(self) -> ModelResponse | ModelStreamResponse:
         if self.request.stream:
-            return ModelStreamResponse.open(StreamCall(self))
-        key, hit = self._cached()
+            return ModelStreamResponse.open(self.stream_call())
+        key, hit = self._lookup()
         if hit is not None:
-            return hit
+            return self._shape(hit)
         from msgflux._transport.retry import call_with_retries
 
         http = self.http_request()
@@ -323,54 +328,92 @@ class PreparedCall:
     async def arun(self) -> ModelResponse | ModelStreamResponse:
         if not self.wiring.endpoint_ready:
             await self.wiring.aendpoint()  # an engine start must not block the loop
+        key, hit = await self._alookup()
         if self.request.stream:
-            return await ModelStreamResponse.aopen(StreamCall(self))
-        key, hit = self._cached()
+            return await ModelStreamResponse.aopen(StreamCall(self, key, hit))
         if hit is not None:
-            return hit
+            return self._shape(hit)
         from msgflux._transport.retry import acall_with_retries
 
         http = self.http_request()
         body = await acall_with_retries(lambda: self._asend(http), self.policy)
-        return self._answer(key, body)
+        completion = self._decode(body)
+        result = self._shape(completion)  # an answer that does not shape is not kept
+        if key is not None:
+            await self._astore(key, completion)
+        return result
 
     def _send(self, http: HttpRequest) -> bytes:
         response = self.wiring.transport().send(http, self.timeouts)
+        if self.observer is not None:
+            self.observer(response.status, response.headers)
         if not 200 <= response.status < 300:
             raise self.wiring.error(response.status, response.headers, response.body)
         return response.body
 
     async def _asend(self, http: HttpRequest) -> bytes:
         response = await self.wiring.async_transport().send(http, self.timeouts)
+        if self.observer is not None:
+            self.observer(response.status, response.headers)
         if not 200 <= response.status < 300:
             raise self.wiring.error(response.status, response.headers, response.body)
         return response.body
 
     # -------------------------------------------------------------- cache
 
-    def _cached(self) -> tuple[bytes | None, ModelResponse | None]:
-        """The cache key of this (non-stream) call and a copy of its hit, if any."""
+    def _lookup(self) -> tuple[bytes | None, Completion | None]:
+        """The cache key of this call (``None`` without a cache) and its stored answer."""
         cache = self.wiring.cache
         if cache is None:
             return None, None
         key = cache_key(self.wiring.provider, self.wiring.endpoint.base_url, self.request,
                         self.parser_name)
-        hit = cache.get(key)
-        return key, (hit.copy() if hit is not None else None)
+        return key, cache.get(key)
+
+    async def _alookup(self) -> tuple[bytes | None, Completion | None]:
+        cache = self.wiring.cache
+        if cache is not None and cache.blocking:  # a network store: off the event loop
+            import asyncio
+
+            return await asyncio.to_thread(self._lookup)
+        return self._lookup()
+
+    def store(self, key: bytes, completion: Completion) -> None:
+        """Keep ``completion`` (its text as the caller sees it) under ``key``."""
+        cache = self.wiring.cache
+        if cache is not None:
+            cache.set(key, completion)
+
+    async def _astore(self, key: bytes, completion: Completion) -> None:
+        cache = self.wiring.cache
+        if cache is not None and cache.blocking:
+            import asyncio
+
+            await asyncio.to_thread(self.store, key, completion)
+        else:
+            self.store(key, completion)
 
     def _answer(self, key: bytes | None, body: bytes) -> ModelResponse:
-        """Decode and shape the answer; keep a copy under ``key`` so callers cannot
-        change the cache."""
+        """Decode and shape the answer, keeping it under ``key``."""
+        completion = self._decode(body)
+        result = self._shape(completion)  # an answer that does not shape is not kept
+        if key is not None:
+            self.store(key, completion)
+        return result
+
+    def _decode(self, body: bytes) -> Completion:
+        """The provider's answer, its text as the caller sees it (a prefix the server
+        does not echo put in front)."""
         wiring = self.wiring
         try:
             completion = wiring.dialect.parse_response(body, self.request, wiring.provider)
         except MsgfluxError as e:  # an in-band error may quote the key back
             _redact(e, wiring.api_key)
             raise
-        result = self._shape(completion)
-        if key is not None and wiring.cache is not None:
-            wiring.cache.set(key, result.copy())
-        return result
+        prefill = self.request.prefill
+        if prefill is not None and not wiring.row.quirks.prefill_echoed(stream=False):
+            completion.text = prefill + (completion.text or "")
+        return completion
 
     # -------------------------------------------------------------- shaping
 
@@ -385,9 +428,6 @@ class PreparedCall:
             agg.reasoning_blocks = completion.reasoning_blocks
             return ModelResponse(agg, "tool_call", meta, completion.reasoning)
         text = completion.text or ""
-        prefill = self.request.prefill
-        if prefill is not None and not self.wiring.row.quirks.prefill_echoed(stream=False):
-            text = prefill + text
         if refusal is not None:
             text = with_refusal(text, refusal)
         kind, data = self.decode_text(text, completion.finish_reason, refusal)
@@ -459,12 +499,19 @@ def _usage_dict(usage: Usage) -> dotdict:
 
 class StreamCall:
     """A prepared call's stream side (the :class:`~msgflux.models.response.StreamCall`
-    protocol): opening, retrying its start, finishing the answer."""
+    protocol): opening, retrying its start, finishing the answer.
 
-    __slots__ = ("call", "default_type", "known_type", "lead")
+    ``key``: where the finished answer is cached (``None``: no cache); ``replay``:
+    a cached answer, streamed back instead of asking the provider.
+    """
 
-    def __init__(self, call: PreparedCall) -> None:
+    __slots__ = ("call", "default_type", "key", "known_type", "lead", "replay")
+
+    def __init__(self, call: PreparedCall, key: bytes | None = None,
+                 replay: Completion | None = None) -> None:
         self.call = call
+        self.key = key
+        self.replay = replay
         request = call.request
         structured = call.compiled is not None or call.parser is not None
         self.default_type = "structured" if structured else "text_generation"
@@ -475,11 +522,17 @@ class StreamCall:
         # When the server streams only the continuation, the prefix leads the stream.
         prefill = request.prefill
         echoed = call.wiring.row.quirks.prefill_echoed(stream=True)
-        self.lead = Delta(text=prefill) if prefill and not echoed else None
+        # A cached answer's text already holds the prefix.
+        self.lead = Delta(text=prefill) if prefill and not echoed and replay is None else None
 
     def open_sync(self) -> SyncSource:
+        if self.replay is not None:
+            replay = Replay(self.replay)
+            return SyncSource(replay, replay)
         call, wiring = self.call, self.call.wiring
         stream = wiring.transport().open_stream(call.http_request(), call.timeouts)
+        if call.observer is not None:
+            call.observer(stream.status, stream.headers)
         if not 200 <= stream.status < 300:
             body = stream.read()
             stream.close()
@@ -487,10 +540,15 @@ class StreamCall:
         return SyncSource(stream, self._decoder(), wiring.api_key)
 
     async def open_async(self) -> AsyncSource:
+        if self.replay is not None:
+            replay = Replay(self.replay)
+            return AsyncSource(replay, replay)
         call, wiring = self.call, self.call.wiring
         if not wiring.endpoint_ready:
             await wiring.aendpoint()
         stream = await wiring.async_transport().open_stream(call.http_request(), call.timeouts)
+        if call.observer is not None:
+            call.observer(stream.status, stream.headers)
         if not 200 <= stream.status < 300:
             body = await stream.read()
             await stream.aclose()
@@ -516,6 +574,15 @@ class StreamCall:
         meta = metadata(self.call.wiring, asm.usage, asm.finish_reason, asm.model, refusal)
         agg = asm.aggregator()
         if agg is not None:
-            return "tool_call", agg, meta
-        kind, data = self.call.decode_text(asm.text, asm.finish_reason, refusal)
+            kind, data = "tool_call", agg
+        else:
+            kind, data = self.call.decode_text(asm.text, asm.finish_reason, refusal)
+        # A refused stream interleaves the refusal with the text: it is not kept.
+        if self.key is not None and self.replay is None and refusal is None:
+            self.call.store(self.key, Completion(
+                text=asm.text, reasoning=asm.reasoning,
+                reasoning_blocks=asm.reasoning_blocks(),
+                tool_calls=agg.to_calls() if agg is not None else (),
+                finish_reason=asm.finish_reason, native_finish_reason=asm.native_finish_reason,
+                usage=asm.usage, model=asm.model, id=asm.id))
         return kind, data, meta

@@ -11,10 +11,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from msgflux.exceptions import InvalidParameterError
-from msgflux.models.cache import ResponseCache
+from msgflux.models.cache import CacheBackend, open_cache
 from msgflux.models.call import PreparedCall, Wiring, prepare
 from msgflux.models.dialects import get_dialect
-from msgflux.models.options import ModelSettings, serializable_state
+from msgflux.models.options import ModelSettings, cache_spec, serializable_state
 from msgflux.models.providers.registry import get_provider, resolve_api_key, resolve_base_url
 
 if TYPE_CHECKING:
@@ -37,7 +37,9 @@ class ChatCompletionModel:
     each wait — connect, first byte, every gap between chunks — or a ``Timeouts``
     / dict with ``connect``, ``first_byte``, ``idle``, ``total``); ``max_retries``
     (an int, or a ``mf.RetryPolicy`` that also sets the backoff and the
-    ``Retry-After`` cap); ``enable_cache``, ``cache_size``;
+    ``Retry-After`` cap); ``enable_cache``, ``cache_size`` (the in-memory LRU);
+    ``cache`` (``"sqlite:///answers.db"``, ``"redis://host:6379/0"``, ``"memory"``
+    or a :class:`~msgflux.models.cache.CacheBackend`), ``cache_ttl`` (seconds);
     ``extra_body`` (provider-specific body fields, sent as given);
     ``extra_headers``; ``check_capabilities`` (refuse requests the model's
     profile says it cannot serve); ``transport`` / ``async_transport`` (what
@@ -56,9 +58,10 @@ class ChatCompletionModel:
         self.model_id = model_id
         self.provider = row.id
         self._settings = settings
-        self._response_cache: ResponseCache | None = (
-            ResponseCache(settings.get("cache_size", 128)) if settings.get("enable_cache")
-            else None
+        spec = cache_spec(settings.options)
+        self._response_cache: CacheBackend | None = (
+            open_cache(spec, settings.get("cache_size", 128), settings.get("cache_ttl"))
+            if spec is not None else None
         )
         base_url = settings.get("base_url")
         self._wiring = Wiring(
