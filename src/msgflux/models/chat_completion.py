@@ -18,6 +18,9 @@ from msgflux.models.options import ModelSettings, cache_spec, serializable_state
 from msgflux.models.providers.registry import get_provider, resolve_api_key, resolve_base_url
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from msgflux.batch.runner import BatchResult
     from msgflux.models.profiles.types import ModelProfile
     from msgflux.models.response import ModelResponse, ModelStreamResponse
 
@@ -156,6 +159,46 @@ class ChatCompletionModel:
             tool_schemas=tool_schemas, tool_choice=tool_choice, extra_body=extra_body,
             timeout=timeout, max_retries=max_retries,
         ).arun()
+
+    # -------------------------------------------------------------- batches
+
+    def batch(self, inputs: Iterable[Any], *, concurrency: int | None = None,
+              rpm: float | None = None, tpm: float | None = None, checkpoint: Any = None,
+              progress: Any = None, **call_kwargs: Any) -> BatchResult:
+        """Run every input and return the results in input order (blocking).
+
+        Each input is what calling the model accepts: a prompt, a list of messages,
+        or a dict of call arguments with ``messages`` (and an ``id`` kept on the
+        result). ``call_kwargs`` (``system_prompt``, ``generation_schema``,
+        ``tool_schemas``...) apply to every item. ``concurrency``: calls in flight
+        (default 16; the engine's ``n_parallel`` slots for ``llamacpp``);
+        ``rpm``/``tpm``: requests and tokens per minute; ``checkpoint``: a SQLite
+        file where each finished item is stored, so a rerun does only what is
+        missing; ``progress``: a bar on a terminal (``None``), always (``True``),
+        never (``False``). One item's failure is kept on its result, never raised.
+        """
+        from msgflux.batch.runner import run_batch
+
+        slots = self._slots() if concurrency is None else concurrency
+        return run_batch(self, inputs, concurrency=slots, rpm=rpm, tpm=tpm,
+                         checkpoint=checkpoint, progress=progress, **call_kwargs)
+
+    async def abatch(self, inputs: Iterable[Any], *, concurrency: int | None = None,
+                     rpm: float | None = None, tpm: float | None = None,
+                     checkpoint: Any = None, progress: Any = None,
+                     **call_kwargs: Any) -> BatchResult:
+        """:meth:`batch` on the running event loop."""
+        from msgflux.batch.runner import arun_batch
+
+        slots = self._slots() if concurrency is None else concurrency
+        return await arun_batch(self, inputs, concurrency=slots, rpm=rpm, tpm=tpm,
+                                checkpoint=checkpoint, progress=progress, **call_kwargs)
+
+    def _slots(self) -> int:
+        """Default calls in flight: an embedded engine's parallel slots, else 16."""
+        if self._wiring.row.engine is not None:
+            return self._settings.get("n_parallel") or 1
+        return 16
 
     # -------------------------------------------------------------- closing
 
