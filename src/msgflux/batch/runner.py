@@ -108,7 +108,7 @@ class BatchResult:
         return f"BatchResult({self.summary})"
 
 
-def _check(concurrency: Any, rpm: Any, tpm: Any, call_kwargs: dict[str, Any]) -> None:
+def check_options(concurrency: Any, rpm: Any, tpm: Any, call_kwargs: dict[str, Any]) -> None:
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
         raise InvalidParameterError(f"concurrency must be an int >= 1, got {concurrency!r}")
     for name, value in (("rpm", rpm), ("tpm", tpm)):
@@ -139,17 +139,20 @@ def _estimate(prepared: Any, messages: Any) -> int:
 async def arun_batch(target: Any, inputs: Iterable[Any], *, concurrency: int | None = None,
                      rpm: float | None = None, tpm: float | None = None,
                      checkpoint: Any = None, progress: bool | TextIO | None = None,
-                     **call_kwargs: Any) -> BatchResult:
+                     limiter: RateLimiter | None = None, **call_kwargs: Any) -> BatchResult:
     """Run every input through ``target`` (anything with ``acall``) on this event loop.
 
-    See :meth:`msgflux.ChatCompletionModel.batch` for the parameters.
+    See :meth:`msgflux.ChatCompletionModel.batch` for the parameters. ``limiter``:
+    a :class:`RateLimiter` kept across runs on this loop (its pace and backoff carry
+    over: a Ray actor's blocks), instead of a new one from ``concurrency``/``rpm``/``tpm``.
     """
     if concurrency is None:
         concurrency = 16
-    _check(concurrency, rpm, tpm, call_kwargs)
+    check_options(concurrency, rpm, tpm, call_kwargs)
     total = len(inputs) if hasattr(inputs, "__len__") else None  # type: ignore[arg-type]
     store = open_store(checkpoint)
-    limiter = RateLimiter(concurrency, rpm, tpm)
+    if limiter is None:
+        limiter = RateLimiter(concurrency, rpm, tpm)
     loop = asyncio.get_running_loop()
     freed = asyncio.Condition()
     prepare = getattr(target, "prepare", None)
