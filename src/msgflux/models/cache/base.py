@@ -17,7 +17,6 @@ truncated) is a miss.
 
 from __future__ import annotations
 
-import logging
 from typing import Any, Protocol, runtime_checkable
 
 import msgspec
@@ -25,7 +24,7 @@ import msgspec
 from msgflux.models.request import ChatRequest, Completion
 
 __all__ = [
-    "CACHE_FORMAT", "CacheBackend", "Counts", "cache_key", "decode_entry", "encode_entry", "log",
+    "CACHE_FORMAT", "CacheBackend", "Counts", "cache_key", "decode_entry", "encode_entry", "warn",
 ]
 
 #: Bump when what is stored or how the key is made changes: old entries become misses.
@@ -34,7 +33,13 @@ CACHE_FORMAT = 1
 _pack = msgspec.msgpack.Encoder(order="deterministic").encode
 _encode_entry = msgspec.msgpack.Encoder().encode
 _decode_entry = msgspec.msgpack.Decoder(Completion).decode
-log = logging.getLogger("msgflux.cache")
+
+
+def warn(message: str, *args: object) -> None:
+    """Log a cache problem (logging loads only then: it stays off the import path)."""
+    import logging
+
+    logging.getLogger("msgflux.cache").warning(message, *args)
 
 
 def cache_key(provider: str, base_url: str | None, request: ChatRequest, parser: str | None
@@ -61,7 +66,7 @@ def decode_entry(value: Any) -> Completion | None:
     try:
         return _decode_entry(value)
     except (msgspec.DecodeError, msgspec.ValidationError):
-        log.warning("msgflux cache: an entry did not decode as a cached answer; ignoring it")
+        warn("msgflux cache: an entry did not decode as a cached answer; ignoring it")
         return None
 
 

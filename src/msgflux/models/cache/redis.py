@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from msgflux.exceptions import MissingDependencyError
-from msgflux.models.cache.base import CACHE_FORMAT, Counts, encode_entry, log
+from msgflux.models.cache.base import CACHE_FORMAT, Counts, encode_entry, warn
 from msgflux.models.cache.memory import check_ttl
 from msgflux.models.request import Completion
 
@@ -68,7 +68,7 @@ class RedisCache:
         try:
             value = self._client.get(self.prefix + key)
         except Exception as e:  # the client's own errors: connection, timeout, protocol
-            log.warning("msgflux cache: Redis GET failed (%s); treated as a miss",
+            warn("msgflux cache: Redis GET failed (%s); treated as a miss",
                         type(e).__name__)
         return self._counts.decode(value)
 
@@ -76,7 +76,7 @@ class RedisCache:
         try:
             self._client.set(self.prefix + key, encode_entry(value), px=self._ttl_ms)
         except Exception as e:
-            log.warning("msgflux cache: Redis SET failed (%s); answer not cached",
+            warn("msgflux cache: Redis SET failed (%s); answer not cached",
                         type(e).__name__)
 
     def _keys(self) -> Any:

@@ -16,7 +16,7 @@ import threading
 import time
 from typing import Any
 
-from msgflux.models.cache.base import Counts, encode_entry, log
+from msgflux.models.cache.base import Counts, encode_entry, warn
 from msgflux.models.cache.memory import check_ttl
 from msgflux.models.request import Completion
 
@@ -87,7 +87,7 @@ class SQLiteCache:
                     "AND (expires IS NULL OR expires > ?)", (key, time.time())).fetchone()
                 value = row[0] if row is not None else None
             except sqlite3.Error as e:
-                log.warning("msgflux cache: reading %s failed (%s); treated as a miss",
+                warn("msgflux cache: reading %s failed (%s); treated as a miss",
                             self.path, e)
             return self._counts.decode(value)
 
@@ -104,7 +104,7 @@ class SQLiteCache:
                 if self._sets % _PRUNE_EVERY == 0:
                     conn.execute("DELETE FROM msgflux_cache WHERE expires <= ?", (now,))
             except sqlite3.Error as e:
-                log.warning("msgflux cache: writing %s failed (%s); answer not cached",
+                warn("msgflux cache: writing %s failed (%s); answer not cached",
                             self.path, e)
 
     def cache_info(self) -> dict[str, Any]:
