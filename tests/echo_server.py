@@ -23,6 +23,7 @@ class EchoServer:
         self.extra = b"".join(b"%s: %s\r\n" % (k.encode(), v.encode())
                               for k, v in (headers or {}).items())
         self.loop = asyncio.new_event_loop()
+        self._handlers: set[asyncio.Task] = set()
         self.requests = 0
         self.prompts: list[str] = []
         self.open_connections = 0
@@ -49,6 +50,7 @@ class EchoServer:
         return f"http://127.0.0.1:{self.port}/v1"
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._handlers.add(asyncio.current_task())
         self.open_connections += 1
         self.total_connections += 1
         try:
@@ -116,6 +118,12 @@ class EchoServer:
     def close(self) -> None:
         async def stop() -> None:
             self.server.close()
+            # Connections a client left open (a killed process's): end their handlers
+            # here, on a running loop, not when a closed loop's leftovers are collected.
+            handlers = [t for t in self._handlers if not t.done()]
+            for task in handlers:
+                task.cancel()
+            await asyncio.gather(*handlers, return_exceptions=True)
             await self.server.wait_closed()
 
         asyncio.run_coroutine_threadsafe(stop(), self.loop).result(5)
