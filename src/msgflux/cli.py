@@ -4,6 +4,7 @@
     msgflux chat -m openai/gpt-4o --no-stream "Hi"   # any provider/model
     echo "Summarise: ..." | msgflux chat             # the prompt from stdin
     msgflux chat                                     # interactive, on a terminal
+    msgflux batch prompts.jsonl -o answers.jsonl -m openai/gpt-4o-mini --concurrency 32
     msgflux providers --json
     msgflux models openai --tools --max-price 5
 
@@ -121,6 +122,10 @@ def _parser() -> argparse.ArgumentParser:
                       help="the provider's endpoint (default: <PROVIDER>_BASE_URL or built in)")
     chat.set_defaults(run=_chat)
 
+    from msgflux._cli.batch import add_parser
+
+    add_parser(commands, DEFAULT_MODEL, build_model)
+
     providers = commands.add_parser(
         "providers", parents=[as_json], help="list providers, their endpoints and key variables",
         description="List providers: dialect, base URL, API-key variable and whether it is set "
@@ -173,18 +178,19 @@ def _chat(args: argparse.Namespace) -> int:
         prompt = sys.stdin.read().rstrip()
     if not interactive and not prompt:
         raise UsageError("no prompt: pass it as an argument or on stdin")
-    model = _build_model(args)
+    model = build_model(args)
     if interactive:
         return _interactive(model, args, schema)
     _answer(model, [{"role": "user", "content": prompt}], args, schema, sys.stdout)
     return 0
 
 
-def _build_model(args: argparse.Namespace) -> Any:
+def build_model(args: argparse.Namespace, **extra: Any) -> Any:
+    """The model of ``-m`` with the sampling and endpoint options given (and ``extra``)."""
     from msgflux.models.model import Model
 
     options = {"temperature": args.temperature, "max_tokens": args.max_tokens,
-               "base_url": args.base_url}
+               "base_url": args.base_url, **extra}
     return Model.chat_completion(args.model, **{k: v for k, v in options.items() if v is not None})
 
 

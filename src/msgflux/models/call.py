@@ -28,7 +28,7 @@ from msgflux.dotdict import dotdict
 from msgflux.exceptions import MsgfluxError, OutputTruncatedError, RefusalError, _redact
 from msgflux.models import options as opt
 from msgflux.models import pricing, tokens
-from msgflux.models.cache import ResponseCache, cache_key
+from msgflux.models.cache.base import CacheBackend, cache_key
 from msgflux.models.dialects.base import Endpoint
 from msgflux.models.messages import to_messages
 from msgflux.models.request import (
@@ -39,7 +39,7 @@ from msgflux.models.request import (
     with_refusal,
 )
 from msgflux.models.response import ModelResponse, ModelStreamResponse
-from msgflux.models.stream import AsyncSource, SyncSource
+from msgflux.models.stream import AsyncSource, Replay, SyncSource
 from msgflux.models.structured import CompiledSchema, compile_schema, decode_structured
 from msgflux.models.tool_calls import ToolCallAggregator
 from msgflux.observe import _observation
@@ -75,7 +75,7 @@ class Wiring:
 
     def __init__(self, model_id: str, row: Provider, dialect: Dialect, *,
                  api_key: str | None, base_url: str | None, headers: dict[str, Any] | None,
-                 engine_options: dict[str, Any], cache: ResponseCache | None,
+                 engine_options: dict[str, Any], cache: CacheBackend | None,
                  transport: Transport | None, async_transport: AsyncTransport | None,
                  pricing: ModelCost | None = None, hooks: tuple[Any, ...] = ()) -> None:
         self.model_id = model_id
@@ -302,7 +302,8 @@ class PreparedCall:
     :meth:`http_request` shows what would be sent (the headers hold the key).
     """
 
-    __slots__ = ("compiled", "parser", "parser_name", "policy", "request", "timeouts", "wiring")
+    __slots__ = ("compiled", "observer", "parser", "parser_name", "policy", "request",
+                 "timeouts", "wiring")
 
     def __init__(self, wiring: Wiring, request: ChatRequest, compiled: CompiledSchema | None,
                  parser: TypedParser | None, parser_name: str | None, timeouts: Timeouts,
@@ -314,6 +315,9 @@ class PreparedCall:
         self.parser_name = parser_name
         self.timeouts = timeouts
         self.policy = policy
+        # Sees the status and headers of every HTTP answer of this call, retries
+        # included (a batch runner reads rate-limit headers from them).
+        self.observer: Callable[[int, list[tuple[str, str]]], object] | None = None
 
     def __repr__(self) -> str:
         return f"PreparedCall({self.wiring.provider}/{self.request.model})"
@@ -322,17 +326,18 @@ class PreparedCall:
         return self.wiring.dialect.build_request(self.request, self.wiring.endpoint)
 
     def stream_call(self) -> StreamCall:
-        """The stream side of this call, for a ModelStreamResponse to drive."""
-        return StreamCall(self)
+        """The stream side of this call, for a ModelStreamResponse to drive (a cached
+        answer is played back as a stream)."""
+        return StreamCall(self, *self._lookup())
 
     # -------------------------------------------------------------- running
 
     def run(self) -> ModelResponse | ModelStreamResponse:
         if self.request.stream:
-            return ModelStreamResponse.open(StreamCall(self))
-        key, hit = self._cached()
+            return ModelStreamResponse.open(self.stream_call())
+        key, hit = self._lookup()
         if hit is not None:
-            return hit
+            return self._shape(hit)
         from msgflux._transport.retry import RetryState, call_with_retries
 
         http = self.http_request()
@@ -341,19 +346,22 @@ class PreparedCall:
         send = self._send if obs is None else obs.attempt(self._send)
         try:
             response = call_with_retries(lambda: send(http, obs), state)
-            return self._answer(key, response.body, state, obs)
+            completion, result = self._answer(response.body, state, obs)
         except BaseException as error:
             _failed(error, state, obs)
             raise
+        if key is not None:
+            self.store(key, completion)
+        return result
 
     async def arun(self) -> ModelResponse | ModelStreamResponse:
         if not self.wiring.endpoint_ready:
             await self.wiring.aendpoint()  # an engine start must not block the loop
+        key, hit = await self._alookup()
         if self.request.stream:
-            return await ModelStreamResponse.aopen(StreamCall(self))
-        key, hit = self._cached()
+            return await ModelStreamResponse.aopen(StreamCall(self, key, hit))
         if hit is not None:
-            return hit
+            return self._shape(hit)
         from msgflux._transport.retry import RetryState, acall_with_retries
 
         http = self.http_request()
@@ -362,10 +370,13 @@ class PreparedCall:
         send = self._asend if obs is None else obs.aattempt(self._asend)
         try:
             response = await acall_with_retries(lambda: send(http, obs), state)
-            return self._answer(key, response.body, state, obs)
+            completion, result = self._answer(response.body, state, obs)
         except BaseException as error:
             _failed(error, state, obs)
             raise
+        if key is not None:
+            await self._astore(key, completion)
+        return result
 
     def _send(self, http: HttpRequest, obs: _observation.Observation | None) -> HttpResponse:
         if obs is not None:
@@ -383,39 +394,63 @@ class PreparedCall:
                  ) -> HttpResponse:
         if obs is not None:
             obs.responded(response.status, response.timings)
+        if self.observer is not None:
+            self.observer(response.status, response.headers)
         if not 200 <= response.status < 300:
             raise self.wiring.error(response.status, response.headers, response.body)
         return response
 
     # -------------------------------------------------------------- cache
 
-    def _cached(self) -> tuple[bytes | None, ModelResponse | None]:
-        """The cache key of this (non-stream) call and a copy of its hit, if any."""
+    def _lookup(self) -> tuple[bytes | None, Completion | None]:
+        """The cache key of this call (``None`` without a cache) and its stored answer."""
         cache = self.wiring.cache
         if cache is None:
             return None, None
         key = cache_key(self.wiring.provider, self.wiring.endpoint.base_url, self.request,
                         self.parser_name)
-        hit = cache.get(key)
-        return key, (hit.copy() if hit is not None else None)
+        return key, cache.get(key)
 
-    def _answer(self, key: bytes | None, body: bytes, state: RetryState,
-                obs: _observation.Observation | None) -> ModelResponse:
-        """Decode and shape the answer; keep a copy under ``key`` so callers cannot
-        change the cache."""
+    async def _alookup(self) -> tuple[bytes | None, Completion | None]:
+        cache = self.wiring.cache
+        if cache is not None and cache.blocking:  # a network store: off the event loop
+            import asyncio
+
+            return await asyncio.to_thread(self._lookup)
+        return self._lookup()
+
+    def store(self, key: bytes, completion: Completion) -> None:
+        """Keep ``completion`` (its text as the caller sees it) under ``key``."""
+        cache = self.wiring.cache
+        if cache is not None:
+            cache.set(key, completion)
+
+    async def _astore(self, key: bytes, completion: Completion) -> None:
+        cache = self.wiring.cache
+        if cache is not None and cache.blocking:
+            import asyncio
+
+            await asyncio.to_thread(self.store, key, completion)
+        else:
+            self.store(key, completion)
+
+    def _answer(self, body: bytes, state: RetryState, obs: _observation.Observation | None
+                ) -> tuple[Completion, ModelResponse]:
+        """Decode and shape the answer (an answer that does not shape is not cached)."""
         wiring = self.wiring
         try:
             completion = wiring.dialect.parse_response(body, self.request, wiring.provider)
         except MsgfluxError as e:  # an in-band error may quote the key back
             _redact(e, wiring.api_key)
             raise
+        prefill = self.request.prefill
+        if prefill is not None and not wiring.row.quirks.prefill_echoed(stream=False):
+            completion.text = prefill + (completion.text or "")  # as the caller sees it
         result = self._shape(completion, state.retries + 1)
         if obs is not None:
             obs.answered(result.metadata, completion.usage, completion.usage, completion.id,
                          result.data)
-        if key is not None and wiring.cache is not None:
-            wiring.cache.set(key, result.copy())
-        return result
+        return completion, result
 
     # -------------------------------------------------------------- shaping
 
@@ -430,9 +465,6 @@ class PreparedCall:
             agg.reasoning_blocks = completion.reasoning_blocks
             return ModelResponse(agg, "tool_call", meta, completion.reasoning)
         text = completion.text or ""
-        prefill = self.request.prefill
-        if prefill is not None and not self.wiring.row.quirks.prefill_echoed(stream=False):
-            text = prefill + text
         if refusal is not None:
             text = with_refusal(text, refusal)
         kind, data = self.decode_text(text, completion.finish_reason, refusal)
@@ -524,13 +556,20 @@ def _usage_dict(usage: Usage) -> dotdict:
 
 class StreamCall:
     """A prepared call's stream side (the :class:`~msgflux.models.response.StreamCall`
-    protocol): opening, retrying its start, finishing the answer."""
+    protocol): opening, retrying its start, finishing the answer.
 
-    __slots__ = ("call", "default_type", "http", "known_type", "lead", "obs", "spent_usage",
-                 "state")
+    ``key``: where the finished answer is cached (``None``: no cache); ``replay``:
+    a cached answer, streamed back instead of asking the provider.
+    """
 
-    def __init__(self, call: PreparedCall) -> None:
+    __slots__ = ("call", "default_type", "http", "key", "known_type", "lead", "obs", "replay",
+                 "spent_usage", "state")
+
+    def __init__(self, call: PreparedCall, key: bytes | None = None,
+                 replay: Completion | None = None) -> None:
         self.call = call
+        self.key = key
+        self.replay = replay
         request = call.request
         structured = call.compiled is not None or call.parser is not None
         self.default_type = "structured" if structured else "text_generation"
@@ -541,13 +580,17 @@ class StreamCall:
         # When the server streams only the continuation, the prefix leads the stream.
         prefill = request.prefill
         echoed = call.wiring.row.quirks.prefill_echoed(stream=True)
-        self.lead = Delta(text=prefill) if prefill and not echoed else None
+        # A cached answer's text already holds the prefix.
+        self.lead = Delta(text=prefill) if prefill and not echoed and replay is None else None
         self.http: HttpRequest | None = None  # encoded once, when the start begins
         self.obs: _observation.Observation | None = None
         self.state: RetryState | None = None
         self.spent_usage: Usage | None = None  # billed to attempts that were abandoned
 
     def open_sync(self) -> SyncSource:
+        if self.replay is not None:
+            replay = Replay(self.replay)
+            return SyncSource(replay, replay)
         call, wiring, obs = self.call, self.call.wiring, self.obs
         http = self.http or call.http_request()
         if obs is not None:
@@ -555,6 +598,8 @@ class StreamCall:
         stream = wiring.transport().open_stream(http, call.timeouts)
         if obs is not None:
             obs.responded(stream.status, getattr(stream, "timings", None))
+        if call.observer is not None:
+            call.observer(stream.status, stream.headers)
         if not 200 <= stream.status < 300:
             body = stream.read()
             stream.close()
@@ -562,6 +607,9 @@ class StreamCall:
         return SyncSource(stream, self._decoder(), wiring.api_key)
 
     async def open_async(self) -> AsyncSource:
+        if self.replay is not None:
+            replay = Replay(self.replay)
+            return AsyncSource(replay, replay)
         call, wiring, obs = self.call, self.call.wiring, self.obs
         if not wiring.endpoint_ready:
             await wiring.aendpoint()
@@ -571,6 +619,8 @@ class StreamCall:
         stream = await wiring.async_transport().open_stream(http, call.timeouts)
         if obs is not None:
             obs.responded(stream.status, getattr(stream, "timings", None))
+        if call.observer is not None:
+            call.observer(stream.status, stream.headers)
         if not 200 <= stream.status < 300:
             body = await stream.read()
             await stream.aclose()
@@ -587,7 +637,9 @@ class StreamCall:
 
         call = self.call
         self.http = call.http_request()
-        obs = self.obs = call.wiring.observe(call.request, call.policy)
+        # A cached answer played back is no call to the provider: nothing to observe.
+        obs = self.obs = (call.wiring.observe(call.request, call.policy)
+                          if self.replay is None else None)
         state = self.state = RetryState(call.policy, obs and obs.retried)
         return state
 
@@ -639,4 +691,12 @@ class StreamCall:
             raise
         if self.obs is not None:
             self.obs.answered(meta, usage, asm.usage, asm.id, data)
+        # A refused stream interleaves the refusal with the text: it is not kept.
+        if self.key is not None and self.replay is None and refusal is None:
+            self.call.store(self.key, Completion(
+                text=asm.text, reasoning=asm.reasoning,
+                reasoning_blocks=asm.reasoning_blocks(),
+                tool_calls=agg.to_calls() if agg is not None else (),
+                finish_reason=asm.finish_reason, native_finish_reason=asm.native_finish_reason,
+                usage=asm.usage, model=asm.model, id=asm.id))
         return kind, data, meta

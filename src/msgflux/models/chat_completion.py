@@ -11,10 +11,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from msgflux.exceptions import InvalidParameterError
-from msgflux.models.cache import ResponseCache
+from msgflux.models.cache import CacheBackend, open_cache
 from msgflux.models.call import PreparedCall, Wiring, prepare
 from msgflux.models.dialects import get_dialect
-from msgflux.models.options import ModelSettings, serializable_state
+from msgflux.models.options import ModelSettings, cache_spec, serializable_state
 from msgflux.models.providers.registry import (
     get_provider,
     resolve_api_key,
@@ -23,6 +23,9 @@ from msgflux.models.providers.registry import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from msgflux.batch.runner import BatchResult
     from msgflux.models.profiles.types import ModelProfile
     from msgflux.models.response import ModelResponse, ModelStreamResponse
     from msgflux.models.tokens import TokenCount
@@ -43,7 +46,9 @@ class ChatCompletionModel:
     each wait — connect, first byte, every gap between chunks — or a ``Timeouts``
     / dict with ``connect``, ``first_byte``, ``idle``, ``total``); ``max_retries``
     (an int, or a ``mf.RetryPolicy`` that also sets the backoff and the
-    ``Retry-After`` cap); ``enable_cache``, ``cache_size``;
+    ``Retry-After`` cap); ``enable_cache``, ``cache_size`` (the in-memory LRU);
+    ``cache`` (``"sqlite:///answers.db"``, ``"redis://host:6379/0"``, ``"memory"``
+    or a :class:`~msgflux.models.cache.CacheBackend`), ``cache_ttl`` (seconds);
     ``extra_body`` (provider-specific body fields, sent as given);
     ``extra_headers``; ``check_capabilities`` (refuse requests the model's
     profile says it cannot serve); ``api`` (``"responses"`` or
@@ -72,9 +77,10 @@ class ChatCompletionModel:
         self.model_id = model_id
         self.provider = row.id
         self._settings = settings
-        self._response_cache: ResponseCache | None = (
-            ResponseCache(settings.get("cache_size", 128)) if settings.get("enable_cache")
-            else None
+        spec = cache_spec(settings.options)
+        self._response_cache: CacheBackend | None = (
+            open_cache(spec, settings.get("cache_size", 128), settings.get("cache_ttl"))
+            if spec is not None else None
         )
         base_url = settings.get("base_url")
         self._wiring = Wiring(
@@ -213,6 +219,46 @@ class ChatCompletionModel:
                        tool_schemas=tool_schemas, generation_schema=generation_schema,
                        prefilling=prefilling, timeout=timeout, max_retries=max_retries,
                        check=False)
+
+    # -------------------------------------------------------------- batches
+
+    def batch(self, inputs: Iterable[Any], *, concurrency: int | None = None,
+              rpm: float | None = None, tpm: float | None = None, checkpoint: Any = None,
+              progress: Any = None, **call_kwargs: Any) -> BatchResult:
+        """Run every input and return the results in input order (blocking).
+
+        Each input is what calling the model accepts: a prompt, a list of messages,
+        or a dict of call arguments with ``messages`` (and an ``id`` kept on the
+        result). ``call_kwargs`` (``system_prompt``, ``generation_schema``,
+        ``tool_schemas``...) apply to every item. ``concurrency``: calls in flight
+        (default 16; the engine's ``n_parallel`` slots for ``llamacpp``);
+        ``rpm``/``tpm``: requests and tokens per minute; ``checkpoint``: a SQLite
+        file where each finished item is stored, so a rerun does only what is
+        missing; ``progress``: a bar on a terminal (``None``), always (``True``),
+        never (``False``). One item's failure is kept on its result, never raised.
+        """
+        from msgflux.batch.runner import run_batch
+
+        slots = self._slots() if concurrency is None else concurrency
+        return run_batch(self, inputs, concurrency=slots, rpm=rpm, tpm=tpm,
+                         checkpoint=checkpoint, progress=progress, **call_kwargs)
+
+    async def abatch(self, inputs: Iterable[Any], *, concurrency: int | None = None,
+                     rpm: float | None = None, tpm: float | None = None,
+                     checkpoint: Any = None, progress: Any = None,
+                     **call_kwargs: Any) -> BatchResult:
+        """:meth:`batch` on the running event loop."""
+        from msgflux.batch.runner import arun_batch
+
+        slots = self._slots() if concurrency is None else concurrency
+        return await arun_batch(self, inputs, concurrency=slots, rpm=rpm, tpm=tpm,
+                                checkpoint=checkpoint, progress=progress, **call_kwargs)
+
+    def _slots(self) -> int:
+        """Default calls in flight: an embedded engine's parallel slots, else 16."""
+        if self._wiring.row.engine is not None:
+            return self._settings.get("n_parallel") or 1
+        return 16
 
     # -------------------------------------------------------------- closing
 

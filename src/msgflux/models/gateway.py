@@ -190,6 +190,19 @@ class ModelGateway:
                 fallback.failed(e)
         raise fallback.give_up()
 
+    def batch(self, inputs: Any, **options: Any) -> Any:
+        """Run every input through the gateway (see ``ChatCompletionModel.batch``):
+        each item falls back across the models like a single call."""
+        from msgflux.batch.runner import run_batch
+
+        return run_batch(self, inputs, **options)
+
+    async def abatch(self, inputs: Any, **options: Any) -> Any:
+        """:meth:`batch` on the running event loop."""
+        from msgflux.batch.runner import arun_batch
+
+        return await arun_batch(self, inputs, **options)
+
     def close(self) -> None:
         for model in self.models:
             model.close()

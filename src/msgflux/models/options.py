@@ -45,9 +45,9 @@ __all__ = [
 INIT_ARGS = (
     "base_url", "api_key", "temperature", "max_tokens", "top_p", "stop", "seed",
     "reasoning_effort", "parallel_tool_calls", "timeout", "max_retries", "enable_cache",
-    "cache_size", "extra_body", "extra_headers", "check_capabilities", "n_threads", "n_ctx",
-    "n_parallel", "transport", "async_transport", "api", "hooks", "pricing", "prompt_cache",
-    "prompt_cache_retention",
+    "cache_size", "cache", "cache_ttl", "extra_body", "extra_headers", "check_capabilities",
+    "n_threads", "n_ctx", "n_parallel", "transport", "async_transport", "api", "hooks",
+    "pricing", "prompt_cache", "prompt_cache_retention",
 )
 CALL_ARGS = (
     "messages", "system_prompt", "prefilling", "stream", "generation_schema", "typed_parser",
@@ -152,8 +152,34 @@ def _checked(kwargs: Mapping[str, Any]) -> dict[str, Any]:
                 f"got {api!r}"
             )
     _check_transports(opts)
+    _check_cache(opts)
     timeouts(opts.get("timeout"))
     return opts
+
+
+def _check_cache(opts: Mapping[str, Any]) -> None:
+    from msgflux.models.cache import check_cache_spec
+
+    check_cache_spec(opts.get("cache"))
+    if opts.get("cache") is not None and opts.get("enable_cache") is False:
+        raise InvalidParameterError(
+            "cache=... turns the cache on, but enable_cache=False turns it off: drop one"
+        )
+    number = opts.get("cache_ttl")
+    if number is not None and (isinstance(number, bool) or not isinstance(number, (int, float))
+                               or not number > 0):
+        raise InvalidParameterError(
+            f"cache_ttl must be a positive number of seconds, got {number!r}"
+        )
+
+
+def cache_spec(options: Mapping[str, Any]) -> Any:
+    """What the cache options ask for: a ``cache=`` value, ``"memory"`` for
+    ``enable_cache=True``, or ``None`` (no cache)."""
+    spec = options.get("cache")
+    if spec is None and options.get("enable_cache"):
+        spec = "memory"
+    return spec
 
 
 def _check_transports(opts: Mapping[str, Any]) -> None:
@@ -176,6 +202,8 @@ def serializable_state(options: Mapping[str, Any]) -> dict[str, Any]:
             continue
         if key in ("pricing", "prompt_cache") and isinstance(value, msgspec.Struct):
             value = msgspec.to_builtins(value)
+        if key == "cache" and not (isinstance(value, str) and "@" not in value):
+            continue  # a backend object, or a URL with credentials in it
         if key == "extra_headers":
             value = {k: v for k, v in value.items()
                      if not any(w in k.lower() for w in _SECRET_HEADER_WORDS)}

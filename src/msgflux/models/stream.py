@@ -15,8 +15,10 @@ from typing import TYPE_CHECKING
 from msgflux.exceptions import MsgfluxError, StreamError, _redact
 from msgflux.models.request import (
     REFUSAL_BREAK,
+    Completion,
     Delta,
     ReasoningBlock,
+    ToolCallDelta,
     Usage,
     settled_finish,
 )
@@ -26,7 +28,7 @@ if TYPE_CHECKING:
     from msgflux._transport.base import AsyncResponseStream, ResponseStream
     from msgflux.models.dialects.base import StreamDecoder
 
-__all__ = ["AsyncSource", "StreamAssembler", "SyncSource"]
+__all__ = ["AsyncSource", "Replay", "StreamAssembler", "SyncSource"]
 
 
 class StreamAssembler:
@@ -193,3 +195,51 @@ class AsyncSource:
 
     async def aclose(self) -> None:
         await self.deltas.aclose()  # type: ignore[attr-defined]
+
+
+class Replay:
+    """A finished answer played back as a stream: the event stream and its decoder
+    at once, for a :class:`SyncSource` or :class:`AsyncSource` (a cache hit of a
+    streamed request).
+
+    The Deltas fold back into the same answer: reasoning blocks, text, refusal,
+    tool calls, then the finish with usage and the end marker.
+    """
+
+    has_end_marker = True
+
+    def __init__(self, completion: Completion) -> None:
+        self.done = False
+        c = completion
+        deltas = [Delta(reasoning=b.text or None, reasoning_signature=b.signature,
+                        reasoning_redacted=b.redacted) for b in c.reasoning_blocks]
+        if not deltas and c.reasoning:
+            deltas.append(Delta(reasoning=c.reasoning))
+        if c.text or c.refusal:
+            deltas.append(Delta(text=c.text or None, refusal=c.refusal))
+        if c.tool_calls:
+            deltas.append(Delta(tool_calls=tuple(
+                ToolCallDelta(i, t.id, t.name, t.arguments, t.signature)
+                for i, t in enumerate(c.tool_calls))))
+        deltas.append(Delta(finish_reason=c.finish_reason,
+                            native_finish_reason=c.native_finish_reason, usage=c.usage,
+                            model=c.model, id=c.id, done=True))
+        self.deltas = deltas
+
+    def __iter__(self) -> Iterator[Delta]:
+        return iter(self.deltas)
+
+    async def __aiter__(self) -> AsyncIterator[Delta]:
+        for delta in self.deltas:
+            yield delta
+
+    def feed(self, delta: Delta) -> Delta:
+        if delta.done:
+            self.done = True
+        return delta
+
+    def close(self) -> None:
+        pass
+
+    async def aclose(self) -> None:
+        pass

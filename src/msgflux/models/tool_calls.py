@@ -62,6 +62,11 @@ class ToolCallAggregator:
             agg.process(i, call.id, call.name, call.arguments, call.signature)
         return agg
 
+    def to_calls(self) -> tuple[ToolCall, ...]:
+        """The calls as neutral :class:`ToolCall` values, in index order (raw arguments)."""
+        return tuple(ToolCall(self._call_id(e), e.name or "", "".join(e.arguments), e.signature)
+                     for e in self._ordered())
+
     # -------------------------------------------------------------- assembling
 
     def process(self, call_index: int, tool_id: str | None = None, name: str | None = None,
