@@ -181,7 +181,12 @@ def _chat(args: argparse.Namespace) -> int:
 
 
 def _build_model(args: argparse.Namespace) -> Any:
+    import warnings
+
+    from msgflux.exceptions import OutputTruncatedWarning
     from msgflux.models.model import Model
+
+    warnings.simplefilter("ignore", OutputTruncatedWarning)  # _warn_if_cut says it better
 
     options = {"temperature": args.temperature, "max_tokens": args.max_tokens,
                "base_url": args.base_url}
@@ -197,6 +202,7 @@ def _answer(model: Any, messages: list[dict[str, str]], args: argparse.Namespace
         text = data if isinstance(data, str) else _dumps(data)
         out.write((_dumps(_chat_document(response)) if args.json else text) + "\n")
         out.flush()
+        _warn_if_cut(response)
         return text
     response = model(messages, system_prompt=args.system, stream=True)
     parts: list[str] = []
@@ -214,7 +220,20 @@ def _answer(model: Any, messages: list[dict[str, str]], args: argparse.Namespace
     text = "".join(parts)
     out.write("\n")
     out.flush()
+    _warn_if_cut(response)
     return text
+
+
+def _warn_if_cut(response: Any) -> None:
+    # The library warns only about limits the caller did not set; a person reading
+    # the answer wants to know either way, so the command says it itself (once).
+    if response.metadata.get("finish_reason") == "length":
+        usage = response.metadata.get("usage") or {}
+        tokens = usage.get("completion_tokens")
+        at = f" after {tokens} tokens" if tokens else ""
+        sys.stderr.write(f"msgflux: warning: the answer stopped at the token limit{at} and "
+                         "is probably cut off; raise it with --max-tokens N\n")
+        sys.stderr.flush()
 
 
 def _chat_document(response: Any) -> dict[str, Any]:

@@ -409,9 +409,27 @@ class PreparedCall:
                     "(finish_reason 'length'); raise max_tokens.", raw=text,
                 )
             return "structured", decode_structured(self.compiled, text)
+        if finish_reason == "length" and self.request.max_tokens is None:
+            _warn_cut(self.wiring)
         if self.parser is not None:
             return "structured", self.parser.decode(text)
         return "text_generation", text
+
+
+def _warn_cut(wiring: Wiring) -> None:
+    """Warn that an answer hit a limit nobody chose: the provider's or the engine's default."""
+    import warnings
+
+    from msgflux.exceptions import OutputTruncatedWarning
+
+    where = ("the embedded engine's default cap (EngineOptions.n_predict, 512 tokens)"
+             if wiring.row.engine else "the provider's default limit")
+    warnings.warn(
+        f"{wiring.provider}/{wiring.model_id}: the answer stopped at {where} "
+        "(finish_reason 'length') and is probably cut off; pass max_tokens=N to allow "
+        "a longer one.",
+        OutputTruncatedWarning, stacklevel=2,
+    )
 
 
 def metadata(wiring: Wiring, usage: Usage | None, finish_reason: str | None,
