@@ -51,7 +51,7 @@ def openai_env(monkeypatch: pytest.MonkeyPatch, llama_server: Engine) -> Engine:
     return llama_server
 
 
-_ENGINE_MODULES = ("test_llamacpp_engine.py", "test_llamacpp_provider.py")
+_ENGINE_MODULES = ("test_llamacpp_engine.py", "test_llamacpp_provider.py", "test_serve.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -145,6 +145,32 @@ def _parser() -> argparse.ArgumentParser:
                         help="download the latest models.dev data first (needs the network)")
     models.set_defaults(run=_models)
 
+    serve = commands.add_parser(
+        "serve", help="serve a local model over HTTP (OpenAI- and Anthropic-compatible)",
+        description="Run a GGUF model in the embedded llama.cpp engine and serve it over "
+                    "HTTP: /v1/chat/completions (streaming, tools, response_format), "
+                    "/v1/completions, /v1/messages, /v1/models and /health, so the openai "
+                    "SDK, curl or another machine can use it. Loopback only unless --host "
+                    "says otherwise; then an API key is required, and checked on every "
+                    "route. SIGINT or SIGTERM stops it cleanly.",
+    )
+    serve.add_argument("model", nargs="?", default="smollm2", metavar="MODEL",
+                       help="smollm2 (default), a .gguf path or hf.co/Owner/Repo:QUANT "
+                            "(a llamacpp/ prefix is allowed)")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to bind (default 127.0.0.1: this machine only)")
+    serve.add_argument("--port", type=int, default=8080, help="port (default 8080; 0: any)")
+    serve.add_argument("--api-key", metavar="KEY",
+                       help="required from clients as 'Authorization: Bearer KEY' "
+                            "(default: $MSGFLUX_API_KEY; needed when --host is not loopback)")
+    serve.add_argument("--parallel", type=int, default=4, metavar="N",
+                       help="requests decoded at once; more wait for a slot (default 4)")
+    serve.add_argument("--ctx-size", type=int, default=4096, metavar="TOKENS",
+                       help="KV cache shared by all slots (default 4096; 0: the model's)")
+    serve.add_argument("--threads", type=int, default=1, metavar="N",
+                       help="CPU threads (default 1: best for small models on busy CPUs)")
+    serve.set_defaults(run=_serve)
+
     profiles = commands.add_parser("profiles", help="manage the model profile data")
     actions = profiles.add_subparsers(title="actions", metavar="ACTION", required=True)
     refresh = actions.add_parser(
@@ -280,6 +306,36 @@ def _interactive(model: Any, args: argparse.Namespace, schema: Any) -> int:
             _print_error(e)
             continue
         history.append({"role": "assistant", "content": text})
+
+
+# ---------------------------------------------------------------- serve
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from msgflux._cli.local import start_engine
+    from msgflux.models.providers.llamacpp import EngineOptions
+    from msgflux.serve import Front, require_key, serve
+
+    api_key = args.api_key or os.environ.get("MSGFLUX_API_KEY") or None
+    model = args.model.removeprefix("llamacpp/")
+    try:
+        options = EngineOptions(n_parallel=args.parallel, n_ctx=args.ctx_size,
+                                n_threads=args.threads)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    require_key(args.host, api_key)  # before loading what may be gigabytes
+    engine = start_engine(model, options)
+
+    def ready(front: Front) -> None:
+        sys.stderr.write(
+            f"msgflux: serving {engine.model_alias} at {front.url}/v1 ({args.parallel} "
+            f"parallel; OpenAI /v1/chat/completions, Anthropic /v1/messages"
+            f"{'; API key required' if api_key else ''}). Ctrl-C stops.\n")
+        sys.stderr.flush()
+
+    serve(engine, host=args.host, port=args.port, api_key=api_key, ready=ready)
+    sys.stderr.write("msgflux: stopped\n")
+    return 0
 
 
 # ---------------------------------------------------------------- providers
