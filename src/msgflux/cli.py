@@ -203,6 +203,12 @@ def _chat(args: argparse.Namespace) -> int:
     if not interactive and not prompt:
         raise UsageError("no prompt: pass it as an argument or on stdin")
     model = _build_model(args)
+    wiring = model._wiring
+    if wiring.row.engine:  # load now, saying so when it takes a while, not at the first token
+        from msgflux._cli.local import start_engine
+        from msgflux.models.providers.llamacpp import EngineOptions
+
+        start_engine(wiring.model_id, EngineOptions(**wiring.engine_options), always=False)
     if interactive:
         return _interactive(model, args, schema)
     _answer(model, [{"role": "user", "content": prompt}], args, schema, sys.stdout)
