@@ -320,15 +320,28 @@ def _wait_idle(server: Any, timeout: float) -> None:
 
 
 def _chat_template(path: Path, requested: str | None) -> str | None:
-    """The Jinja source to run the server with, or None to keep the GGUF's own template."""
+    """The Jinja source to run the server with, or None to keep the GGUF's own template.
+
+    Decided from the GGUF's metadata alone, before the model loads:
+
+    - a ``tokenizer.chat_template.tool_use`` variant (Hermes-style GGUFs): keep the
+      GGUF's templates; llama.cpp renders requests with tools through that one;
+    - a default template that renders ``tools``: keep it; llama.cpp's autoparser
+      reads the tool-call format off it;
+    - no template, or a ChatML one without tools (SmolLM2): ours, ChatML with a
+      Hermes tool section. Without tools in the template llama.cpp silently drops
+      ``tools``; with no template at all it falls back to ChatML anyway;
+    - any other format without tools (Llama 2, Gemma...): keep it. Ours would change
+      the turn format the model was trained on, which costs more than tools.
+    """
     if requested == GGUF_TEMPLATE:
         return None
     if requested is not None:
         return requested
-    own = _gguf_chat_template(path)
-    # With no tool section, llama.cpp silently drops `tools`. Ours fixes that, but
-    # it is ChatML, so it only replaces templates that are ChatML already. A GGUF
-    # with no template at all gets ChatML from llama.cpp anyway.
+    templates = _gguf_chat_templates(path)
+    own = templates.get("tokenizer.chat_template")
+    if "tokenizer.chat_template.tool_use" in templates:
+        return None
     if own is None or (not re.search(r"\btools\b", own) and "<|im_start|>" in own):
         return (Path(__file__).parent / "chatml_tools.jinja").read_text(encoding="utf-8")
     return None
@@ -338,8 +351,8 @@ _GGUF_SCALAR_SIZES = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11:
 _GGUF_STRING, _GGUF_ARRAY = 8, 9
 
 
-def _gguf_chat_template(path: Path) -> str | None:
-    """``tokenizer.chat_template`` from a GGUF file's metadata (format v2/v3), if present.
+def _gguf_chat_templates(path: Path) -> dict[str, str]:
+    """Every ``tokenizer.chat_template*`` entry of a GGUF file's metadata (v2/v3).
 
     llama.cpp does not expose the template before a server is built. Reading the
     header ourselves (~50 ms for SmolLM2, mostly skipping the vocabulary) avoids
@@ -347,14 +360,14 @@ def _gguf_chat_template(path: Path) -> str | None:
     """
     try:
         with path.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
-            return _find_chat_template(data)
+            return _find_chat_templates(data)
     except (ValueError, KeyError, struct.error) as exc:  # empty, truncated or not GGUF
         raise ConfigurationError(
             f"llamacpp: {path} is not a readable GGUF model file ({exc!r})"
         ) from exc
 
 
-def _find_chat_template(data: mmap.mmap) -> str | None:
+def _find_chat_templates(data: mmap.mmap) -> dict[str, str]:
     if data[:4] != b"GGUF":
         raise ValueError("bad magic bytes, expected b'GGUF'")
     n_kv = struct.unpack_from("<Q", data, 16)[0]
@@ -366,14 +379,15 @@ def _find_chat_template(data: mmap.mmap) -> str | None:
         off += 8 + n
         return data[off - n : off]
 
+    found: dict[str, str] = {}
     for _ in range(n_kv):
         key = read_string()
         (kind,) = struct.unpack_from("<I", data, off)
         off += 4
         if kind == _GGUF_STRING:
             value = read_string()
-            if key == b"tokenizer.chat_template":
-                return value.decode("utf-8")
+            if key.startswith(b"tokenizer.chat_template"):
+                found[key.decode("utf-8")] = value.decode("utf-8")
         elif kind == _GGUF_ARRAY:
             item_kind, count = struct.unpack_from("<IQ", data, off)
             off += 12
@@ -384,4 +398,4 @@ def _find_chat_template(data: mmap.mmap) -> str | None:
                 off += _GGUF_SCALAR_SIZES[item_kind] * count
         else:
             off += _GGUF_SCALAR_SIZES[kind]
-    return None
+    return found
