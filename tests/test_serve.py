@@ -111,6 +111,7 @@ def client(served: Served) -> Iterator[openai.OpenAI]:
 
 
 def test_models_and_health(client: openai.OpenAI, served: Served) -> None:
+    assert served.log[0].startswith("msgflux: loading SmolLM2-135M-Instruct.Q4_1.gguf (98 MB)")
     assert [m.id for m in client.models.list()] == ["SmolLM2-135M-Instruct.Q4_1"]
     status, body = get(served.url + "/health")
     assert status == 200 and json.loads(body) == {"status": "ok"}
