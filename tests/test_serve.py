@@ -218,6 +218,19 @@ def test_another_host_needs_a_key() -> None:
     assert result.stderr.startswith("msgflux: error: ") and "--api-key" in result.stderr
 
 
+def test_a_port_in_use_is_a_clear_error() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "msgflux", "serve", "--port", str(port), "--ctx-size", "256"],
+            input="", capture_output=True, text=True, timeout=TIMEOUT)
+    assert result.returncode == 2, result.stderr
+    assert f"msgflux: error: cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_sigint_lets_a_request_in_flight_finish() -> None:
     server = Served("--ctx-size", "512")  # loopback: no key needed
     sent = False

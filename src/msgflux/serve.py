@@ -212,7 +212,13 @@ class Front:
         root = await asyncio.to_thread(lambda: self.engine.root_url)  # loads the model
         host, _, port = root.removeprefix("http://").rpartition(":")
         self._upstream = (host, int(port))
-        self._server = await asyncio.start_server(self._client, self.host, self.port)
+        try:
+            self._server = await asyncio.start_server(self._client, self.host, self.port)
+        except OSError as e:
+            raise ConfigurationError(
+                f"cannot listen on {self.host}:{self.port} ({e.strerror or e}); "
+                "choose another --port, or stop what uses it"
+            ) from None
 
     async def stop(self, grace: float = 10.0) -> None:
         """Stop accepting, close idle connections, give requests in flight ``grace``
