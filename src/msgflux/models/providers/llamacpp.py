@@ -61,7 +61,9 @@ class EngineOptions(msgspec.Struct, frozen=True, kw_only=True):
     collapsed to ~20 tok/s whenever another process held a core.
     ``n_ctx``: KV-cache size in tokens, shared by all slots, so one request may use
     all of it. 0 means the model's trained context.
-    ``n_parallel``: requests decoded at once. Extra requests wait for a free slot.
+    ``n_parallel``: requests decoded at once (slots). Extra requests wait for a free
+    slot. 4 lets concurrent calls stream side by side instead of queueing behind each
+    other, for ~20 MB; the KV cache is shared, so one request may still use all of it.
     ``chat_template``: ``None`` picks the tool-calling ChatML template shipped here
     when the GGUF's own template is ChatML without tool support (SmolLM2), and the
     GGUF's template otherwise. ``GGUF_TEMPLATE`` always keeps the GGUF's template.
@@ -84,7 +86,7 @@ class EngineOptions(msgspec.Struct, frozen=True, kw_only=True):
 
     n_threads: int = 1
     n_ctx: int = 4096
-    n_parallel: int = 1
+    n_parallel: int = 4
     chat_template: str | None = None
     n_predict: int = 512
     temperature: float | None = 0.0
