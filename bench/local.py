@@ -66,7 +66,7 @@ class Config:
     model: str = "smollm2"
     concurrency: list[int] = field(default_factory=lambda: [1, 4])
     max_tokens: int = 128
-    rounds: int = 3
+    rounds: int = 5
     n_ctx: int = 4096
 
     @classmethod
@@ -200,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="smollm2", help="as after llamacpp/ (default smollm2)")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4], metavar="N")
     parser.add_argument("--max-tokens", type=int, default=128)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--json", metavar="FILE", help="also write every figure and trial")
     args = parser.parse_args(argv)
     cfg = Config(model=args.model, concurrency=args.concurrency, max_tokens=args.max_tokens,
