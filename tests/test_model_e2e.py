@@ -394,7 +394,8 @@ def test_an_answer_cut_at_a_limit_the_caller_did_not_set_warns(scripted, stream)
     with pytest.warns(exc.OutputTruncatedWarning, match=r"max_tokens") as caught:
         r = ask(model)
     assert r.metadata.finish_reason == "length"
-    assert len([w for w in caught if w.category is exc.OutputTruncatedWarning]) == 1
+    [warning] = [w for w in caught if w.category is exc.OutputTruncatedWarning]
+    assert warning.filename == __file__  # the caller's line, not msgflux's
     model.close()
     # A limit the caller chose is no surprise: no warning.
     model = mf.Model.chat_completion("openai/gpt-4o", max_tokens=3)
