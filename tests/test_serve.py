@@ -9,6 +9,8 @@ Structure is asserted, never the small model's wording.
 
 from __future__ import annotations
 
+import asyncio
+import http.client
 import json
 import os
 import re
@@ -20,6 +22,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -206,6 +209,21 @@ def test_keep_alive_and_a_malformed_request(served: Served) -> None:
         assert answer.startswith(b"HTTP/1.1 400")
 
 
+def test_a_connection_idle_longer_than_the_engine_keeps_its_own(served: Served) -> None:
+    # The engine drops a connection idle for 5 s; the front must open a new one
+    # for the client's next request, not answer it with a 502.
+    parts = urlsplit(served.url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=TIMEOUT)
+    try:
+        for pause in (0.0, 6.0):
+            time.sleep(pause)
+            conn.request("GET", "/health", headers={"Authorization": f"Bearer {KEY}"})
+            response = conn.getresponse()
+            assert (response.status, response.read()) == (200, b'{"status":"ok"}')
+    finally:
+        conn.close()
+
+
 # ---------------------------------------------------------------- startup and shutdown
 
 
@@ -250,3 +268,40 @@ def test_sigint_lets_a_request_in_flight_finish() -> None:
     assert code == 0, err
     assert "msgflux: stopped" in err
     assert not port_is_open(server.url)
+
+
+# ---------------------------------------------------------------- the front in process
+
+
+def test_an_abandoned_stream_stops_the_engine(llama_server: Any) -> None:
+    # The client goes away after the first bytes of a long answer: the front closes
+    # its engine connection, and llama.cpp stops generating at its next token.
+    from msgflux.serve import Front
+
+    def metric(name: str) -> float:
+        text = urllib.request.urlopen(llama_server.root_url + "/metrics", timeout=30).read()
+        return float(re.search(rf"^llamacpp:{name} (\S+)$", text.decode(), re.M)[1])
+
+    async def scenario() -> None:
+        front = Front(llama_server, "127.0.0.1", 0)
+        await front.start()
+        try:
+            port = int(front.url.rsplit(":", 1)[1])
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            body = json.dumps({"messages": [{"role": "user", "content": "Tell me a story."}],
+                               "max_tokens": 1000, "stream": True}).encode()
+            writer.write(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\n"
+                         b"content-length: %d\r\n\r\n%s" % (len(body), body))
+            assert b"200 OK" in await reader.readuntil(b"\r\n\r\n")
+            await reader.readuntil(b"\n\n")  # the first event
+            writer.close()
+        finally:
+            await front.stop(grace=30)
+
+    before = metric("tokens_predicted_total")
+    asyncio.run(scenario())
+    deadline = time.monotonic() + 60
+    while metric("requests_processing") > 0:
+        assert time.monotonic() < deadline, "the engine never stopped"
+        time.sleep(0.05)
+    assert metric("tokens_predicted_total") - before < 1000

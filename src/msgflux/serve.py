@@ -51,6 +51,7 @@ ROUTES: dict[str, frozenset[str] | None] = {
     )
 } | {"/props": frozenset({"GET"})}  # POST /props changes the server
 
+_Conn = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 _MAX_HEAD = 64 * 1024
 _MAX_BODY = 64 * 1024 * 1024
 _HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"te",
@@ -241,7 +242,7 @@ class Front:
         assert task is not None
         self._tasks.add(task)
         incoming = _RequestReader()
-        upstream: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+        link = _Link()  # this client's connection to the engine
         try:
             while True:
                 while not incoming.done:
@@ -263,12 +264,9 @@ class Front:
                 if problem is not None:
                     await _reply_error(writer, problem, keep_alive=keep_alive)
                 else:
-                    if upstream is None:
-                        assert self._upstream is not None
-                        upstream = await asyncio.open_connection(*self._upstream)
                     self._busy.add(task)
                     try:
-                        if not await _forward(request, upstream, writer, self._upstream):
+                        if not await self._relay(request, link, writer):
                             return  # the engine closed the connection: so do we
                     finally:
                         self._busy.discard(task)
@@ -279,11 +277,38 @@ class Front:
         finally:
             self._tasks.discard(task)
             self._busy.discard(task)
-            if upstream is not None:
-                upstream[1].close()  # an abandoned stream stops generating
+            link.close()  # an abandoned stream stops generating
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
+
+    async def _relay(self, request: _Request, link: _Link,
+                     writer: asyncio.StreamWriter) -> bool:
+        """Forward one request over ``link`` (opened if needed); False once the
+        engine closed the connection.
+
+        The engine drops connections idle for 5 s. A reused one that fails before
+        any byte of the answer came back is replaced and the request sent again:
+        the engine never read it.
+        """
+        assert self._upstream is not None
+        reused = link.conn is not None
+        while True:
+            if link.conn is None:
+                link.conn = await asyncio.open_connection(*self._upstream)
+            try:
+                keep = await _forward(request, link.conn, writer, self._upstream)
+            except _UpstreamClosedError:
+                link.close()
+                if reused:
+                    reused = False
+                    continue
+                await _reply_error(writer, _HttpError(502, "the engine closed the "
+                                                      "connection", "api_error"))
+                return False
+            if not keep:
+                link.close()
+            return keep
 
     def _check(self, request: _Request) -> _HttpError | None:
         if self._key is not None:
@@ -306,31 +331,55 @@ class Front:
         return None
 
 
-async def _forward(request: _Request, upstream: tuple[asyncio.StreamReader, asyncio.StreamWriter],
-                   writer: asyncio.StreamWriter, address: tuple[str, int]) -> bool:
+class _Link:
+    """One client's connection to the engine, kept across its keep-alive requests."""
+
+    __slots__ = ("conn",)
+
+    def __init__(self) -> None:
+        self.conn: _Conn | None = None
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn[1].close()
+            self.conn = None
+
+
+class _UpstreamClosedError(Exception):
+    """The engine's connection ended before any byte of the response."""
+
+
+async def _forward(request: _Request, upstream: _Conn, writer: asyncio.StreamWriter,
+                   address: tuple[str, int]) -> bool:
     """Send ``request`` to the engine and pipe its response back; False if the engine
-    closed the connection afterwards."""
+    closes the connection afterwards."""
     up_reader, up_writer = upstream
     head = [request.method + b" " + request.url + b" HTTP/1.1",
             b"host: %s:%d" % (address[0].encode(), address[1])]
     head += [k + b": " + v for k, v in request.headers
              if k not in _HOP_BY_HOP and k != b"host"]
     head.append(b"content-length: %d" % len(request.body))
-    up_writer.write(b"\r\n".join(head) + b"\r\n\r\n" + bytes(request.body))
-    await up_writer.drain()
     end = _ResponseEnd()
-    head_only = request.method == b"HEAD"
-    while not (end.complete or (head_only and end.headers_done)):
+    received = False
+    try:
+        up_writer.write(b"\r\n".join(head) + b"\r\n\r\n" + bytes(request.body))
+        await up_writer.drain()
         data = await up_reader.read(65536)
+    except ConnectionError:
+        data = b""
+    head_only = request.method == b"HEAD"
+    while True:
         if not data:
-            if not end.headers_done:
-                await _reply_error(writer, _HttpError(502, "the engine closed the connection",
-                                                      "api_error"))
-            return False
+            if not received:
+                raise _UpstreamClosedError
+            return False  # cut mid-answer: closing tells the client
+        received = True
         end.parser.feed_data(data)
         writer.write(data)
         await writer.drain()  # raises once the client is gone: then the engine stops too
-    return end.keep_alive
+        if end.complete or (head_only and end.headers_done):
+            return end.keep_alive
+        data = await up_reader.read(65536)
 
 
 async def _reply_error(writer: asyncio.StreamWriter, error: _HttpError, *,
