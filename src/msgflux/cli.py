@@ -4,8 +4,11 @@
     msgflux chat -m openai/gpt-4o --no-stream "Hi"   # any provider/model
     echo "Summarise: ..." | msgflux chat             # the prompt from stdin
     msgflux chat                                     # interactive, on a terminal
+    msgflux chat -m llamacpp/hf.co/bartowski/Qwen2.5-1.5B-Instruct-GGUF:Q4_K_M "Hi"
+    msgflux serve --port 8080                        # the local model for other tools
     msgflux providers --json
     msgflux models openai --tools --max-price 5
+    msgflux models --local                           # GGUF files already on disk
 
 Exit codes: 0 success, 1 the provider or the network failed, 2 bad usage or input
 (unknown provider, missing API key, unreadable schema...), 130 interrupted.

@@ -64,10 +64,10 @@ class EngineOptions(msgspec.Struct, frozen=True, kw_only=True):
     ``n_parallel``: requests decoded at once (slots). Extra requests wait for a free
     slot. 4 lets concurrent calls stream side by side instead of queueing behind each
     other, for ~20 MB; the KV cache is shared, so one request may still use all of it.
-    ``chat_template``: ``None`` picks the tool-calling ChatML template shipped here
-    when the GGUF's own template is ChatML without tool support (SmolLM2), and the
-    GGUF's template otherwise. ``GGUF_TEMPLATE`` always keeps the GGUF's template.
-    Any other string is Jinja source to use instead.
+    ``chat_template``: ``None`` decides from the GGUF's metadata: the tool-calling
+    ChatML template shipped here for no template or a ChatML one without tools
+    (SmolLM2), the GGUF's own otherwise (see ``_chat_template``). ``GGUF_TEMPLATE``
+    always keeps the GGUF's template. Any other string is Jinja source to use instead.
     ``n_predict``: the most tokens one answer may have when the request sets no
     ``max_tokens`` (-1: until the context is full). A small model left uncapped can
     ramble through its whole context: SmolLM2 once repeated one phrase for 4,059
