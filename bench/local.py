@@ -19,7 +19,9 @@ For each concurrency N, a round runs N streams at once with each client, in
 alternating order; a figure is the median over rounds. tok/s is the completion
 tokens of all N streams over the round's wall time; TTFT is the median time to the
 first content token. Target (DESIGN.md): msgflux >= 0.95x direct tok/s. The CPU
-does the decoding, so the ratio measures what the client costs on top of it.
+does the decoding, so the ratio measures what the client costs on top of it; on a
+shared machine it swings with the load, so "client CPU/token" (direct / msgflux,
+the CPU time of the client threads alone, per token) shows that cost directly.
 """
 
 from __future__ import annotations
@@ -79,6 +81,7 @@ class Config:
 class Stream:
     ttft: float  # seconds to the first content token
     tokens: int
+    cpu: float = 0.0  # CPU seconds of the client's own thread (the engine's threads excluded)
 
 
 def direct_stream(root_url: str, prompt: str, max_tokens: int) -> Stream:
@@ -129,7 +132,10 @@ def run_round(n: int, call: Any) -> dict[str, float]:
     def worker(i: int) -> None:
         barrier.wait()
         try:
-            results.append(call(PROMPTS[i % len(PROMPTS)]))
+            cpu = time.thread_time()
+            result = call(PROMPTS[i % len(PROMPTS)])
+            result.cpu = time.thread_time() - cpu
+            results.append(result)
         except BaseException as e:  # reported by the main thread
             errors.append(e)
 
@@ -145,7 +151,9 @@ def run_round(n: int, call: Any) -> dict[str, float]:
         raise errors[0]
     return {"tok_s": sum(r.tokens for r in results) / wall,
             "ttft_ms": statistics.median(r.ttft for r in results) * 1000,
-            "tokens": sum(r.tokens for r in results), "wall_s": wall}
+            "tokens": sum(r.tokens for r in results), "wall_s": wall,
+            "cpu_us_per_token": sum(r.cpu for r in results) / sum(r.tokens for r in results)
+            * 1e6}
 
 
 def run_all(cfg: Config, log: TextIO = sys.stderr) -> dict[str, Any]:
@@ -173,7 +181,8 @@ def run_all(cfg: Config, log: TextIO = sys.stderr) -> dict[str, Any]:
                 trials[name].append(run_round(n, clients[name]))
             log.write(f"  concurrency {n}, round {r + 1}/{cfg.rounds}\n")
         summary = {name: {key: statistics.median(t[key] for t in runs)
-                          for key in ("tok_s", "ttft_ms")} for name, runs in trials.items()}
+                          for key in ("tok_s", "ttft_ms", "cpu_us_per_token")}
+                   for name, runs in trials.items()}
         pairs = zip(trials["msgflux"], trials["direct"], strict=True)
         ratios = [m["tok_s"] / d["tok_s"] for m, d in pairs]
         figures["runs"][str(n)] = {"summary": summary, "ratio": statistics.median(ratios),
@@ -187,12 +196,15 @@ def print_report(fig: dict[str, Any], out: TextIO = sys.stdout) -> None:
     out.write(f"local engine: {fig['model']}, {fig['max_tokens']} tokens per answer, "
               f"load average {fig['load_avg'][0]:.1f}\n")
     out.write(f"{'streams':>7}  {'direct tok/s':>12}  {'msgflux tok/s':>13}  {'ratio':>5}  "
-              f"{'direct TTFT':>11}  {'msgflux TTFT':>12}  target\n")
+              f"{'direct TTFT':>11}  {'msgflux TTFT':>12}  {'client CPU/token':>20}  "
+              "target\n")
     for n, run in fig["runs"].items():
         d, m = run["summary"]["direct"], run["summary"]["msgflux"]
         ok = "ok" if run["ratio"] >= 0.95 else "MISSED"
+        cpu = f"{d['cpu_us_per_token']:.0f} / {m['cpu_us_per_token']:.0f} us"
         out.write(f"{n:>7}  {d['tok_s']:>12.1f}  {m['tok_s']:>13.1f}  {run['ratio']:>5.2f}  "
-                  f"{d['ttft_ms']:>8.0f} ms  {m['ttft_ms']:>9.0f} ms  >= 0.95x {ok}\n")
+                  f"{d['ttft_ms']:>8.0f} ms  {m['ttft_ms']:>9.0f} ms  {cpu:>20}  "
+                  f">= 0.95x {ok}\n")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -37,6 +37,7 @@ def test_local_bench_produces_every_figure() -> None:
         for client in ("direct", "msgflux"):
             assert _number(run["summary"][client]["tok_s"])
             assert _number(run["summary"][client]["ttft_ms"])
+            assert _number(run["summary"][client]["cpu_us_per_token"])
             # ignore_eos: both clients got exactly max_tokens in each of the n streams
             assert {t["tokens"] for t in run["trials"][client]} == {cfg.max_tokens * int(n)}
         assert _number(run["ratio"])
