@@ -67,9 +67,9 @@ say "job 2/2: lowest declared versions on $("$LOW_PY" --version), tests without 
 [ -x .venv-lowest/bin/python ] || "$LOW_PY" -m venv .venv-lowest
 .venv-lowest/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
 lowest=$(mktemp)
-.venv/bin/python scripts/deps.py lowest xml templates otel redis progress ray > "$lowest"
+.venv/bin/python scripts/deps.py lowest xml templates hf otel redis progress ray > "$lowest"
 .venv-lowest/bin/python -m pip install -q --disable-pip-version-check \
-  -c "$lowest" -e ".[xml,templates,otel,test,redis,progress,ray]"
+  -c "$lowest" -e ".[xml,templates,hf,otel,test,redis,progress,ray]"
 rm -f "$lowest"
 if ! .venv-lowest/bin/python -m pytest -q -p no:cacheprovider -m "not real_llm" \
      --ignore=tests/test_bench_smoke.py --ignore=tests/test_bench_scale_smoke.py; then

@@ -64,7 +64,7 @@ def redis_url() -> Iterator[str]:
         server.stop()
 
 
-_ENGINE_MODULES = ("test_llamacpp_engine.py", "test_llamacpp_provider.py")
+_ENGINE_MODULES = ("test_llamacpp_engine.py", "test_llamacpp_provider.py", "test_serve.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -543,6 +543,31 @@ def test_chat_default_embedded_model(base_env: dict[str, str]) -> None:
     assert result.stdout.strip()
 
 
+def test_chat_warns_on_stderr_when_the_answer_is_cut(llama_env: dict[str, str]) -> None:
+    for mode in ((), ("--no-stream",)):
+        result = run(llama_env, "chat", "-m", "openai/smollm2", "--max-tokens", "3", *mode,
+                     "Tell me a long story.")
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip()  # the partial answer is still printed
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("msgflux: warning: "), result.stderr
+        assert "--max-tokens" in lines[0]
+
+
+@pytest.mark.real_llm
+def test_readme_first_command_is_short_and_reproducible(base_env: dict[str, str]) -> None:
+    # The README's first command, on the embedded demo model with every default. Run
+    # twice: the same short answer, ended by the model (no cut-off warning). Its wording
+    # is the model's business and is not checked here.
+    answers = [run(base_env, "chat", "What is the capital of France?", timeout=180)
+               for _ in range(2)]
+    for result in answers:
+        assert result.returncode == 0, result.stderr
+        assert "warning" not in result.stderr
+    assert answers[0].stdout == answers[1].stdout
+    assert 0 < len(answers[0].stdout.split()) <= 40
+
+
 # ---------------------------------------------------------------- the JSON Schema -> Struct helper
 
 

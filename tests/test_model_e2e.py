@@ -13,6 +13,7 @@ import json
 import socket
 import threading
 import time
+import warnings
 
 import msgspec
 import pytest
@@ -371,6 +372,38 @@ def test_stream_reasoning_usage_on_final_choice_chunk(scripted) -> None:
     assert r.reasoning == "hmm" and r.metadata.usage.total_tokens == 5
     assert r.metadata.finish_reason == "stop"
     assert scripted.requests[0].json()["stream_options"] == {"include_usage": True}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_answer_cut_at_a_limit_the_caller_did_not_set_warns(scripted, stream) -> None:
+    cut = completion("Once upon a")
+    cut["choices"][0]["finish_reason"] = "length"
+    cut["usage"]["completion_tokens"] = 3
+    final = chunk(" a", finish="length")
+    final["usage"] = {"prompt_tokens": 3, "completion_tokens": 3, "total_tokens": 6}
+    reply = (lambda: sse_reply([chunk("Once upon"), final, "data: [DONE]\n\n"])) if stream \
+        else (lambda: json_reply(200, cut))
+    scripted.enqueue(reply(), reply())
+
+    def ask(model) -> object:
+        r = model("Tell me a story.", stream=stream)
+        if stream:
+            assert "".join(r.consume()) == "Once upon a"
+        return r
+
+    model = mf.Model.chat_completion("openai/gpt-4o")
+    with pytest.warns(exc.OutputTruncatedWarning, match=r"max_tokens") as caught:
+        r = ask(model)
+    assert r.metadata.finish_reason == "length"
+    [warning] = [w for w in caught if w.category is exc.OutputTruncatedWarning]
+    assert warning.filename == __file__  # the caller's line, not msgflux's
+    model.close()
+    # A limit the caller chose is no surprise: no warning.
+    model = mf.Model.chat_completion("openai/gpt-4o", max_tokens=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", exc.OutputTruncatedWarning)
+        assert ask(model).metadata.finish_reason == "length"
+    model.close()
 
 
 def test_parallel_tool_call_deltas_through_the_model(scripted) -> None:

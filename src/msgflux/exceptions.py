@@ -38,6 +38,7 @@ __all__ = [
     "MsgfluxError",
     "NotFoundError",
     "OutputTruncatedError",
+    "OutputTruncatedWarning",
     "OverloadedError",
     "PermissionDeniedError",
     "PrefillNotSupportedError",
@@ -266,6 +267,15 @@ class StructuredOutputError(ResponseError):
 
 class OutputTruncatedError(StructuredOutputError):
     """A structured call stopped at the token limit (``finish_reason == "length"``)."""
+
+
+class OutputTruncatedWarning(UserWarning):
+    """A text answer stopped at a token limit the call did not set.
+
+    The limit was the provider's or the embedded engine's default (512 tokens for
+    ``llamacpp`` models), so the answer is probably cut mid-sentence. Pass
+    ``max_tokens`` to choose the limit; a call that does is never warned.
+    """
 
 
 class RefusalError(StructuredOutputError):

@@ -486,9 +486,32 @@ class PreparedCall:
                     "(finish_reason 'length'); raise max_tokens.", raw=text,
                 )
             return "structured", decode_structured(self.compiled, text)
+        if finish_reason == "length" and self.request.max_tokens is None:
+            _warn_cut(self.wiring)
         if self.parser is not None:
             return "structured", self.parser.decode(text)
         return "text_generation", text
+
+
+def _warn_cut(wiring: Wiring) -> None:
+    """Warn that an answer hit a limit nobody chose: the provider's or the engine's default."""
+    import sys
+    import warnings
+
+    from msgflux.exceptions import OutputTruncatedWarning
+
+    # Point the warning at the caller's line, however deep in msgflux it was found.
+    frame, level = sys._getframe(1), 2
+    while frame.f_back is not None and frame.f_globals.get("__name__", "").startswith("msgflux"):
+        frame, level = frame.f_back, level + 1
+    where = ("the embedded engine's default cap (EngineOptions.n_predict, 512 tokens)"
+             if wiring.row.engine else "the provider's default limit")
+    warnings.warn(
+        f"{wiring.provider}/{wiring.model_id}: the answer stopped at {where} "
+        "(finish_reason 'length') and is probably cut off; pass max_tokens=N to allow "
+        "a longer one.",
+        OutputTruncatedWarning, stacklevel=level,
+    )
 
 
 def metadata(wiring: Wiring, usage: Usage | None, finish_reason: str | None,
