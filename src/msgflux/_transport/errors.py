@@ -19,8 +19,11 @@ from msgflux.exceptions import (
 __all__ = [
     "connect_failed",
     "connection_broken",
+    "limit_exceeded",
     "protocol_error",
+    "size_text",
     "timeout_error",
+    "too_large",
 ]
 
 _TIMEOUTS: dict[str, tuple[type[APITimeoutError], str]] = {
@@ -77,6 +80,22 @@ def connection_broken(
 def protocol_error(where: str, detail: str, url: str | None = None) -> TransportError:
     """The server broke HTTP/1.1 framing (not retried: it would do it again)."""
     return TransportError(f"invalid HTTP response from {where}: {detail}", url=url)
+
+
+def limit_exceeded(where: str, detail: str, url: str | None = None) -> TransportError:
+    """The response broke one of our size limits (not retried: it would again)."""
+    return TransportError(f"response from {where} refused: {detail}", url=url)
+
+
+def too_large(what: str, limit: int) -> str:
+    """The detail of a size-limit error: what, the limit, and the knob that sets it."""
+    return (f"{what} larger than max_response_bytes ({size_text(limit)}); raise the "
+            "model's max_response_bytes= if the answer is really that large")
+
+
+def size_text(n: int) -> str:
+    """``64 MiB`` for whole mebibytes, else a byte count."""
+    return f"{n >> 20} MiB" if n >= 1 << 20 and n % (1 << 20) == 0 else f"{n} bytes"
 
 
 def _reason(exc: BaseException) -> str:
