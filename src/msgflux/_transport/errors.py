@@ -56,14 +56,40 @@ def connect_failed(where: str, exc: BaseException, url: str | None = None) -> Tr
         )
         err.retryable = False  # the same certificate will fail the same way
         return err
+    refused = _refused_tls(where, exc, url)
+    if refused is not None:
+        return refused
     reason = _reason(exc)
     return APIConnectionError(f"could not connect to {where}: {reason}", url=url)
+
+
+# TLS alerts by which a server refuses the client's certificate (or its absence). In
+# TLS 1.3 they arrive after the handshake, with the first read.
+_CLIENT_CERT_ALERTS = ("CERTIFICATE_REQUIRED", "BAD_CERTIFICATE", "UNKNOWN_CA",
+                       "CERTIFICATE_UNKNOWN", "HANDSHAKE_FAILURE")
+
+
+def _refused_tls(where: str, exc: object, url: str | None) -> APIConnectionError | None:
+    reason = getattr(exc, "reason", None)
+    if not isinstance(reason, str) or "ALERT" not in reason or not any(
+            alert in reason for alert in _CLIENT_CERT_ALERTS):
+        return None
+    err = APIConnectionError(
+        f"{where} refused the TLS connection ({reason}): the server requires a client "
+        "certificate it trusts (mTLS); pass cert='client.pem' or cert=(certfile, keyfile)",
+        url=url,
+    )
+    err.retryable = False  # the same certificate (or none) will fail the same way
+    return err
 
 
 def connection_broken(
     where: str, exc: BaseException | str | None, *, received: bool, url: str | None = None
 ) -> APIConnectionError:
     """The connection failed or closed after the request was sent."""
+    refused = _refused_tls(where, exc, url)
+    if refused is not None:
+        return refused
     if exc is None:
         reason = "the server closed the connection"
     elif isinstance(exc, str):

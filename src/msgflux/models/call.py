@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
     from msgflux._transport.base import AsyncTransport, Transport
-    from msgflux._transport.retry import RetryPolicy
+    from msgflux._transport.retry import CallBudget, RetryPolicy
     from msgflux._transport.types import HttpRequest, Timeouts
     from msgflux.dsl.typed_parsers.base import TypedParser
     from msgflux.models.dialects.base import Dialect, StreamDecoder
@@ -52,9 +52,25 @@ if TYPE_CHECKING:
     from msgflux.models.providers.registry import Provider
     from msgflux.models.stream import StreamAssembler
 
-__all__ = ["PreparedCall", "StreamCall", "Wiring", "prepare"]
+__all__ = ["PreparedCall", "StreamCall", "Wiring", "default_transport", "prepare"]
 
 _UNSET: Any = object()
+
+
+def default_transport(asynchronous: bool, options: dict[str, Any]) -> Any:
+    """msgflux's own HTTP client for one model, made with the model's client options
+    (``verify``, ``cert``, ``proxy``, ``trust_env``, ``max_response_bytes``).
+
+    The one place a default transport is made: the test suite swaps it to run the
+    transport-independent tests over the httpx backend too.
+    """
+    if asynchronous:
+        from msgflux._transport.async_client import AsyncHTTPTransport
+
+        return AsyncHTTPTransport(**options)
+    from msgflux._transport.sync_client import HTTPTransport
+
+    return HTTPTransport(**options)
 
 
 class Wiring:
@@ -65,14 +81,17 @@ class Wiring:
     Transports handed in by the caller are theirs to close.
     """
 
-    __slots__ = ("_async_transport", "_endpoint", "_lock", "_own_async", "_own_sync",
-                 "_profile", "_transport", "api_key", "base_url", "cache", "dialect",
-                 "engine_options", "headers", "model_id", "provider", "row")
+    __slots__ = ("_async_transport", "_endpoint", "_lock", "_missing", "_own_async",
+                 "_own_sync", "_profile", "_transport", "api_key", "base_url", "cache",
+                 "client_options", "dialect", "engine_options", "headers", "model_id",
+                 "provider", "row")
 
     def __init__(self, model_id: str, row: Provider, dialect: Dialect, *,
                  api_key: str | None, base_url: str | None, headers: dict[str, Any] | None,
                  engine_options: dict[str, Any], cache: ResponseCache | None,
-                 transport: Transport | None, async_transport: AsyncTransport | None) -> None:
+                 transport: Transport | None, async_transport: AsyncTransport | None,
+                 http_client: Any = None, client_options: dict[str, Any] | None = None
+                 ) -> None:
         self.model_id = model_id
         self.row = row
         self.provider = row.id
@@ -82,6 +101,16 @@ class Wiring:
         self.headers = tuple((k.lower(), str(v)) for k, v in (headers or {}).items())
         self.engine_options = engine_options
         self.cache = cache
+        self.client_options = client_options or {}
+        self._missing: str | None = None
+        if http_client is not None:  # the caller's httpx client(s) carry the calls
+            from msgflux._transport.httpx_backend import transports_for
+
+            sync, asyn = transports_for(http_client, self.client_options)
+            if (sync is None) != (asyn is None):
+                self._missing = "blocking calls" if sync is None else "acall()"
+            transport = transport or sync
+            async_transport = async_transport or asyn
         self._transport = transport
         self._async_transport = async_transport
         self._own_sync = transport is None
@@ -101,6 +130,7 @@ class Wiring:
             raise InvalidParameterError(
                 f"Provider {self.provider!r} has no default base URL: pass base_url=..."
             )
+        opt.check_base_url(base_url)  # from the environment too
         return Endpoint(self.provider, base_url.rstrip("/"), self.api_key, self.headers,
                         self.row.quirks)
 
@@ -144,14 +174,18 @@ class Wiring:
     def _default(self, slot: str) -> Any:
         """The default transport for ``slot``, made once (the clients load sockets, ssl
         and asyncio: only when first needed)."""
+        if self._missing is not None:
+            from msgflux.exceptions import InvalidParameterError
+
+            # Going around the caller's client (its proxy, its CAs) would surprise.
+            raise InvalidParameterError(
+                f"this model's http_client has no client for {self._missing}: pass both, "
+                "http_client=(httpx.Client(...), httpx.AsyncClient(...))"
+            )
         with self._lock:
             transport = getattr(self, slot)
             if transport is None:
-                if slot == "_transport":
-                    from msgflux._transport.sync_client import HTTPTransport as Client
-                else:
-                    from msgflux._transport.async_client import AsyncHTTPTransport as Client
-                transport = Client()
+                transport = default_transport(slot == "_async_transport", self.client_options)
                 setattr(self, slot, transport)
         return transport
 
@@ -183,9 +217,27 @@ class Wiring:
         """The typed error for a non-2xx answer, with the key masked if quoted back."""
         from msgflux._transport.retry import retry_after_from_headers
 
-        error = self.dialect.parse_error(status, headers, body, self.provider,
-                                         retry_after=retry_after_from_headers(headers))
+        if 300 <= status < 400:
+            error: MsgfluxError = _redirect_error(status, headers, self.provider)
+        else:
+            error = self.dialect.parse_error(status, headers, body, self.provider,
+                                             retry_after=retry_after_from_headers(headers))
         return _redact(error, self.api_key)
+
+
+def _redirect_error(status: int, headers: list[tuple[str, str]], provider: str) -> MsgfluxError:
+    """A redirect is never followed (it could carry the API key to another host): say
+    where it pointed, so the caller can decide to use that address."""
+    from msgflux._transport.types import header
+    from msgflux.exceptions import APIStatusError
+
+    location = header(headers, "location")
+    where = f"redirected to {location}" if location else "redirected (no Location given)"
+    return APIStatusError(
+        f"the server {where}; msgflux never follows redirects, since they could carry the API "
+        "key to another host. If the new address is right, use it as base_url.",
+        status=status, provider=provider,
+    )
 
 
 # ---------------------------------------------------------------- preparing
@@ -314,10 +366,12 @@ class PreparedCall:
         key, hit = self._cached()
         if hit is not None:
             return hit
-        from msgflux._transport.retry import call_with_retries
+        from msgflux._transport.retry import CallBudget, call_with_retries
 
         http = self.http_request()
-        body = call_with_retries(lambda: self._send(http), self.policy)
+        budget = CallBudget(self.timeouts, False)
+        body = call_with_retries(lambda: self._send(http, budget.timeouts()), self.policy,
+                                 deadline=budget.deadline)
         return self._answer(key, body)
 
     async def arun(self) -> ModelResponse | ModelStreamResponse:
@@ -328,20 +382,22 @@ class PreparedCall:
         key, hit = self._cached()
         if hit is not None:
             return hit
-        from msgflux._transport.retry import acall_with_retries
+        from msgflux._transport.retry import CallBudget, acall_with_retries
 
         http = self.http_request()
-        body = await acall_with_retries(lambda: self._asend(http), self.policy)
+        budget = CallBudget(self.timeouts, False)
+        body = await acall_with_retries(lambda: self._asend(http, budget.timeouts()),
+                                        self.policy, deadline=budget.deadline)
         return self._answer(key, body)
 
-    def _send(self, http: HttpRequest) -> bytes:
-        response = self.wiring.transport().send(http, self.timeouts)
+    def _send(self, http: HttpRequest, timeouts: Timeouts) -> bytes:
+        response = self.wiring.transport().send(http, timeouts)
         if not 200 <= response.status < 300:
             raise self.wiring.error(response.status, response.headers, response.body)
         return response.body
 
-    async def _asend(self, http: HttpRequest) -> bytes:
-        response = await self.wiring.async_transport().send(http, self.timeouts)
+    async def _asend(self, http: HttpRequest, timeouts: Timeouts) -> bytes:
+        response = await self.wiring.async_transport().send(http, timeouts)
         if not 200 <= response.status < 300:
             raise self.wiring.error(response.status, response.headers, response.body)
         return response.body
@@ -461,10 +517,11 @@ class StreamCall:
     """A prepared call's stream side (the :class:`~msgflux.models.response.StreamCall`
     protocol): opening, retrying its start, finishing the answer."""
 
-    __slots__ = ("call", "default_type", "known_type", "lead")
+    __slots__ = ("budget", "call", "default_type", "known_type", "lead")
 
     def __init__(self, call: PreparedCall) -> None:
         self.call = call
+        self.budget: CallBudget | None = None  # set when the start is (re)tried
         request = call.request
         structured = call.compiled is not None or call.parser is not None
         self.default_type = "structured" if structured else "text_generation"
@@ -479,7 +536,7 @@ class StreamCall:
 
     def open_sync(self) -> SyncSource:
         call, wiring = self.call, self.call.wiring
-        stream = wiring.transport().open_stream(call.http_request(), call.timeouts)
+        stream = wiring.transport().open_stream(call.http_request(), self._timeouts())
         if not 200 <= stream.status < 300:
             body = stream.read()
             stream.close()
@@ -490,7 +547,8 @@ class StreamCall:
         call, wiring = self.call, self.call.wiring
         if not wiring.endpoint_ready:
             await wiring.aendpoint()
-        stream = await wiring.async_transport().open_stream(call.http_request(), call.timeouts)
+        stream = await wiring.async_transport().open_stream(call.http_request(),
+                                                            self._timeouts())
         if not 200 <= stream.status < 300:
             body = await stream.read()
             await stream.aclose()
@@ -501,15 +559,25 @@ class StreamCall:
         wiring = self.call.wiring
         return wiring.dialect.stream_decoder(self.call.request, wiring.provider)
 
+    def _timeouts(self) -> Timeouts:
+        budget = self.budget
+        return budget.timeouts() if budget is not None else self.call.timeouts
+
+    def _new_budget(self) -> float | None:
+        from msgflux._transport.retry import CallBudget
+
+        self.budget = CallBudget(self.call.timeouts, True)
+        return self.budget.deadline
+
     def retry(self, attempt: Callable[[], None]) -> None:
         from msgflux._transport.retry import call_with_retries
 
-        call_with_retries(attempt, self.call.policy)
+        call_with_retries(attempt, self.call.policy, deadline=self._new_budget())
 
     async def aretry(self, attempt: Callable[[], Awaitable[None]]) -> None:
         from msgflux._transport.retry import acall_with_retries
 
-        await acall_with_retries(attempt, self.call.policy)
+        await acall_with_retries(attempt, self.call.policy, deadline=self._new_budget())
 
     def finish(self, asm: StreamAssembler) -> tuple[str, Any, dotdict]:
         refusal = asm.refusal

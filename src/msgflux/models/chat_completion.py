@@ -14,7 +14,7 @@ from msgflux.exceptions import InvalidParameterError
 from msgflux.models.cache import ResponseCache
 from msgflux.models.call import PreparedCall, Wiring, prepare
 from msgflux.models.dialects import get_dialect
-from msgflux.models.options import ModelSettings, serializable_state
+from msgflux.models.options import TRANSPORT_OPTIONS, ModelSettings, serializable_state
 from msgflux.models.providers.registry import get_provider, resolve_api_key, resolve_base_url
 
 if TYPE_CHECKING:
@@ -42,7 +42,12 @@ class ChatCompletionModel:
     ``extra_headers``; ``check_capabilities`` (refuse requests the model's
     profile says it cannot serve); ``transport`` / ``async_transport`` (what
     carries the bytes: any :class:`msgflux.transport.Transport` /
-    ``AsyncTransport``; msgflux's own HTTP clients by default); ``n_threads``,
+    ``AsyncTransport``; msgflux's own HTTP clients by default); ``http_client``
+    (an ``httpx.Client`` and/or ``httpx.AsyncClient``, or a tuple of both: calls go
+    through it, with msgflux's timeouts, limits and no redirects on top);
+    ``verify``, ``cert``, ``proxy``, ``trust_env`` (TLS and proxy settings of
+    msgflux's own clients) and ``max_response_bytes`` (the largest answer, or
+    streamed event, accepted: 64 MiB); ``n_threads``,
     ``n_ctx``, ``n_parallel`` (the embedded ``llamacpp`` engine only).
     """
 
@@ -71,6 +76,9 @@ class ChatCompletionModel:
             cache=self._response_cache,
             transport=settings.get("transport"),
             async_transport=settings.get("async_transport"),
+            http_client=settings.get("http_client"),
+            client_options={k: settings.get(k) for k in TRANSPORT_OPTIONS
+                            if settings.get(k) is not None},
         )
 
     # -------------------------------------------------------------- identity
