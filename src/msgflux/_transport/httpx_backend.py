@@ -439,3 +439,7 @@ class AsyncHTTPXStream:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
+
+
+for _public in (HTTPXTransport, AsyncHTTPXTransport):
+    _public.__module__ = "msgflux.transport"  # public there
