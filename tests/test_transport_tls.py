@@ -168,7 +168,10 @@ def test_mtls_without_a_client_certificate_is_a_clear_error(
     with pytest.raises(exc.APIConnectionError, match="client certificate") as info:
         send(kind, mtls.url, verify=str(pems["ca"]))
     assert "cert=" in str(info.value)
-    assert not info.value.retryable
+    if "ALERT" in str(info.value):  # the server said why: the same call fails the same way
+        assert not info.value.retryable
+    # else the alert was lost to the close (it races the request): an abrupt end of TLS,
+    # which names cert= as the likely fix but stays retryable
 
 
 def test_bad_cert_values_fail_before_the_network(pems: dict) -> None:

@@ -6,6 +6,8 @@ peer as ``host:port`` and never include request headers or URL queries.
 
 from __future__ import annotations
 
+import sys
+
 from msgflux.exceptions import (
     APIConnectionError,
     APITimeoutError,
@@ -70,6 +72,14 @@ _CLIENT_CERT_ALERTS = ("CERTIFICATE_REQUIRED", "BAD_CERTIFICATE", "UNKNOWN_CA",
 
 
 def _refused_tls(where: str, exc: object, url: str | None) -> APIConnectionError | None:
+    ssl = sys.modules.get("ssl")  # not loaded: no TLS connection, nothing to look for
+    if ssl is not None and isinstance(exc, ssl.SSLEOFError):
+        # The server ended TLS without a word: often a refused (or missing) client
+        # certificate whose alert was lost, but not surely, so it stays retryable.
+        return APIConnectionError(
+            f"{where} ended the TLS connection abruptly before answering ({exc}); if it "
+            "requires a client certificate (mTLS), pass cert='client.pem' or "
+            "cert=(certfile, keyfile)", url=url)
     reason = getattr(exc, "reason", None)
     if not isinstance(reason, str) or "ALERT" not in reason or not any(
             alert in reason for alert in _CLIENT_CERT_ALERTS):
