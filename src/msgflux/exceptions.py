@@ -342,10 +342,22 @@ def _redact(error: BaseException, secret: str | None) -> BaseException:
     """Mask ``secret`` (an API key a provider quoted back) in ``error``'s texts, in place."""
     if not secret or len(secret) < 8:  # shorter is no real key, and masking would garble
         return error
-    mask = "[REDACTED]"
-    error.args = tuple(a.replace(secret, mask) if isinstance(a, str) else a for a in error.args)
+    # The key as a server may quote it back: raw, JSON-escaped (``\\/`` for ``/``,
+    # ``\\u002b`` for ``+``) or percent-encoded in a URL.
+    from urllib.parse import quote
+
+    forms = {secret, secret.replace("/", "\\/"), quote(secret, safe="")}
+    forms |= {f.replace("+", "\\u002b") for f in tuple(forms)}
+
+    def mask(text: str) -> str:
+        for form in forms:
+            if form in text:
+                text = text.replace(form, "[REDACTED]")
+        return text
+
+    error.args = tuple(mask(a) if isinstance(a, str) else a for a in error.args)
     for attr in ("message", "body", "raw"):
         value = getattr(error, attr, None)
-        if isinstance(value, str) and secret in value:
-            setattr(error, attr, value.replace(secret, mask))
+        if isinstance(value, str):
+            setattr(error, attr, mask(value))
     return error

@@ -8,8 +8,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from msgflux._transport.errors import connection_broken, protocol_error, timeout_error
-from msgflux._transport.http11 import IncompleteResponseError, ProtocolError
+from msgflux._transport.errors import (
+    connection_broken,
+    limit_exceeded,
+    protocol_error,
+    timeout_error,
+)
+from msgflux._transport.http11 import IncompleteResponseError, LimitExceededError, ProtocolError
 from msgflux._transport.types import NON_STREAM_TOTAL, UNSET, Timeouts, Timings
 
 if TYPE_CHECKING:
@@ -29,8 +34,8 @@ class Attempt:
     then, and ``connected`` stays ``None`` on a reused connection).
     """
 
-    __slots__ = ("connected", "deadline", "head", "started", "target", "timeouts", "total",
-                 "where")
+    __slots__ = ("connected", "deadline", "head", "started", "stream", "target", "timeouts",
+                 "total", "where")
 
     def __init__(self, timeouts: Timeouts, target: Target, where: str, now: float,
                  stream: bool = False) -> None:
@@ -38,6 +43,7 @@ class Attempt:
         if total is UNSET:  # the default for this kind of call (see Timeouts)
             total = None if stream else NON_STREAM_TOTAL
         self.total = total
+        self.stream = stream
         self.deadline = now + total if total is not None else INF
         self.timeouts = timeouts
         self.target = target
@@ -87,6 +93,8 @@ class Attempt:
         url = self.target.safe_url
         if isinstance(exc, IncompleteResponseError):
             return connection_broken(self.where, str(exc), received=exc.received, url=url)
+        if isinstance(exc, LimitExceededError):
+            return limit_exceeded(self.where, str(exc), url)
         if isinstance(exc, ProtocolError):
             return protocol_error(self.where, str(exc), url)
         return connection_broken(self.where, exc, received=received, url=url)

@@ -76,14 +76,15 @@ NON_STREAM_TOTAL = 600.0
 
 
 class Timeouts(msgspec.Struct, frozen=True):
-    """Per-attempt time limits in seconds; ``None`` disables one.
+    """Time limits in seconds; ``None`` disables one.
 
     ``connect``: TCP connect plus TLS handshake. ``first_byte``: from the request
     being written to the first byte of the response. ``idle``: the longest
     silence allowed between two reads once the response has started.
-    ``total``: the whole attempt, first byte to last. Left unset it is
-    ``NON_STREAM_TOTAL`` for a non-streamed call and no limit for a stream;
-    set it to bound streams too.
+    ``total``: the whole call, first byte to last, retries and their waits
+    included. Left unset it is ``NON_STREAM_TOTAL`` for a non-streamed call;
+    a stream then gets ``NON_STREAM_TOTAL`` to start (all its attempts
+    together) and no limit once it runs. Set it to bound streams too.
     """
 
     connect: float | None = 10.0
@@ -91,12 +92,28 @@ class Timeouts(msgspec.Struct, frozen=True):
     idle: float | None = 300.0
     total: float | UnsetType | None = UNSET
 
+    def budget(self) -> "float | None":
+        """Seconds a whole call may take, retries included (``None``: no limit)."""
+        total = self.total
+        return NON_STREAM_TOTAL if total is UNSET else total  # type: ignore[return-value]
+
+    def within(self, left: float, stream: bool) -> "Timeouts":
+        """These limits for a retry that has ``left`` seconds of the call's budget."""
+        if self.total is UNSET and stream:  # the default budget bounds a stream's start only
+            return msgspec.structs.replace(self, connect=_at_most(self.connect, left),
+                                           first_byte=_at_most(self.first_byte, left))
+        return msgspec.structs.replace(self, total=left)
+
     @classmethod
     def each(cls, seconds: float) -> "Timeouts":
         """``timeout=<seconds>``: that limit on each wait (connect, first byte, every
         gap between chunks), as in httpx and the openai/anthropic SDKs. The total is
         left to the call's kind."""
         return cls(connect=seconds, first_byte=seconds, idle=seconds)
+
+
+def _at_most(limit: "float | None", left: float) -> float:
+    return left if limit is None or limit > left else limit
 
 
 # Public names report where users find them. (No ``from __future__ import

@@ -48,7 +48,7 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
     from msgflux._transport.base import AsyncTransport, Transport
-    from msgflux._transport.retry import RetryPolicy, RetryState
+    from msgflux._transport.retry import CallBudget, RetryPolicy, RetryState
     from msgflux._transport.types import HttpRequest, HttpResponse, Timeouts
     from msgflux.dsl.typed_parsers.base import TypedParser
     from msgflux.models.dialects.base import Dialect, StreamDecoder
@@ -56,9 +56,25 @@ if TYPE_CHECKING:
     from msgflux.models.providers.registry import Provider
     from msgflux.models.stream import StreamAssembler
 
-__all__ = ["PreparedCall", "StreamCall", "Wiring", "prepare"]
+__all__ = ["PreparedCall", "StreamCall", "Wiring", "default_transport", "prepare"]
 
 _UNSET: Any = object()
+
+
+def default_transport(asynchronous: bool, options: dict[str, Any]) -> Any:
+    """msgflux's own HTTP client for one model, made with the model's client options
+    (``verify``, ``cert``, ``proxy``, ``trust_env``, ``max_response_bytes``).
+
+    The one place a default transport is made: the test suite swaps it to run the
+    transport-independent tests over the httpx backend too.
+    """
+    if asynchronous:
+        from msgflux._transport.async_client import AsyncHTTPTransport
+
+        return AsyncHTTPTransport(**options)
+    from msgflux._transport.sync_client import HTTPTransport
+
+    return HTTPTransport(**options)
 
 
 class Wiring:
@@ -69,15 +85,18 @@ class Wiring:
     Transports handed in by the caller are theirs to close.
     """
 
-    __slots__ = ("_async_transport", "_endpoint", "_lock", "_own_async", "_own_sync",
-                 "_prices", "_profile", "_transport", "api_key", "base_url", "cache", "dialect",
-                 "engine_options", "headers", "hooks", "model_id", "pricing", "provider", "row")
+    __slots__ = ("_async_transport", "_endpoint", "_lock", "_missing", "_own_async",
+                 "_own_sync", "_prices", "_profile", "_transport", "api_key", "base_url", "cache",
+                 "client_options", "dialect", "engine_options", "headers", "hooks", "model_id",
+                 "pricing", "provider", "row")
 
     def __init__(self, model_id: str, row: Provider, dialect: Dialect, *,
                  api_key: str | None, base_url: str | None, headers: dict[str, Any] | None,
                  engine_options: dict[str, Any], cache: CacheBackend | None,
                  transport: Transport | None, async_transport: AsyncTransport | None,
-                 pricing: ModelCost | None = None, hooks: tuple[Any, ...] = ()) -> None:
+                 pricing: ModelCost | None = None, hooks: tuple[Any, ...] = (),
+                 http_client: Any = None, client_options: dict[str, Any] | None = None
+                 ) -> None:
         self.model_id = model_id
         self.row = row
         self.provider = row.id
@@ -87,6 +106,16 @@ class Wiring:
         self.headers = tuple((k.lower(), str(v)) for k, v in (headers or {}).items())
         self.engine_options = engine_options
         self.cache = cache
+        self.client_options = client_options or {}
+        self._missing: str | None = None
+        if http_client is not None:  # the caller's httpx client(s) carry the calls
+            from msgflux._transport.httpx_backend import transports_for
+
+            sync, asyn = transports_for(http_client, self.client_options)
+            if (sync is None) != (asyn is None):
+                self._missing = "blocking calls" if sync is None else "acall()"
+            transport = transport or sync
+            async_transport = async_transport or asyn
         self._transport = transport
         self._async_transport = async_transport
         self._own_sync = transport is None
@@ -109,6 +138,7 @@ class Wiring:
             raise InvalidParameterError(
                 f"Provider {self.provider!r} has no default base URL: pass base_url=..."
             )
+        opt.check_base_url(base_url)  # from the environment too
         return Endpoint(self.provider, base_url.rstrip("/"), self.api_key, self.headers,
                         self.row.quirks)
 
@@ -152,14 +182,18 @@ class Wiring:
     def _default(self, slot: str) -> Any:
         """The default transport for ``slot``, made once (the clients load sockets, ssl
         and asyncio: only when first needed)."""
+        if self._missing is not None:
+            from msgflux.exceptions import InvalidParameterError
+
+            # Going around the caller's client (its proxy, its CAs) would surprise.
+            raise InvalidParameterError(
+                f"this model's http_client has no client for {self._missing}: pass both, "
+                "http_client=(httpx.Client(...), httpx.AsyncClient(...))"
+            )
         with self._lock:
             transport = getattr(self, slot)
             if transport is None:
-                if slot == "_transport":
-                    from msgflux._transport.sync_client import HTTPTransport as Client
-                else:
-                    from msgflux._transport.async_client import AsyncHTTPTransport as Client
-                transport = Client()
+                transport = default_transport(slot == "_async_transport", self.client_options)
                 setattr(self, slot, transport)
         return transport
 
@@ -205,9 +239,27 @@ class Wiring:
         """The typed error for a non-2xx answer, with the key masked if quoted back."""
         from msgflux._transport.retry import retry_after_from_headers
 
-        error = self.dialect.parse_error(status, headers, body, self.provider,
-                                         retry_after=retry_after_from_headers(headers))
+        if 300 <= status < 400:
+            error: MsgfluxError = _redirect_error(status, headers, self.provider)
+        else:
+            error = self.dialect.parse_error(status, headers, body, self.provider,
+                                             retry_after=retry_after_from_headers(headers))
         return _redact(error, self.api_key)
+
+
+def _redirect_error(status: int, headers: list[tuple[str, str]], provider: str) -> MsgfluxError:
+    """A redirect is never followed (it could carry the API key to another host): say
+    where it pointed, so the caller can decide to use that address."""
+    from msgflux._transport.types import header
+    from msgflux.exceptions import APIStatusError
+
+    location = header(headers, "location")
+    where = f"redirected to {location}" if location else "redirected (no Location given)"
+    return APIStatusError(
+        f"the server {where}; msgflux never follows redirects, since they could carry the API "
+        "key to another host. If the new address is right, use it as base_url.",
+        status=status, provider=provider,
+    )
 
 
 # ---------------------------------------------------------------- preparing
@@ -338,14 +390,15 @@ class PreparedCall:
         key, hit = self._lookup()
         if hit is not None:
             return self._shape(hit)
-        from msgflux._transport.retry import RetryState, call_with_retries
+        from msgflux._transport.retry import CallBudget, RetryState, call_with_retries
 
         http = self.http_request()
         obs = self.wiring.observe(self.request, self.policy)
-        state = RetryState(self.policy, obs and obs.retried)
+        budget = CallBudget(self.timeouts, False)  # retries included
+        state = RetryState(self.policy, obs and obs.retried, budget.deadline)
         send = self._send if obs is None else obs.attempt(self._send)
         try:
-            response = call_with_retries(lambda: send(http, obs), state)
+            response = call_with_retries(lambda: send(http, obs, budget.timeouts()), state)
             completion, result = self._answer(response.body, state, obs)
         except BaseException as error:
             _failed(error, state, obs)
@@ -362,14 +415,15 @@ class PreparedCall:
             return await ModelStreamResponse.aopen(StreamCall(self, key, hit))
         if hit is not None:
             return self._shape(hit)
-        from msgflux._transport.retry import RetryState, acall_with_retries
+        from msgflux._transport.retry import CallBudget, RetryState, acall_with_retries
 
         http = self.http_request()
         obs = self.wiring.observe(self.request, self.policy)
-        state = RetryState(self.policy, obs and obs.retried)
+        budget = CallBudget(self.timeouts, False)  # retries included
+        state = RetryState(self.policy, obs and obs.retried, budget.deadline)
         send = self._asend if obs is None else obs.aattempt(self._asend)
         try:
-            response = await acall_with_retries(lambda: send(http, obs), state)
+            response = await acall_with_retries(lambda: send(http, obs, budget.timeouts()), state)
             completion, result = self._answer(response.body, state, obs)
         except BaseException as error:
             _failed(error, state, obs)
@@ -378,16 +432,18 @@ class PreparedCall:
             await self._astore(key, completion)
         return result
 
-    def _send(self, http: HttpRequest, obs: _observation.Observation | None) -> HttpResponse:
+    def _send(self, http: HttpRequest, obs: _observation.Observation | None,
+              timeouts: Timeouts) -> HttpResponse:
         if obs is not None:
             obs.sending(http)
-        response = self.wiring.transport().send(http, self.timeouts)
+        response = self.wiring.transport().send(http, timeouts)
         return self._checked(response, obs)
 
-    async def _asend(self, http: HttpRequest, obs: _observation.Observation | None) -> HttpResponse:
+    async def _asend(self, http: HttpRequest, obs: _observation.Observation | None,
+                     timeouts: Timeouts) -> HttpResponse:
         if obs is not None:
             obs.sending(http)
-        response = await self.wiring.async_transport().send(http, self.timeouts)
+        response = await self.wiring.async_transport().send(http, timeouts)
         return self._checked(response, obs)
 
     def _checked(self, response: HttpResponse, obs: _observation.Observation | None
@@ -585,14 +641,15 @@ class StreamCall:
     a cached answer, streamed back instead of asking the provider.
     """
 
-    __slots__ = ("call", "default_type", "http", "key", "known_type", "lead", "obs", "replay",
-                 "spent_usage", "state")
+    __slots__ = ("budget", "call", "default_type", "http", "key", "known_type", "lead", "obs",
+                 "replay", "spent_usage", "state")
 
     def __init__(self, call: PreparedCall, key: bytes | None = None,
                  replay: Completion | None = None) -> None:
         self.call = call
         self.key = key
         self.replay = replay
+        self.budget: CallBudget | None = None  # set when the start is (re)tried
         request = call.request
         structured = call.compiled is not None or call.parser is not None
         self.default_type = "structured" if structured else "text_generation"
@@ -618,7 +675,7 @@ class StreamCall:
         http = self.http or call.http_request()
         if obs is not None:
             obs.sending(http)
-        stream = wiring.transport().open_stream(http, call.timeouts)
+        stream = wiring.transport().open_stream(http, self._timeouts())
         if obs is not None:
             obs.responded(stream.status, getattr(stream, "timings", None))
         if call.observer is not None:
@@ -639,7 +696,7 @@ class StreamCall:
         http = self.http or call.http_request()
         if obs is not None:
             obs.sending(http)
-        stream = await wiring.async_transport().open_stream(http, call.timeouts)
+        stream = await wiring.async_transport().open_stream(http, self._timeouts())
         if obs is not None:
             obs.responded(stream.status, getattr(stream, "timings", None))
         if call.observer is not None:
@@ -654,16 +711,22 @@ class StreamCall:
         wiring = self.call.wiring
         return wiring.dialect.stream_decoder(self.call.request, wiring.provider)
 
+    def _timeouts(self) -> Timeouts:
+        budget = self.budget
+        return budget.timeouts() if budget is not None else self.call.timeouts
+
     def _begin(self) -> RetryState:
-        """The start begins: encode once, and ask whether anybody observes this call."""
-        from msgflux._transport.retry import RetryState
+        """The start begins: encode once, ask whether anybody observes this call, and
+        give the start its time budget (retries included)."""
+        from msgflux._transport.retry import CallBudget, RetryState
 
         call = self.call
         self.http = call.http_request()
         # A cached answer played back is no call to the provider: nothing to observe.
         obs = self.obs = (call.wiring.observe(call.request, call.policy)
                           if self.replay is None else None)
-        state = self.state = RetryState(call.policy, obs and obs.retried)
+        budget = self.budget = CallBudget(call.timeouts, True)
+        state = self.state = RetryState(call.policy, obs and obs.retried, budget.deadline)
         return state
 
     def retry(self, attempt: Callable[[], None]) -> None:

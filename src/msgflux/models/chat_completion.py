@@ -14,7 +14,7 @@ from msgflux.exceptions import InvalidParameterError
 from msgflux.models.cache import CacheBackend, open_cache
 from msgflux.models.call import PreparedCall, Wiring, prepare
 from msgflux.models.dialects import get_dialect
-from msgflux.models.options import ModelSettings, cache_spec, serializable_state
+from msgflux.models.options import TRANSPORT_OPTIONS, ModelSettings, cache_spec, serializable_state
 from msgflux.models.providers.registry import (
     get_provider,
     resolve_api_key,
@@ -56,7 +56,12 @@ class ChatCompletionModel:
     provider is called through; by default Chat Completions, except for models
     only the Responses API serves); ``transport`` / ``async_transport`` (what
     carries the bytes: any :class:`msgflux.transport.Transport` /
-    ``AsyncTransport``; msgflux's own HTTP clients by default); ``hooks``
+    ``AsyncTransport``; msgflux's own HTTP clients by default); ``http_client``
+    (an ``httpx.Client`` and/or ``httpx.AsyncClient``, or a tuple of both: calls go
+    through it, with msgflux's timeouts, limits and no redirects on top);
+    ``verify``, ``cert``, ``proxy``, ``trust_env`` (TLS and proxy settings of
+    msgflux's own clients) and ``max_response_bytes`` (the largest answer, or
+    streamed event, accepted: 64 MiB); ``hooks``
     (callables receiving this model's :mod:`msgflux.observe` events);
     ``pricing`` (USD per million tokens: ``{"input", "output", "cache_read",
     "cache_write", "cache_write_1h", "reasoning"}``; without it ``metadata.cost``
@@ -95,6 +100,9 @@ class ChatCompletionModel:
             async_transport=settings.get("async_transport"),
             pricing=settings.pricing,
             hooks=settings.hooks,
+            http_client=settings.get("http_client"),
+            client_options={k: settings.get(k) for k in TRANSPORT_OPTIONS
+                            if settings.get(k) is not None},
         )
 
     # -------------------------------------------------------------- identity

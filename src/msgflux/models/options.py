@@ -27,7 +27,9 @@ if TYPE_CHECKING:
 __all__ = [
     "CALL_ARGS",
     "INIT_ARGS",
+    "TRANSPORT_OPTIONS",
     "ModelSettings",
+    "check_base_url",
     "check_prefilling",
     "extra_body",
     "hooks",
@@ -47,14 +49,17 @@ INIT_ARGS = (
     "reasoning_effort", "parallel_tool_calls", "timeout", "max_retries", "enable_cache",
     "cache_size", "cache", "cache_ttl", "extra_body", "extra_headers", "check_capabilities",
     "n_threads", "n_ctx", "n_parallel", "transport", "async_transport", "api", "hooks",
-    "pricing", "prompt_cache", "prompt_cache_retention",
+    "pricing", "prompt_cache", "prompt_cache_retention", "http_client", "verify", "cert",
+    "proxy", "trust_env", "max_response_bytes",
 )
+# Options of msgflux's own HTTP clients (HTTPTransport / AsyncHTTPTransport).
+TRANSPORT_OPTIONS = ("verify", "cert", "proxy", "trust_env", "max_response_bytes")
 CALL_ARGS = (
     "messages", "system_prompt", "prefilling", "stream", "generation_schema", "typed_parser",
     "tool_schemas", "tool_choice", "extra_body", "timeout", "max_retries", "prompt_cache",
 )
 _SECRET_HEADER_WORDS = ("auth", "key", "token", "secret", "cookie", "signature")
-_OBJECTS = ("transport", "async_transport", "hooks")  # live objects: never serialized
+_OBJECTS = ("transport", "async_transport", "hooks", "http_client")  # live: never serialized
 
 
 class ModelSettings:
@@ -137,11 +142,8 @@ def _checked(kwargs: Mapping[str, Any]) -> dict[str, Any]:
             f"reasoning_effort must be a str such as 'low', 'medium' or 'high', got {effort!r}"
         )
     base_url = opts.get("base_url")
-    if base_url is not None and not (isinstance(base_url, str)
-                                     and base_url.startswith(("http://", "https://"))):
-        raise InvalidParameterError(
-            f"base_url must be an http(s) URL such as 'http://localhost:8000/v1', got {base_url!r}"
-        )
+    if base_url is not None:
+        check_base_url(base_url)
     api = opts.get("api")
     if api is not None:
         from msgflux.models.providers.registry import APIS
@@ -182,6 +184,33 @@ def cache_spec(options: Mapping[str, Any]) -> Any:
     return spec
 
 
+def check_base_url(url: Any) -> None:
+    """A base URL msgflux can append API paths to, holding no secret it could show.
+
+    A query or fragment would end up in the middle of every request URL, and
+    credentials would show in ``serialize()`` and messages: both are refused
+    (without echoing them).
+    """
+    if not (isinstance(url, str) and url.startswith(("http://", "https://"))):
+        shown = url if not isinstance(url, str) else url.partition("?")[0].partition("#")[0]
+        raise InvalidParameterError(
+            f"base_url must be an http(s) URL such as 'http://localhost:8000/v1', got {shown!r}"
+        )
+    from msgflux._transport.urls import safe_url
+
+    if "?" in url or "#" in url:
+        raise InvalidParameterError(
+            f"base_url {safe_url(url)!r} must not hold a query or fragment ('?...' or '#...'): "
+            "msgflux appends the API path to it. Send query parameters through a custom "
+            "transport, and keys through api_key= or extra_headers="
+        )
+    if "@" in url.partition("://")[2].partition("/")[0]:
+        raise InvalidParameterError(
+            f"base_url {safe_url(url)!r} holds credentials (user:password@): they would show "
+            "wherever the URL does. Pass them as api_key= or extra_headers={'Authorization': ...}"
+        )
+
+
 def _check_transports(opts: Mapping[str, Any]) -> None:
     from msgflux._transport.base import AsyncTransport, Transport
 
@@ -192,6 +221,28 @@ def _check_transports(opts: Mapping[str, Any]) -> None:
                 f"{name} must implement msgflux.transport.{protocol.__name__} "
                 f"(send, open_stream, close), got {type(value).__name__}"
             )
+    client = opts.get("http_client")
+    if client is not None:
+        from msgflux._transport.httpx_backend import split_clients
+
+        sync, asyn = split_clients(client)
+        if (sync is not None and opts.get("transport") is not None) or (
+                asyn is not None and opts.get("async_transport") is not None):
+            raise InvalidParameterError(
+                "pass either http_client= or transport=/async_transport= for the same kind "
+                "of call, not both")
+    own = [k for k in TRANSPORT_OPTIONS if k in opts and k != "max_response_bytes"]
+    custom = [k for k in ("transport", "async_transport", "http_client")
+              if opts.get(k) is not None]
+    if own and custom:
+        raise InvalidParameterError(
+            f"{', '.join(own)} configure(s) msgflux's own HTTP client, but {custom[0]}= "
+            "replaces it: configure the transport or httpx client you pass instead"
+        )
+    if own or "max_response_bytes" in opts:
+        from msgflux._transport.settings import check_client_options
+
+        check_client_options({k: opts[k] for k in TRANSPORT_OPTIONS if k in opts})
 
 
 def serializable_state(options: Mapping[str, Any]) -> dict[str, Any]:
@@ -207,6 +258,16 @@ def serializable_state(options: Mapping[str, Any]) -> dict[str, Any]:
         if key == "extra_headers":
             value = {k: v for k, v in value.items()
                      if not any(w in k.lower() for w in _SECRET_HEADER_WORDS)}
+        elif key == "verify" and not isinstance(value, (bool, str)):
+            value = str(value) if hasattr(value, "__fspath__") else None  # an SSLContext
+        elif key == "cert":  # paths only: a key's password stays out
+            value = [str(f) for f in ((value,) if not isinstance(value, tuple) else value[:2])]
+        elif key == "proxy":
+            from msgflux._transport.urls import without_userinfo
+
+            value = without_userinfo(value)
+        if value is None:
+            continue
         elif key == "timeout" and not isinstance(value, (int, float)):
             value = msgspec.to_builtins(timeouts(value))
         elif key == "max_retries" and not isinstance(value, int):
