@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import enum
+import subprocess
+import sys
 from typing import Any, Literal, Optional
 
 import jsonschema
@@ -106,3 +108,15 @@ def test_bad_schemas_fail_clearly() -> None:
 
 def test_compile_is_cached_per_type() -> None:
     assert compile_schema(Person) is compile_schema(Person)
+
+
+def test_mf_dotdict_is_the_class_whatever_was_imported_first() -> None:
+    # A fresh interpreter: the models import the submodule msgflux.dotdict, and the
+    # import system binds a submodule as an attribute of its package.
+    code = ("import msgflux as mf\n"
+            "mf.Model.chat_completion('openai/gpt-4o', api_key='k')\n"
+            "assert isinstance(mf.dotdict, type), mf.dotdict\n"
+            "assert mf.dotdict(a=1).a == 1\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
