@@ -17,6 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -361,8 +362,11 @@ def test_chat_provider_error_status(base_env: dict[str, str], mode: tuple[str, .
 
 
 def test_chat_streams_each_chunk_as_it_arrives(base_env: dict[str, str]) -> None:
+    answer = sse_answer("one ", "two ", "three")
+    # The server holds the rest of the answer until the test has read the first chunk.
+    gate = threading.Event()
     with ScriptedServer() as srv:
-        srv.enqueue(sse_answer("one ", "two ", "three", delay=1.0))
+        srv.enqueue(answer.hold_after(len(answer.steps[0][1]) + len(answer.steps[1][1]), gate))
         proc = subprocess.Popen(
             [sys.executable, "-m", "msgflux", "chat", "-m", "openai/x", "hi"],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -371,8 +375,10 @@ def test_chat_streams_each_chunk_as_it_arrives(base_env: dict[str, str]) -> None
         try:
             first = os.read(proc.stdout.fileno(), 1024)  # type: ignore[union-attr]
             running = proc.poll() is None
+            gate.set()
             rest, err = proc.communicate(timeout=TIMEOUT)
         finally:
+            gate.set()
             proc.kill()
             proc.wait()
     assert proc.returncode == 0, err
