@@ -87,6 +87,17 @@ def test_decode_logical_shape_too() -> None:
     assert decode_structured(compiled, text).scores == {"x": 1.0}
 
 
+def test_a_schema_with_nothing_to_restore_decodes_directly() -> None:
+    # Address needs no lowering (no optional field, no map): the direct decode path.
+    compiled = compile_schema(Address)
+    assert not compiled.needs_restore
+    result = decode_structured(compiled, b'{"street": "Rue 1", "city": "Paris"}')
+    assert result == {"street": "Rue 1", "city": "Paris"} and result.city == "Paris"
+    with pytest.raises(exc.StructuredOutputError) as info:
+        decode_structured(compiled, '{"street": 1, "city": "Paris"}')
+    assert info.value.raw == '{"street": 1, "city": "Paris"}'
+
+
 def test_validation_errors_keep_raw_text() -> None:
     compiled = compile_schema(Person)
     with pytest.raises(exc.StructuredOutputError) as info:
