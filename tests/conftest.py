@@ -8,7 +8,9 @@ need it ask for ``llama_server``, or for ``openai_env``, which points the
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+import urllib.request
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -50,6 +52,28 @@ def openai_env(monkeypatch: pytest.MonkeyPatch, llama_server: Engine) -> Engine:
     monkeypatch.setenv("OPENAI_BASE_URL", llama_server.base_url)
     monkeypatch.setenv("OPENAI_API_KEY", "sk-local-test-not-a-real-key")
     return llama_server
+
+
+@pytest.fixture
+def prompt_tokens(llama_server: Engine) -> Callable[[list[dict[str, str]]], int]:
+    """How many prompt tokens the session server makes of ``messages`` (ChatML dicts).
+
+    The server's own chat template and tokenizer (``/apply-template``, ``/tokenize``) give
+    the count that its ``usage.prompt_tokens`` reports for exactly these messages, so a
+    test can prove which messages reached it: a dropped turn or system prompt changes it.
+    """
+    def post(path: str, body: dict[str, Any]) -> Any:
+        request = urllib.request.Request(llama_server.root_url + path, json.dumps(body).encode(),
+                                         {"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return json.loads(response.read())
+
+    def count(messages: list[dict[str, str]]) -> int:
+        prompt = post("/apply-template", {"messages": messages})["prompt"]
+        return len(post("/tokenize", {"content": prompt, "add_special": True})["tokens"])
+
+    return count
+
 
 
 @pytest.fixture(scope="session")

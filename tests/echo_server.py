@@ -108,7 +108,7 @@ class EchoServer:
         return (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
                 b"Transfer-Encoding: chunked\r\n\r\n" + chunks + b"0\r\n\r\n")
 
-    def wait_idle(self, timeout: float = 5.0) -> int:
+    def wait_idle(self, timeout: float = 15.0) -> int:
         """Open server-side connections after waiting (bounded) for closes to land."""
         deadline = time.monotonic() + timeout
         while self.open_connections and time.monotonic() < deadline:

@@ -38,7 +38,10 @@ Reply builders (each returns a :class:`Reply`):
 Faults applied to any reply (methods returning a new :class:`Reply`):
 ``reply.drop_after(n)`` (close after ``n`` bytes), ``reply.reset_after(n)``
 (RST after ``n`` bytes), ``reply.stall_after(n, seconds)`` (send ``n`` bytes,
-then silence, then close), ``reply.then_close()`` (close after a complete reply).
+then silence, then close), ``reply.hold_after(n, gate)`` (send ``n`` bytes, then the
+rest once the test sets the ``threading.Event`` ``gate``), ``reply.then_set(event)``
+(set a ``threading.Event`` once the reply is written), ``reply.then_close()`` (close
+after a complete reply).
 
 Also: ``connections`` (accepted so far), ``pending_replies``,
 ``wait_for_requests(n, timeout)``, ``ScriptedServer(tls=True)`` (self-signed
@@ -98,9 +101,10 @@ _MAX_HEAD = 1 << 20
 
 @dataclass(frozen=True)
 class Reply:
-    """A script: a sequence of steps ``("write", bytes)``, ``("sleep", s)``, ``("close",)``,
-    ``("reset",)``. After the last step the connection stays open for the next request
-    unless a close/reset step ran."""
+    """A script: a sequence of steps ``("write", bytes)``, ``("sleep", s)``,
+    ``("wait", event, timeout)``, ``("set", event)``, ``("close",)``, ``("reset",)``.
+    After the last step the connection stays open for the next request unless a
+    close/reset step ran."""
 
     steps: tuple[tuple[Any, ...], ...]
 
@@ -131,6 +135,29 @@ class Reply:
     def stall_after(self, n: int, seconds: float) -> Reply:
         """Send ``n`` bytes, stay silent for ``seconds``, then close."""
         return self._cut(n, (("sleep", seconds), ("close",)))
+
+    def hold_after(self, n: int, gate: threading.Event, timeout: float = 30.0) -> Reply:
+        """Send ``n`` bytes, wait until ``gate`` is set (at most ``timeout`` seconds, or
+        until the server closes), then send the rest: the client provably has the first
+        ``n`` bytes and nothing more for as long as the test holds the gate."""
+        head, tail, left = [], [], n
+        for step in self.steps:
+            if left > 0 and step[0] == "write":
+                data = step[1]
+                head.append(("write", data[:left]))
+                if len(data) > left:
+                    tail.append(("write", data[left:]))
+                left -= len(data)
+            elif left > 0:
+                head.append(step)
+            else:
+                tail.append(step)
+        return Reply((*head, ("wait", gate, timeout), *tail))
+
+    def then_set(self, event: threading.Event) -> Reply:
+        """Set ``event`` once the reply is written: the test waits for the bytes to be
+        sent instead of sleeping and hoping they were."""
+        return Reply((*self.steps, ("set", event)))
 
     def then_close(self) -> Reply:
         """Close the connection once the reply is written."""
@@ -603,6 +630,13 @@ class ScriptedServer:
             elif kind == "sleep":
                 if self._stop.wait(step[1]):
                     raise _StoppedError
+            elif kind == "set":
+                step[1].set()
+            elif kind == "wait":
+                gate, deadline = step[1], time.monotonic() + step[2]
+                while not gate.wait(_IO_TIMEOUT) and time.monotonic() < deadline:
+                    if self._stop.is_set():
+                        raise _StoppedError
             elif kind == "close":
                 with contextlib.suppress(OSError):
                     conn.shutdown(socket.SHUT_WR)

@@ -187,7 +187,7 @@ def test_retry_after_seconds_is_honoured_and_capped(srv, delays) -> None:
     srv.enqueue(fail(503, **{"Retry-After": "30"}), json_reply(200, completion()))
     t0 = time.monotonic()
     run(openai(srv), "hi", use_async=False)  # FAST caps Retry-After at 0.05 s
-    assert time.monotonic() - t0 < 2
+    assert time.monotonic() - t0 < 15  # far from the 30 s asked for
     assert delays == [(0, 30.0, FAST.retry_after_max)]
 
 

@@ -319,6 +319,39 @@ def tool_stream(done: bool = True):
 
 
 @MODES
+def test_tool_call_stream_keeps_the_turns_text_and_reasoning(srv, use_async) -> None:
+    # The text and reasoning streamed before the calls belong to the assistant turn
+    # that get_messages() sends back: losing them would change the conversation.
+    events = [chunk(role="assistant"), chunk(reasoning_content="Weather "),
+              chunk(reasoning_content="needs a tool."), chunk("Let me "), chunk("check."),
+              tool_chunk(0, id="call_1", name="get_weather", arguments='{"city": "Paris"}'),
+              chunk(finish="tool_calls"), DONE]
+    srv.enqueue(sse_reply(events))
+
+    async def amain():
+        model = openai(srv)
+        try:
+            return await model.acall("hi", stream=True, tool_schemas=WEATHER)
+        finally:
+            await model.aclose()
+
+    if use_async:
+        r = asyncio.run(amain())
+    else:
+        with openai(srv) as model:
+            r = model("hi", stream=True, tool_schemas=WEATHER)
+    agg = r.consume()
+    assert r.response_type == "tool_call"
+    assert (agg.text, agg.reasoning) == ("Let me check.", "Weather needs a tool.")
+    agg.insert_results("call_1", "22 C")
+    assistant, tool = agg.get_messages()
+    assert assistant["content"] == "Let me check."
+    assert assistant["thinking_blocks"] == [{"type": "thinking",
+                                             "thinking": "Weather needs a tool."}]
+    assert tool == {"role": "tool", "tool_call_id": "call_1", "content": "22 C"}
+
+
+@MODES
 def test_tool_call_stream_cut_mid_arguments_keeps_partial_calls(srv, use_async) -> None:
     reply = tool_stream()
     cuts = [reply.drop_after(after(reply, b'Par"')) for _ in range(4)]

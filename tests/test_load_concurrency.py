@@ -11,7 +11,6 @@ under load, and no connection or file descriptor outlives ``close()`` /
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -60,14 +59,11 @@ def test_a_thousand_concurrent_async_calls_on_one_model(echo) -> None:
         assert echo.requests == 1000
         await model.aclose()
 
-    t0 = time.monotonic()
-    asyncio.run(main())
-    elapsed = time.monotonic() - t0
+    asyncio.run(main())  # each gather is bounded by wait_for: a hang fails, slowness does not
     info = model._response_cache.cache_info()
     assert info["hits"] == 1000 and info["currsize"] == 1000
     assert echo.wait_idle() == 0
     assert settle_fds(baseline) <= baseline
-    assert elapsed < 30
 
 
 def test_concurrent_async_streams_are_not_mixed(echo) -> None:
@@ -246,20 +242,24 @@ def test_failing_calls_leave_no_descriptors_behind() -> None:
             first_event_end = body.index(b"\n\n", body.index(b'"a"')) + 4
             # Each round ends with a close, so the next starts on a fresh connection
             # (a close without a byte on a reused one is re-sent once, transparently).
-            srv.enqueue(drop(), reset(), stall(0.4), json_reply(500, {"error": "x"}),
+            srv.enqueue(drop(), reset(), stall(2), json_reply(500, {"error": "x"}),
                         reply.drop_after(first_event_end),
                         json_reply(200, completion("fine")).then_close())
 
+    # Only the stalled call gets a short first-byte limit (far below the 2 s stall): the
+    # others answer at once and must not fail because a busy machine was slow to do so.
+    rounds = [(False, {}), (False, {}), (False, {"timeout": {"first_byte": 0.1}}),
+              (False, {}), (True, {}), (False, {})]
     with ScriptedServer() as srv:
         script(srv)
         model = mf.Model.chat_completion("openai/m", base_url=srv.url + "/v1", api_key="k",
-                                         max_retries=0, timeout={"first_byte": 0.1})
+                                         max_retries=0)
         baseline = open_fds()
         outcomes = []
         for _ in range(6):
-            for stream in (False, False, False, False, True, False):
+            for stream, kwargs in rounds:
                 try:
-                    r = model("hi", stream=stream)
+                    r = model("hi", stream=stream, **kwargs)
                     outcomes.append("".join(r.consume()) if stream else r.consume())
                 except mf.exceptions.MsgfluxError as e:
                     outcomes.append(type(e).__name__)
@@ -272,9 +272,9 @@ def test_failing_calls_leave_no_descriptors_behind() -> None:
         async def main() -> list[str]:
             out = []
             for _ in range(6):
-                for stream in (False, False, False, False, True, False):
+                for stream, kwargs in rounds:
                     try:
-                        r = await model.acall("hi", stream=stream)
+                        r = await model.acall("hi", stream=stream, **kwargs)
                         out.append("".join([c async for c in r.consume()]) if stream
                                    else r.consume())
                     except mf.exceptions.MsgfluxError as e:

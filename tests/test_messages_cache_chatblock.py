@@ -57,6 +57,16 @@ def test_lru_eviction_stats_and_truthiness() -> None:
     assert cache.cache_info() == {"hits": 0, "misses": 0, "maxsize": 2, "currsize": 0}
 
 
+def test_cache_size_one_works_and_non_positive_or_bool_sizes_are_refused() -> None:
+    cache = MemoryCache(1)
+    cache.set(b"a", Completion(text="one"))
+    cache.set(b"b", Completion(text="two"))
+    assert cache.get(b"a") is None and cache.get(b"b") == Completion(text="two")
+    for bad in (0, -1, True, 2.0, "8"):
+        with pytest.raises(ValueError, match="cache_size must be a positive int"):
+            MemoryCache(bad)  # type: ignore[arg-type]
+
+
 def test_cache_key_covers_what_changes_the_answer() -> None:
     base = ChatRequest(model="m", messages=(Message("user", "x"),))
     keys = {

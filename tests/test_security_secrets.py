@@ -166,12 +166,25 @@ def test_async_and_stream_errors_quoting_the_key_are_redacted(srv, dialect) -> N
         assert_clean(*texts_of_exception(info.value))
 
 
-def test_in_band_stream_error_quoting_the_key_is_redacted(srv) -> None:
+@pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
+def test_in_band_stream_error_quoting_the_key_is_redacted(srv, use_async) -> None:
     srv.enqueue(sse_reply([chunk("Hi"), {"error": {"message": f"bad key {CANARY}",
                                                    "type": "server_error"}}]))
     model = build("openai", srv.url)
-    with model, pytest.raises(exc.StreamError) as info:
-        list(model("hi", stream=True).consume())
+    if use_async:
+        async def main() -> None:
+            try:
+                r = await model.acall("hi", stream=True)
+                [c async for c in r.consume()]
+            finally:
+                await model.aclose()
+
+        with pytest.raises(exc.StreamError) as info:
+            asyncio.run(main())
+    else:
+        with model, pytest.raises(exc.StreamError) as info:
+            list(model("hi", stream=True).consume())
+    assert info.value.partial_text == "Hi"
     assert_clean(*texts_of_exception(info.value))
 
 

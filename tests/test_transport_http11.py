@@ -246,6 +246,31 @@ def test_garbage_is_a_protocol_error() -> None:
         parse(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n")
 
 
+class _CtrlCInBody(ResponseParser):
+    """Ctrl-C arriving while llhttp runs our body callback (signals land anywhere)."""
+
+    def on_body(self, body: bytes) -> None:
+        raise KeyboardInterrupt
+
+
+class _CtrlCAtTheEnd(ResponseParser):
+    """Ctrl-C arriving in the end-of-message callback, once the response is complete."""
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("parser", [_CtrlCInBody, _CtrlCAtTheEnd], ids=["body", "complete"])
+def test_ctrl_c_inside_a_parser_callback_stays_a_keyboard_interrupt(parser) -> None:
+    # httptools turns whatever a callback raises into HttpParserCallbackError, an
+    # Exception: a KeyboardInterrupt must not come out as a protocol error (an exit
+    # code 1 "invalid HTTP response" instead of 130) nor vanish.
+    p = parser()
+    with pytest.raises(KeyboardInterrupt):
+        p.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc")
+
+
 def test_header_values_are_latin1_and_names_lower_case() -> None:
     p = parse(b"HTTP/1.1 200 OK\r\nX-Req-ID: caf\xe9\r\nContent-Length: 0\r\n\r\n")
     assert p.headers == [("x-req-id", "caf\u00e9"), ("content-length", "0")]

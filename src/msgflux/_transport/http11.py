@@ -287,10 +287,14 @@ class ResponseParser:
         except httptools.HttpParserUpgrade:
             raise ProtocolError("unexpected protocol upgrade") from None
         except httptools.HttpParserError as exc:
+            cause = exc.__context__
+            if cause is not None and not isinstance(cause, Exception):
+                # Ctrl-C (or an exit) landed in one of our callbacks: httptools wrapped
+                # it, and it belongs to the caller, not to the protocol.
+                raise cause from None
             if self.complete:
                 self.keep_alive = False  # garbage after a full response
                 return
-            cause = exc.__context__
             if isinstance(cause, ProtocolError):
                 raise cause from None
             if isinstance(cause, DecompressedTooLargeError):
