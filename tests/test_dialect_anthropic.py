@@ -30,6 +30,7 @@ from msgflux.models.request import (
     ToolCall,
     ToolChoice,
     ToolSpec,
+    as_delta,
 )
 from msgflux.models.stream import StreamAssembler
 
@@ -69,7 +70,7 @@ def fold(evs: list[SSEEvent], request: ChatRequest | None = None
     for ev in evs:
         d = decoder.feed(ev)
         if d is not None:
-            deltas.append(d)
+            deltas.append(as_delta(d))  # a str stands for a text-only Delta
             asm.add(d)
     return asm, deltas, decoder
 
@@ -614,7 +615,7 @@ def test_stream_error_event_is_typed() -> None:
     evs = events("overloaded_midstream.sse")
     decoder = dialect.stream_decoder(None, "anthropic")
     got = [decoder.feed(e) for e in evs[:-1]]
-    assert got[-1] == Delta(text="Partial")
+    assert as_delta(got[-1]) == Delta(text="Partial")
     with pytest.raises(exc.OverloadedError) as info:
         decoder.feed(evs[-1])
     assert info.value.status is None and info.value.error_type == "overloaded_error"

@@ -371,7 +371,7 @@ def test_bad_bodies_are_response_errors(raw: bytes) -> None:
 
 def test_stream_reasoning_summaries_parallel_calls_and_the_round_trip() -> None:
     asm, deltas, decoder = fold(events("reasoning_parallel_tools.sse"))
-    assert decoder.done and deltas[-1].done
+    assert decoder.done and deltas[-1].finish_reason is not None
     assert asm.id == "resp_68af4030592c81938ec0a5fbab4a3e9f05438e46b5f69a3b"
     assert asm.model == "gpt-5-2025-08-07"
     summary_1 = "**Planning weather lookups**\n\nThe user wants the weather in two cities."
@@ -411,7 +411,7 @@ def test_stream_reasoning_summaries_parallel_calls_and_the_round_trip() -> None:
 
 def test_stream_incomplete_ends_with_its_reason() -> None:
     asm, deltas, decoder = fold(events("incomplete_text.sse"))
-    assert decoder.done and deltas[-1].done
+    assert decoder.done and deltas[-1].finish_reason is not None
     assert asm.text == "Once upon a time"
     assert (asm.finish_reason, asm.native_finish_reason) == ("length", "max_output_tokens")
     assert asm.usage is not None and asm.usage.total_tokens == 17
@@ -452,7 +452,7 @@ def test_stream_error_event_is_typed(payload: dict, cls: type) -> None:
 
 def test_recorded_llamacpp_text_stream() -> None:
     asm, deltas, decoder = fold(events("llamacpp_text.sse"))
-    assert decoder.done and deltas[-1].done
+    assert decoder.done and deltas[-1].finish_reason is not None
     assert asm.text == "Hi! I'm here to"
     assert asm.id == "resp_6JmMJJUXKqg51y29xwZ4DfLltx8zMSN7"
     assert asm.model == "SmolLM2-135M-Instruct.Q4_1"

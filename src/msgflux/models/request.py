@@ -33,6 +33,7 @@ __all__ = [
     "ToolChoice",
     "ToolSpec",
     "Usage",
+    "as_delta",
     "settled_finish",
     "with_refusal",
 ]
@@ -278,6 +279,11 @@ class ToolCallDelta(msgspec.Struct, gc=False):
     name: str | None = None
     arguments: str | None = None
     signature: str | None = None
+
+
+def as_delta(value: Delta | str) -> Delta:
+    """A stream decoder's output as a Delta: a plain ``str`` stands for text only."""
+    return Delta(text=value) if value.__class__ is str else value  # type: ignore[return-value]
 
 
 class Delta(msgspec.Struct, gc=False):

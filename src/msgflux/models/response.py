@@ -184,7 +184,7 @@ class ModelStreamResponse:
         try:
             self._started(source, stopped=any(map(self._prime, source.deltas)))
         except BaseException as error:
-            source.close()
+            source.failed(error)
             raise self._start_failed(error)  # noqa: B904 (the cause is set there)
 
     async def _attempt_async(self) -> None:
@@ -211,7 +211,7 @@ class ModelStreamResponse:
             self._pending.append(lead.text or "")
         return source
 
-    def _prime(self, delta: Delta) -> bool:
+    def _prime(self, delta: Delta | str) -> bool:
         """Fold one delta read before the caller sees anything; True once the start is
         over. A tool-call stream is read to its end."""
         asm = self._asm
@@ -220,7 +220,9 @@ class ModelStreamResponse:
             self._pending.append(text)
         if asm.tools is not None:
             return False
-        if delta.finish_reason is not None or delta.done:
+        if delta.__class__ is str:  # text only
+            return self._call.known_type is not None
+        if delta.finish_reason is not None or delta.done:  # type: ignore[union-attr]
             return True
         if self._call.known_type is None:
             return False  # tools on offer: text may precede a call, so hold it back
@@ -241,6 +243,8 @@ class ModelStreamResponse:
             error.retryable = True
             raise error
         if not stopped:
+            if isinstance(source, SyncSource):
+                source.close()  # (an async source's generator closed its stream)
             self._source = None  # read to its end: nothing left to pull
 
     def _start_failed(self, error: BaseException) -> BaseException:
@@ -303,7 +307,12 @@ class ModelStreamResponse:
         try:
             yield from filter(None, map(self._asm.add, source.deltas))
         except MsgfluxError as e:
+            source.failed(e)
             raise self._broke(e) from e
+        except BaseException:  # Ctrl-C, or the caller let go of the stream mid-way
+            source.close()
+            raise
+        source.close()
         self._finish()
 
     async def _iter_async(self) -> AsyncIterator[str]:

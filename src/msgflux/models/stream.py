@@ -10,6 +10,7 @@ each chunk costs a few attribute lookups, nothing more.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from itertools import takewhile
 from typing import TYPE_CHECKING
 
 from msgflux.exceptions import MsgfluxError, StreamError, _redact
@@ -50,9 +51,16 @@ class StreamAssembler:
         self.model: str | None = None
         self.id: str | None = None
 
-    def add(self, delta: Delta) -> str | None:
-        """Fold one Delta; returns its text, if any, for the caller to hand on."""
-        text = delta.text
+    def add(self, delta: Delta | str) -> str | None:
+        """Fold one Delta; returns its text, if any, for the caller to hand on.
+
+        A plain ``str`` is a Delta that carries only text: decoders return one for
+        the chunks that make up most of a stream, the cheapest path.
+        """
+        if delta.__class__ is str:
+            self.text_parts.append(delta)  # type: ignore[arg-type]
+            return delta  # type: ignore[return-value]
+        text = delta.text  # type: ignore[union-attr]
         if text:
             self.text_parts.append(text)
         if delta.refusal:
@@ -132,8 +140,18 @@ class StreamAssembler:
                            partial_reasoning=self.reasoning or "", partial_tool_calls=calls)
 
 
+def _before_the_end(delta: Delta | str) -> bool:
+    return delta.__class__ is str or not delta.done  # type: ignore[union-attr]
+
+
 class SyncSource:
-    """Deltas of one open sync stream. ``deltas`` is a generator; ``close()`` drops it."""
+    """Deltas of one open sync stream.
+
+    ``deltas`` is an iterator built of C-level steps (decode each event, drop the
+    empty ones, stop at the end marker: nothing after it reaches the caller), so a
+    chunk costs no Python frame here. Whoever reads it calls :meth:`failed` with an
+    error that came out of it, and :meth:`close` when done.
+    """
 
     __slots__ = ("decoder", "deltas", "secret", "stream")
 
@@ -142,23 +160,17 @@ class SyncSource:
         self.stream = stream
         self.decoder = decoder
         self.secret = secret  # the API key, masked in errors that quote it
-        self.deltas: Iterator[Delta] = self._pull()
+        self.deltas: Iterator[Delta | str] = takewhile(
+            _before_the_end, filter(None, map(decoder.feed, stream)))
 
-    def _pull(self) -> Iterator[Delta]:
-        decoder = self.decoder
-        try:
-            for delta in filter(None, map(decoder.feed, self.stream)):
-                yield delta
-                if decoder.done:  # nothing after the end marker reaches the caller
-                    return
-        except MsgfluxError as e:  # an in-band error may quote the key back
-            _redact(e, self.secret)
-            raise
-        finally:
-            self.stream.close()
+    def failed(self, error: BaseException) -> None:
+        """An error came out of ``deltas``: mask the key an in-band error may quote
+        back, and let the connection go."""
+        _redact(error, self.secret)
+        self.stream.close()
 
     def close(self) -> None:
-        self.deltas.close()
+        self.stream.close()
 
 
 class AsyncSource:
@@ -211,8 +223,8 @@ class Replay:
     def __init__(self, completion: Completion) -> None:
         self.done = False
         c = completion
-        deltas = [Delta(reasoning=b.text or None, reasoning_signature=b.signature,
-                        reasoning_redacted=b.redacted) for b in c.reasoning_blocks]
+        deltas = [Delta(reasoning=b.text or None, reasoning_block=b)
+                  for b in c.reasoning_blocks]
         if not deltas and c.reasoning:
             deltas.append(Delta(reasoning=c.reasoning))
         if c.text or c.refusal:
@@ -223,7 +235,8 @@ class Replay:
                 for i, t in enumerate(c.tool_calls))))
         deltas.append(Delta(finish_reason=c.finish_reason,
                             native_finish_reason=c.native_finish_reason, usage=c.usage,
-                            model=c.model, id=c.id, done=True))
+                            model=c.model, id=c.id))
+        deltas.append(Delta(done=True))  # the end marker carries nothing else
         self.deltas = deltas
 
     def __iter__(self) -> Iterator[Delta]:

@@ -766,6 +766,7 @@ class _Event(msgspec.Struct, gc=False):
 
 _message_decoder = msgspec.json.Decoder(_Message)
 _event_decoder = msgspec.json.Decoder(_Event)
+_event_decode = _event_decoder.decode
 _count_decoder = msgspec.json.Decoder(_Count)
 
 _FINISH = {
@@ -908,9 +909,12 @@ class StreamDecoder:
         self._lead = _lead_whitespace(request)
         self._start: _Usage | None = None
 
-    def feed(self, event: SSEEvent) -> Delta | None:
+    def feed(self, event: SSEEvent) -> Delta | str | None:
         data = event.data
-        ev = decode_wire(_event_decoder, data, self._malformed)
+        try:
+            ev = _event_decode(data)
+        except (msgspec.DecodeError, UnicodeDecodeError):
+            ev = decode_wire(_event_decoder, data, self._malformed)  # raises, typed
         kind = ev.type
         if kind == "content_block_delta":
             d = ev.delta
@@ -923,7 +927,7 @@ class StreamDecoder:
                 if not d.partial_json:
                     return None
                 if ev.index == self._answer_index:
-                    return Delta(text=d.partial_json)
+                    return d.partial_json
                 slot = self._calls.get(ev.index)
                 if slot is None:
                     return None
@@ -957,7 +961,8 @@ class StreamDecoder:
             raise _in_band_error(ev.error, self.provider, data)
         return None  # ping, content_block_stop, and event types added later
 
-    def _text(self, text: str | None) -> Delta | None:
+    def _text(self, text: str | None) -> str | None:
+        """Text only: the plain ``str`` (the assembler's fast path)."""
         if not text:
             return None
         if self._lead:
@@ -965,7 +970,7 @@ class StreamDecoder:
             if not text:
                 return None
             self._lead = False
-        return Delta(text=text)
+        return text
 
     def _block_start(self, index: int, block: _Block | None) -> Delta | None:
         if block is None:

@@ -90,7 +90,12 @@ class StreamDecoder(Protocol):
     done: bool
     has_end_marker: bool
 
-    def feed(self, event: SSEEvent) -> Delta | None: ...
+    def feed(self, event: SSEEvent) -> Delta | str | None:
+        """The Delta of one event (``None``: nothing to fold); a ``str`` stands for a
+        Delta with only that text, the cheapest path for the bulk of a stream. The
+        protocol's end marker is ``Delta(done=True)`` carrying nothing else: readers
+        stop there, so whatever a server sends after it never reaches the caller."""
+        ...
 
 
 class Dialect(Protocol):

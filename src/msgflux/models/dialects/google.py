@@ -502,6 +502,7 @@ class _Count(msgspec.Struct, gc=False, rename="camel"):
 
 
 _response_decoder = msgspec.json.Decoder(_Response)
+_response_decode = _response_decoder.decode
 _count_decoder = msgspec.json.Decoder(_Count)
 _list_decoder = msgspec.json.Decoder(list[_Response])
 _ratings_decoder = msgspec.json.Decoder(list[_SafetyRating])
@@ -648,9 +649,13 @@ class StreamDecoder:
     complete, each in one part. There is no end marker, so ``done`` stays
     False and the stream ends with the body; the last chunk carries
     ``finishReason`` (which is how a complete stream is told from a cut one).
+
+    Gemini repeats ``usageMetadata`` on every chunk: it is handed on when it
+    changed, so a chunk of text only (once model and id are known) comes out as
+    the plain ``str``, the assembler's fast path.
     """
 
-    __slots__ = ("_calls", "_malformed", "done", "provider")
+    __slots__ = ("_calls", "_last_usage", "_malformed", "_named", "done", "provider")
     has_end_marker = False
 
     def __init__(self, provider: str = "google") -> None:
@@ -658,13 +663,22 @@ class StreamDecoder:
         self.provider = provider
         self._malformed = f"{provider} sent a stream chunk that is not valid JSON"
         self._calls = 0
+        self._named = False
+        self._last_usage: _UsageMetadata | None = None
 
-    def feed(self, event: SSEEvent) -> Delta | None:
+    def feed(self, event: SSEEvent) -> Delta | str | None:
         data = event.data
-        chunk = decode_wire(_response_decoder, data, self._malformed)
+        try:
+            chunk = _response_decode(data)
+        except (msgspec.DecodeError, UnicodeDecodeError):
+            chunk = decode_wire(_response_decoder, data, self._malformed)  # raises, typed
         if chunk.error is not None:
             raise _in_band_error(chunk.error, self.provider, data)
-        usage = _usage(chunk.usage_metadata) if chunk.usage_metadata is not None else None
+        meta = chunk.usage_metadata
+        usage = None
+        if meta is not None and meta != self._last_usage:
+            self._last_usage = meta
+            usage = _usage(meta)
         if not chunk.candidates:
             feedback = chunk.prompt_feedback
             if feedback is not None and feedback.block_reason is not None:
@@ -680,6 +694,9 @@ class StreamDecoder:
         if raw is not None and len(raw) == 1:
             only = raw[0]
             if only.function_call is None and not only.thought:  # the common chunk: text
+                if self._named and usage is None and candidate.finish_reason is None:
+                    return only.text or None
+                self._named = True
                 finish = _finish(candidate.finish_reason, self._calls > 0)
                 return Delta(
                     text=only.text or None,
@@ -691,6 +708,7 @@ class StreamDecoder:
                     model=chunk.model_version,
                     id=chunk.response_id,
                 )
+        self._named = True
         parts = _Parts(raw or [], self._calls)
         calls = None
         if parts.calls:

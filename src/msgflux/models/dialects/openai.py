@@ -273,6 +273,7 @@ class _Chunk(msgspec.Struct, gc=False):
 
 _response_decoder = msgspec.json.Decoder(_Response)
 _chunk_decoder = msgspec.json.Decoder(_Chunk)
+_chunk_decode = _chunk_decoder.decode
 
 _FINISH = {"function_call": "tool_calls", "eos": "stop", "end_turn": "stop", "max_tokens": "length"}
 
@@ -363,30 +364,46 @@ def parse_response(body: bytes, request: ChatRequest | None = None, provider: st
 
 
 class StreamDecoder:
-    """OpenAI chunks → Deltas. ``[DONE]`` ends the stream."""
+    """OpenAI chunks → Deltas. ``[DONE]`` ends the stream.
 
-    __slots__ = ("_malformed", "done", "provider")
+    A chunk that only adds text, once the answer's model and id were handed on,
+    comes out as the plain ``str`` (the assembler's fast path): most chunks are that.
+    """
+
+    __slots__ = ("_malformed", "_named", "done", "provider")
     has_end_marker = True
 
     def __init__(self, provider: str = "openai") -> None:
         self.done = False
         self.provider = provider
+        self._named = False
         self._malformed = f"{provider} sent a stream chunk that is not valid JSON"
 
-    def feed(self, event: SSEEvent) -> Delta | None:
+    def feed(self, event: SSEEvent) -> Delta | str | None:
         data = event.data
         if data[:6] == b"[DONE]":
             self.done = True
             return Delta(done=True)
-        chunk = decode_wire(_chunk_decoder, data, self._malformed)
+        try:
+            chunk = _chunk_decode(data)
+        except (msgspec.DecodeError, UnicodeDecodeError):
+            chunk = decode_wire(_chunk_decoder, data, self._malformed)  # raises, typed
+        choices = chunk.choices
+        if choices and self._named and chunk.usage is None and chunk.error is None:
+            choice = choices[0]
+            d = choice.delta
+            if (choice.finish_reason is None and d is not None and not d.tool_calls
+                    and not d.refusal and not d.reasoning_content and not d.reasoning):
+                return d.content or None
         if chunk.error is not None:
             raise common.in_band_error(chunk.error, self.provider, data)
         usage = _usage(chunk.usage) if chunk.usage is not None else None
-        if not chunk.choices:
+        if not choices:
             if usage is None:
                 return None
             return Delta(usage=usage, model=chunk.model, id=chunk.id)
-        choice = chunk.choices[0]
+        self._named = True
+        choice = choices[0]
         d = choice.delta
         text = reasoning = refusal = None
         calls = None

@@ -441,14 +441,14 @@ class StreamDecoder:
         self._streamed: set[int] = set()  # calls whose arguments came in fragments
         self._reasoning_at: tuple[Any, ...] | None = None  # the summary now streaming
 
-    def feed(self, event: SSEEvent) -> Delta | None:
+    def feed(self, event: SSEEvent) -> Delta | str | None:
         data = event.data
-        if data[:6] == b"[DONE]":  # not part of the protocol; some servers add it
-            return None
+        if self.done or data[:6] == b"[DONE]":  # after the answer's end; [DONE]: not
+            return None                         # part of the protocol, some servers add it
         ev = decode_wire(_event_decoder, data, self._malformed)
         kind = ev.type
         if kind == "response.output_text.delta":
-            return Delta(text=self._text(ev, data)) if ev.delta else None
+            return self._text(ev, data) if ev.delta else None  # text only: the fast path
         if kind == "response.function_call_arguments.delta":
             index = self._call(ev.item_id, ev.output_index)
             self._streamed.add(index)
@@ -466,9 +466,10 @@ class StreamDecoder:
             response = ev.response or _Status()
             # A terminal event without a status says it by its name: "response.<status>".
             finish, native = _finish(response, response.status or kind[9:])
+            # The answer's end: ``done`` is set, but the Delta is not the bare end
+            # marker (it carries the finish), so it is handed on like any other.
             return Delta(finish_reason=finish, native_finish_reason=native,
-                         usage=_usage(response.usage), model=response.model,
-                         id=response.id, done=True)
+                         usage=_usage(response.usage), model=response.model, id=response.id)
         if kind == "response.created":
             response = ev.response
             return Delta(model=response.model, id=response.id) if response else None
