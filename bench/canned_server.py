@@ -1,20 +1,28 @@
-"""A canned OpenAI-compatible HTTP/1.1 keep-alive server for the benchmarks.
+"""A canned HTTP/1.1 keep-alive server for the benchmarks, in three providers' wire formats.
 
 Run it as its own process (``python bench/canned_server.py --port 0``): it prints
 ``PORT <n>`` on stdout once it listens, then serves until killed. Keeping the
 server in another process means the client figures never include the server's
 own CPU time (only its latency, which every client sees equally).
 
-``POST /v1/chat/completions`` answers by scenario, taken from the
-``x-bench-scenario`` header if present, else from the body's ``model`` field:
+It answers by model id (:data:`MODELS`: one per path and scenario), taken from
+the ``x-bench-scenario`` header if present, else from the body's ``model`` field,
+else from the URL (Gemini names the model in the path):
 
-- ``bench``         one fixed chat.completion JSON (Content-Length body);
-- ``bench-stream``  a ``--chunks``-chunk SSE stream of ~150-byte OpenAI chunks;
-- ``bench-tool``    an SSE tool-call stream whose arguments come in ``--fragments`` pieces;
-- ``bench-struct``  a chat.completion whose content is a JSON object (structured output).
+- ``POST /v1/chat/completions``   OpenAI Chat Completions (JSON; SSE ending in ``[DONE]``);
+- ``POST /v1/messages``           Anthropic Messages (JSON; SSE with ``event:`` lines,
+  ``message_start`` … ``message_stop``);
+- ``POST /v1beta/models/{model}:generateContent`` and ``:streamGenerateContent?alt=sse``
+  Gemini (JSON; SSE of whole ``GenerateContentResponse`` chunks, CRLF line ends, no end
+  marker).
 
-``GET /bench/last/<scenario>`` returns the last request body received for that
-scenario, so the raw floors can replay exactly the bytes msgflux sent.
+Scenarios, the same on every path: ``text`` (one short answer), ``stream``
+(``--chunks`` content chunks), ``tool`` (one streamed tool call whose arguments
+come in ``--fragments`` pieces; Gemini sends a call whole, in one chunk) and
+``struct`` (an answer whose text is a nested JSON object, for structured output).
+
+``GET /bench/last/<model>`` returns the last request body received for that
+model id, so the raw floors can replay exactly the bytes msgflux sent.
 
 Every reply is precomputed bytes written with one ``transport.write``: the
 server does no JSON work per request, so it stays far faster than any client.
@@ -33,6 +41,23 @@ from typing import Any
 CREATED = 1_700_000_000
 _MODEL_RE = re.compile(rb'"model"\s*:\s*"([^"]*)"')
 
+PATHS = ("openai", "anthropic", "google")
+SCENARIOS = ("text", "stream", "tool", "struct")
+
+# The model id of each path and scenario. The Claude and Gemini ids name real model
+# families so the dialects pick today's request shapes (native structured output on
+# Claude >= 4.5); the server routes on the whole id.
+MODELS: dict[str, dict[str, str]] = {
+    "openai": {"text": "bench", "stream": "bench-stream", "tool": "bench-tool",
+               "struct": "bench-struct"},
+    "anthropic": {s: f"claude-sonnet-4-5-bench-{s}" for s in SCENARIOS},
+    "google": {s: f"gemini-2.5-flash-bench-{s}" for s in SCENARIOS},
+}
+
+
+def _dumps(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode()
+
 
 # ---------------------------------------------------------------- payloads (also used by run.py)
 
@@ -49,13 +74,34 @@ PERSON_ANSWER: dict[str, Any] = {
         {"title": "Bernoulli numbers program", "year": 1843, "stars": 4},
     ],
 }
-
+PERSON_TEXT = json.dumps(PERSON_ANSWER, separators=(",", ":"))
 
 TEXT_ANSWER = "Hello! I am a canned benchmark answer with a realistic length of a few words."
+TOOL_NAME = "get_weather"
+
+
+def token(i: int) -> str:
+    """The text of content chunk ``i`` (the same on every path)."""
+    return f" tok{i % 1000:03d}"
+
+
+def tool_arguments(fragments: int) -> tuple[str, list[str]]:
+    """A JSON arguments object and its split into ``fragments`` pieces."""
+    text = json.dumps({
+        "city": "London",
+        "days": [{"day": i, "unit": "celsius", "detail": "hourly"}
+                 for i in range(fragments // 4 + 1)],
+    }, separators=(",", ":"))
+    # Even cuts: exactly `fragments` non-empty pieces (the text is longer than that).
+    cuts = [k * len(text) // fragments for k in range(fragments + 1)]
+    return text, [text[cuts[k]:cuts[k + 1]] for k in range(fragments)]
+
+
+# ---- OpenAI Chat Completions
 
 
 def completion_body(model: str, content: str) -> bytes:
-    return json.dumps({
+    return _dumps({
         "id": "chatcmpl-bench0001",
         "object": "chat.completion",
         "created": CREATED,
@@ -72,7 +118,7 @@ def completion_body(model: str, content: str) -> bytes:
             "completion_tokens_details": {"reasoning_tokens": 0},
         },
         "system_fingerprint": "fp_bench",
-    }, separators=(",", ":")).encode()
+    })
 
 
 def _chunk(model: str, delta: dict[str, Any], finish: str | None = None,
@@ -86,48 +132,140 @@ def _chunk(model: str, delta: dict[str, Any], finish: str | None = None,
     }
     if usage is not None:
         obj["usage"] = usage
-    return b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n"
+    return b"data: " + _dumps(obj) + b"\n\n"
 
 
-_USAGE = {"prompt_tokens": 12, "completion_tokens": 5000, "total_tokens": 5012}
+def _usage(completion: int) -> dict[str, int]:
+    return {"prompt_tokens": 12, "completion_tokens": completion,
+            "total_tokens": 12 + completion}
 
 
-def stream_events(chunks: int) -> list[bytes]:
+def stream_events(chunks: int, model: str = "bench-stream") -> list[bytes]:
     """``chunks`` content chunks (each ~150 bytes on the wire), then finish, usage, [DONE]."""
-    model = "bench"
     events = [_chunk(model, {"role": "assistant", "content": ""})]
-    events += [_chunk(model, {"content": f" tok{i % 1000:03d}"}) for i in range(chunks)]
+    events += [_chunk(model, {"content": token(i)}) for i in range(chunks)]
     events.append(_chunk(model, {}, "stop"))
-    events.append(_chunk(model, {}, usage=_USAGE, choices=False))
+    events.append(_chunk(model, {}, usage=_usage(chunks), choices=False))
     events.append(b"data: [DONE]\n\n")
     return events
 
 
-def tool_arguments(fragments: int) -> tuple[str, list[str]]:
-    """A JSON arguments object and its split into ``fragments`` pieces."""
-    text = json.dumps({
-        "city": "London",
-        "days": [{"day": i, "unit": "celsius", "detail": "hourly"}
-                 for i in range(fragments // 4 + 1)],
-    }, separators=(",", ":"))
-    # Even cuts: exactly `fragments` non-empty pieces (the text is longer than that).
-    cuts = [k * len(text) // fragments for k in range(fragments + 1)]
-    return text, [text[cuts[k]:cuts[k + 1]] for k in range(fragments)]
-
-
-def tool_events(fragments: int) -> list[bytes]:
-    model = "bench"
+def tool_events(fragments: int, model: str = "bench-tool") -> list[bytes]:
     _, pieces = tool_arguments(fragments)
     first = {"role": "assistant", "content": None, "tool_calls": [{
         "index": 0, "id": "call_bench01", "type": "function",
-        "function": {"name": "get_weather", "arguments": ""}}]}
+        "function": {"name": TOOL_NAME, "arguments": ""}}]}
     events = [_chunk(model, first)]
     events += [_chunk(model, {"tool_calls": [{"index": 0, "function": {"arguments": p}}]})
                for p in pieces]
     events.append(_chunk(model, {}, "tool_calls"))
-    events.append(_chunk(model, {}, usage=_USAGE, choices=False))
+    events.append(_chunk(model, {}, usage=_usage(fragments), choices=False))
     events.append(b"data: [DONE]\n\n")
     return events
+
+
+# ---- Anthropic Messages
+
+
+def anthropic_body(model: str, content: str) -> bytes:
+    return _dumps({
+        "id": "msg_bench0001",
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": [{"type": "text", "text": content}],
+        "stop_reason": "end_turn",
+        "stop_sequence": None,
+        "usage": {"input_tokens": 12, "cache_creation_input_tokens": 0,
+                  "cache_read_input_tokens": 0, "output_tokens": 18},
+    })
+
+
+def _event(name: str, obj: dict[str, Any]) -> bytes:
+    return b"event: " + name.encode() + b"\ndata: " + _dumps(obj) + b"\n\n"
+
+
+def _anthropic_stream(model: str, block: dict[str, Any], deltas: list[dict[str, Any]],
+                      stop: str, output_tokens: int) -> list[bytes]:
+    """message_start, one content block (start, deltas, stop), message_delta, message_stop."""
+    events = [
+        _event("message_start", {"type": "message_start", "message": {
+            "id": "msg_bench0001", "type": "message", "role": "assistant", "model": model,
+            "content": [], "stop_reason": None, "stop_sequence": None,
+            "usage": {"input_tokens": 12, "cache_creation_input_tokens": 0,
+                      "cache_read_input_tokens": 0, "output_tokens": 1}}}),
+        _event("content_block_start", {"type": "content_block_start", "index": 0,
+                                       "content_block": block}),
+        _event("ping", {"type": "ping"}),
+    ]
+    events += [_event("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                              "delta": d}) for d in deltas]
+    events.append(_event("content_block_stop", {"type": "content_block_stop", "index": 0}))
+    events.append(_event("message_delta", {
+        "type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": None},
+        "usage": {"output_tokens": output_tokens}}))
+    events.append(_event("message_stop", {"type": "message_stop"}))
+    return events
+
+
+def anthropic_stream_events(chunks: int, model: str) -> list[bytes]:
+    return _anthropic_stream(
+        model, {"type": "text", "text": ""},
+        [{"type": "text_delta", "text": token(i)} for i in range(chunks)], "end_turn", chunks)
+
+
+def anthropic_tool_events(fragments: int, model: str) -> list[bytes]:
+    _, pieces = tool_arguments(fragments)
+    return _anthropic_stream(
+        model, {"type": "tool_use", "id": "toolu_bench01", "name": TOOL_NAME, "input": {}},
+        [{"type": "input_json_delta", "partial_json": p} for p in pieces], "tool_use",
+        fragments)
+
+
+# ---- Gemini generateContent
+
+
+def _gemini(model: str, parts: list[dict[str, Any]], finish: str | None,
+            completion: int | None) -> dict[str, Any]:
+    candidate: dict[str, Any] = {"content": {"parts": parts, "role": "model"}}
+    if finish is not None:
+        candidate["finishReason"] = finish
+    candidate["index"] = 0
+    usage: dict[str, int] = {"promptTokenCount": 12}
+    if completion is not None:
+        usage["candidatesTokenCount"] = completion
+    usage["totalTokenCount"] = 12 + (completion or 0)
+    return {"candidates": [candidate], "usageMetadata": usage,
+            "modelVersion": model.split("-bench")[0], "responseId": "resp-bench-1"}
+
+
+def gemini_body(model: str, content: str) -> bytes:
+    return _dumps(_gemini(model, [{"text": content}], "STOP", 18))
+
+
+def _data_crlf(obj: dict[str, Any]) -> bytes:
+    # Google's servers end SSE lines with CRLF.
+    return b"data: " + _dumps(obj) + b"\r\n\r\n"
+
+
+def gemini_stream_events(chunks: int, model: str) -> list[bytes]:
+    # Every chunk is a whole response and carries usageMetadata, as Gemini's do; the
+    # last one has the finishReason and no text.
+    events = [_data_crlf(_gemini(model, [{"text": token(i)}], None, None))
+              for i in range(chunks)]
+    events.append(_data_crlf(_gemini(model, [{"text": ""}], "STOP", chunks)))
+    return events
+
+
+def gemini_tool_events(fragments: int, model: str) -> list[bytes]:
+    # Gemini streams a function call whole: one part with the parsed arguments object.
+    text, _ = tool_arguments(fragments)
+    part = {"functionCall": {"name": TOOL_NAME, "args": json.loads(text)},
+            "thoughtSignature": "CiQBbench0signature"}
+    return [_data_crlf(_gemini(model, [part], "STOP", fragments))]
+
+
+# ---- the reply table
 
 
 def _json_reply(body: bytes) -> bytes:
@@ -146,13 +284,23 @@ def _sse_reply(events: list[bytes]) -> bytes:
 
 
 def replies(chunks: int, fragments: int) -> dict[bytes, bytes]:
-    return {
-        b"bench": _json_reply(completion_body("bench", TEXT_ANSWER)),
-        b"bench-stream": _sse_reply(stream_events(chunks)),
-        b"bench-tool": _sse_reply(tool_events(fragments)),
-        b"bench-struct": _json_reply(completion_body(
-            "bench-struct", json.dumps(PERSON_ANSWER, separators=(",", ":")))),
+    """Reply bytes by model id (bytes), for every path and scenario."""
+    o, a, g = MODELS["openai"], MODELS["anthropic"], MODELS["google"]
+    table = {
+        o["text"]: _json_reply(completion_body(o["text"], TEXT_ANSWER)),
+        o["stream"]: _sse_reply(stream_events(chunks, o["stream"])),
+        o["tool"]: _sse_reply(tool_events(fragments, o["tool"])),
+        o["struct"]: _json_reply(completion_body(o["struct"], PERSON_TEXT)),
+        a["text"]: _json_reply(anthropic_body(a["text"], TEXT_ANSWER)),
+        a["stream"]: _sse_reply(anthropic_stream_events(chunks, a["stream"])),
+        a["tool"]: _sse_reply(anthropic_tool_events(fragments, a["tool"])),
+        a["struct"]: _json_reply(anthropic_body(a["struct"], PERSON_TEXT)),
+        g["text"]: _json_reply(gemini_body(g["text"], TEXT_ANSWER)),
+        g["stream"]: _sse_reply(gemini_stream_events(chunks, g["stream"])),
+        g["tool"]: _sse_reply(gemini_tool_events(fragments, g["tool"])),
+        g["struct"]: _json_reply(gemini_body(g["struct"], PERSON_TEXT)),
     }
+    return {k.encode(): v for k, v in table.items()}
 
 
 # ---------------------------------------------------------------- the protocol
@@ -208,12 +356,16 @@ class _Handler(asyncio.Protocol):
             self.transport.write(_json_reply(got) if got else _NOT_FOUND)
             return
         i = head.find(b"x-bench-scenario:")
+        target = head[head.find(b" ") + 1:head.find(b" http/")]
+        m = target.find(b"/models/")
         if i >= 0:
             j = head.find(b"\r\n", i)
             name = head[i + 17:j if j >= 0 else len(head)].strip()
+        elif m >= 0:  # Gemini: /v1beta/models/{model}:generateContent
+            name = target[m + 8:target.find(b":", m)]
         else:
-            m = _MODEL_RE.search(body)
-            name = m.group(1) if m else b""
+            found = _MODEL_RE.search(body)
+            name = found.group(1) if found else b""
         reply = self.replies.get(name)
         if reply is None:
             self.transport.write(_NOT_FOUND)

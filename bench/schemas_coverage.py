@@ -1,7 +1,7 @@
 """How many real-world JSON Schemas msgflux can ask for, per dialect (JSONSchemaBench).
 
-    python bench/schemas_coverage.py                 # every schema, every dialect (~1 min)
-    python bench/schemas_coverage.py --limit 50      # the first 50 of each category
+    python bench/schemas_coverage.py                 # every schema, every dialect (~1 h)
+    python bench/schemas_coverage.py --limit 100     # the first 100 of each (~15 min)
     python bench/schemas_coverage.py --llama 40      # also: 40 schemas on the real local model
     python bench/schemas_coverage.py --markdown      # the table of bench/SCHEMAS.md
 

@@ -27,7 +27,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from bench_schemas import msgspec_types, pydantic_person  # noqa: E402
+from bench_schemas import person_struct, pydantic_person  # noqa: E402
 from canned_server import PERSON_ANSWER  # noqa: E402
 
 
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from msgflux.models.structured import compile_schema, decode_structured
 
-    struct, _ = msgspec_types()
+    struct = person_struct()
     model = pydantic_person()
     text = json.dumps(PERSON_ANSWER, separators=(",", ":"))
     compiled_struct = compile_schema(struct)

@@ -38,7 +38,10 @@ Reply builders (each returns a :class:`Reply`):
 Faults applied to any reply (methods returning a new :class:`Reply`):
 ``reply.drop_after(n)`` (close after ``n`` bytes), ``reply.reset_after(n)``
 (RST after ``n`` bytes), ``reply.stall_after(n, seconds)`` (send ``n`` bytes,
-then silence, then close), ``reply.then_close()`` (close after a complete reply).
+then silence, then close), ``reply.hold_after(n, gate)`` (send ``n`` bytes, then the
+rest once the test sets the ``threading.Event`` ``gate``), ``reply.then_set(event)``
+(set a ``threading.Event`` once the reply is written), ``reply.then_close()`` (close
+after a complete reply).
 
 Also: ``connections`` (accepted so far), ``pending_replies``,
 ``wait_for_requests(n, timeout)``, ``ScriptedServer(tls=True)`` (self-signed
@@ -98,9 +101,10 @@ _MAX_HEAD = 1 << 20
 
 @dataclass(frozen=True)
 class Reply:
-    """A script: a sequence of steps ``("write", bytes)``, ``("sleep", s)``, ``("close",)``,
-    ``("reset",)``. After the last step the connection stays open for the next request
-    unless a close/reset step ran."""
+    """A script: a sequence of steps ``("write", bytes)``, ``("sleep", s)``,
+    ``("wait", event, timeout)``, ``("set", event)``, ``("close",)``, ``("reset",)``.
+    After the last step the connection stays open for the next request unless a
+    close/reset step ran."""
 
     steps: tuple[tuple[Any, ...], ...]
 
@@ -131,6 +135,29 @@ class Reply:
     def stall_after(self, n: int, seconds: float) -> Reply:
         """Send ``n`` bytes, stay silent for ``seconds``, then close."""
         return self._cut(n, (("sleep", seconds), ("close",)))
+
+    def hold_after(self, n: int, gate: threading.Event, timeout: float = 30.0) -> Reply:
+        """Send ``n`` bytes, wait until ``gate`` is set (at most ``timeout`` seconds, or
+        until the server closes), then send the rest: the client provably has the first
+        ``n`` bytes and nothing more for as long as the test holds the gate."""
+        head, tail, left = [], [], n
+        for step in self.steps:
+            if left > 0 and step[0] == "write":
+                data = step[1]
+                head.append(("write", data[:left]))
+                if len(data) > left:
+                    tail.append(("write", data[left:]))
+                left -= len(data)
+            elif left > 0:
+                head.append(step)
+            else:
+                tail.append(step)
+        return Reply((*head, ("wait", gate, timeout), *tail))
+
+    def then_set(self, event: threading.Event) -> Reply:
+        """Set ``event`` once the reply is written: the test waits for the bytes to be
+        sent instead of sleeping and hoping they were."""
+        return Reply((*self.steps, ("set", event)))
 
     def then_close(self) -> Reply:
         """Close the connection once the reply is written."""
@@ -344,7 +371,8 @@ class _StoppedError(Exception):
 class ScriptedServer:
     """See the module docstring."""
 
-    def __init__(self, *, tls: bool = False, host: str = "127.0.0.1") -> None:
+    def __init__(self, *, tls: bool = False, host: str = "127.0.0.1",
+                 server_context: ssl.SSLContext | None = None) -> None:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._default: deque[Reply] = deque()
@@ -357,7 +385,9 @@ class ScriptedServer:
         self._got_request = threading.Condition(self._lock)
         self._tls_dir: str | None = None
         self._server_ctx: ssl.SSLContext | None = None
-        if tls:
+        if server_context is not None:  # TLS with the caller's certificates (e.g. trustme)
+            tls, self._server_ctx = True, server_context
+        elif tls:
             self._tls_dir, self._server_ctx = _make_tls()
         self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -492,7 +522,11 @@ class ScriptedServer:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if self._server_ctx is not None:
                 sock.settimeout(2.0)
-                conn = self._server_ctx.wrap_socket(sock, server_side=True)
+                try:
+                    conn = self._server_ctx.wrap_socket(sock, server_side=True)
+                except ssl.SSLError:
+                    _linger(sock)
+                    raise
                 with self._lock:
                     self._socks.add(conn)
             conn.settimeout(_IO_TIMEOUT)
@@ -596,6 +630,13 @@ class ScriptedServer:
             elif kind == "sleep":
                 if self._stop.wait(step[1]):
                     raise _StoppedError
+            elif kind == "set":
+                step[1].set()
+            elif kind == "wait":
+                gate, deadline = step[1], time.monotonic() + step[2]
+                while not gate.wait(_IO_TIMEOUT) and time.monotonic() < deadline:
+                    if self._stop.is_set():
+                        raise _StoppedError
             elif kind == "close":
                 with contextlib.suppress(OSError):
                     conn.shutdown(socket.SHUT_WR)
@@ -607,6 +648,17 @@ class ScriptedServer:
         return True
 
 
+def _linger(sock: socket.socket) -> None:
+    """After a failed TLS handshake: let the alert reach the client before closing
+    (closing with its request unread would send a RST that can overtake the alert)."""
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_WR)
+        sock.settimeout(_IO_TIMEOUT)
+        for _ in range(8):  # bounded: at most ~1.6 s
+            if not sock.recv(65536):
+                return
+
+
 # ---------------------------------------------------------------- a CONNECT proxy
 
 
@@ -616,12 +668,15 @@ class ConnectProxy:
     The host named in ``CONNECT`` is recorded (``targets``) but not resolved, so
     tests can use names like ``scripted.test`` with a server on 127.0.0.1.
     ``auth`` records the ``Proxy-Authorization`` values; ``refuse=407`` answers
-    every CONNECT with that status instead.
+    every CONNECT with that status instead. With ``server_context`` the proxy
+    itself speaks TLS (an ``https://`` proxy; ``url`` says so).
     """
 
-    def __init__(self, upstream: tuple[str, int], *, refuse: int | None = None) -> None:
+    def __init__(self, upstream: tuple[str, int], *, refuse: int | None = None,
+                 server_context: ssl.SSLContext | None = None) -> None:
         self.upstream = upstream
         self.refuse = refuse
+        self._server_ctx = server_context
         self.targets: list[str] = []
         self.auth: list[str | None] = []
         self._stop = threading.Event()
@@ -631,7 +686,8 @@ class ConnectProxy:
         self._listener = socket.create_server(("127.0.0.1", 0))
         self._listener.settimeout(_IO_TIMEOUT)
         self.port = self._listener.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
+        scheme = "https" if server_context is not None else "http"
+        self.url = f"{scheme}://127.0.0.1:{self.port}"
         t = threading.Thread(target=self._accept_loop, name="proxy-accept", daemon=True)
         self._threads.append(t)
         t.start()
@@ -653,6 +709,11 @@ class ConnectProxy:
     def _serve(self, client: socket.socket) -> None:
         upstream = None
         try:
+            if self._server_ctx is not None:
+                client.settimeout(2.0)
+                client = self._server_ctx.wrap_socket(client, server_side=True)
+                with self._lock:
+                    self._socks.add(client)
             client.settimeout(_IO_TIMEOUT)
             buf = b""
             while b"\r\n\r\n" not in buf:
@@ -680,7 +741,7 @@ class ConnectProxy:
                 self._socks.add(upstream)
             client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
             self._pipe(client, upstream)
-        except (_StoppedError, OSError):
+        except (_StoppedError, OSError):  # ssl.SSLError is an OSError
             return
         finally:
             for s in (client, upstream):
@@ -706,9 +767,16 @@ class ConnectProxy:
             sel.register(b, selectors.EVENT_READ, a)
             while not self._stop.is_set():
                 for key, _ in sel.select(_IO_TIMEOUT):
-                    data = key.fileobj.recv(65536)  # type: ignore[union-attr]
+                    sock = key.fileobj
+                    try:
+                        data = sock.recv(65536)  # type: ignore[union-attr]
+                    except TimeoutError:  # a TLS record not complete yet
+                        continue
                     if not data:
                         return
+                    # A TLS socket may hold decrypted bytes select() cannot see.
+                    while getattr(sock, "pending", lambda: 0)():
+                        data += sock.recv(65536)  # type: ignore[union-attr]
                     key.data.sendall(data)
 
     def close(self) -> None:

@@ -17,7 +17,9 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -360,8 +362,11 @@ def test_chat_provider_error_status(base_env: dict[str, str], mode: tuple[str, .
 
 
 def test_chat_streams_each_chunk_as_it_arrives(base_env: dict[str, str]) -> None:
+    answer = sse_answer("one ", "two ", "three")
+    # The server holds the rest of the answer until the test has read the first chunk.
+    gate = threading.Event()
     with ScriptedServer() as srv:
-        srv.enqueue(sse_answer("one ", "two ", "three", delay=1.0))
+        srv.enqueue(answer.hold_after(len(answer.steps[0][1]) + len(answer.steps[1][1]), gate))
         proc = subprocess.Popen(
             [sys.executable, "-m", "msgflux", "chat", "-m", "openai/x", "hi"],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -370,8 +375,10 @@ def test_chat_streams_each_chunk_as_it_arrives(base_env: dict[str, str]) -> None
         try:
             first = os.read(proc.stdout.fileno(), 1024)  # type: ignore[union-attr]
             running = proc.poll() is None
+            gate.set()
             rest, err = proc.communicate(timeout=TIMEOUT)
         finally:
+            gate.set()
             proc.kill()
             proc.wait()
     assert proc.returncode == 0, err
@@ -411,14 +418,36 @@ def test_chat_invalid_structured_output(base_env: dict[str, str], tmp_path: Path
         "name", "age", "hobbies"}
 
 
+@contextlib.contextmanager
+def sigint_not_ignored() -> Iterator[None]:
+    """Children started inside get SIGINT's default action, as at a terminal.
+
+    A shell starts a background job (``pytest ... &`` in a script) with SIGINT ignored,
+    and an ignored signal stays ignored across exec: Python then installs no
+    KeyboardInterrupt handler, and the child rightly never sees Ctrl-C. Exec resets
+    a handled signal to its default, so handling it here for the moment of the spawn
+    is enough.
+    """
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is not signal.SIG_IGN:
+        yield
+        return
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def test_chat_interrupted_exits_130(base_env: dict[str, str]) -> None:
     with ScriptedServer() as srv:
         srv.enqueue(sse_answer("one ", "two", delay=30))
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "msgflux", "chat", "-m", "openai/x", "hi"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            env=with_openai(base_env, f"{srv.url}/v1"),
-        )
+        with sigint_not_ignored():
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "msgflux", "chat", "-m", "openai/x", "hi"],
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                env=with_openai(base_env, f"{srv.url}/v1"),
+            )
         try:
             assert os.read(proc.stdout.fileno(), 1024) == b"one "  # type: ignore[union-attr]
             proc.send_signal(signal.SIGINT)
@@ -447,6 +476,26 @@ def test_chat_json_output(base_env: dict[str, str]) -> None:
     assert sent["messages"][0] == {"role": "system", "content": "Be brief."}
     assert sent["temperature"] == 0.5
     assert 20 in (sent.get("max_tokens"), sent.get("max_completion_tokens"))
+
+
+@pytest.mark.parametrize("mode", [(), ("--no-stream",)], ids=["stream", "no-stream"])
+def test_chat_system_prompt_reaches_the_server(base_env: dict[str, str],
+                                               mode: tuple[str, ...]) -> None:
+    reply = {"id": "r1", "object": "chat.completion", "created": 1, "model": "m",
+             "choices": [{"index": 0, "message": {"role": "assistant", "content": "Blue."},
+                          "finish_reason": "stop"}]}
+    with ScriptedServer() as srv:
+        srv.enqueue(json_reply(200, reply) if mode else sse_answer("Blue."))
+        result = run(with_openai(base_env, f"{srv.url}/v1"), "chat", "-m", "openai/x", *mode,
+                     "--system", "You answer in one short sentence.", "Name a colour.")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "Blue.\n"
+    sent = srv.requests[0].json()
+    assert sent.get("stream", False) is (not mode)
+    assert sent["messages"] == [
+        {"role": "system", "content": "You answer in one short sentence."},
+        {"role": "user", "content": "Name a colour."},
+    ]
 
 
 def test_chat_interactive_keeps_history(base_env: dict[str, str]) -> None:
@@ -497,11 +546,18 @@ def test_chat_streamed_against_llama(llama_env: dict[str, str]) -> None:
     assert result.stdout.strip() and result.stdout.endswith("\n")
 
 
-def test_chat_no_stream_with_system_against_llama(llama_env: dict[str, str]) -> None:
-    result = run(llama_env, "chat", "-m", "openai/smollm2", "--no-stream", "--max-tokens", "16",
-                 "--system", "You answer in one short sentence.", "-t", "0", "Name a colour.")
+def test_chat_no_stream_with_system_against_llama(llama_env: dict[str, str],
+                                                  prompt_tokens: Any) -> None:
+    result = run(llama_env, "chat", "-m", "openai/smollm2", "--no-stream", "--json",
+                 "--max-tokens", "16", "--system", "You answer in one short sentence.", "-t", "0",
+                 "Name a colour.")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip()
+    doc = json.loads(result.stdout)
+    assert isinstance(doc["output"], str) and doc["output"]
+    # The server was prompted with the system prompt and the question: its count says so.
+    assert doc["usage"]["prompt_tokens"] == prompt_tokens([
+        {"role": "system", "content": "You answer in one short sentence."},
+        {"role": "user", "content": "Name a colour."}])
 
 
 def test_chat_prompt_from_stdin_against_llama(llama_env: dict[str, str]) -> None:
@@ -541,6 +597,31 @@ def test_chat_default_embedded_model(base_env: dict[str, str]) -> None:
     result = run(base_env, "chat", "Say hi", "--max-tokens", "8", timeout=180)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip()
+
+
+def test_chat_warns_on_stderr_when_the_answer_is_cut(llama_env: dict[str, str]) -> None:
+    for mode in ((), ("--no-stream",)):
+        result = run(llama_env, "chat", "-m", "openai/smollm2", "--max-tokens", "3", *mode,
+                     "Tell me a long story.")
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip()  # the partial answer is still printed
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("msgflux: warning: "), result.stderr
+        assert "--max-tokens" in lines[0]
+
+
+@pytest.mark.real_llm
+def test_readme_first_command_is_short_and_reproducible(base_env: dict[str, str]) -> None:
+    # The README's first command, on the embedded demo model with every default. Run
+    # twice: the same short answer, ended by the model (no cut-off warning). Its wording
+    # is the model's business and is not checked here.
+    answers = [run(base_env, "chat", "What is the capital of France?", timeout=180)
+               for _ in range(2)]
+    for result in answers:
+        assert result.returncode == 0, result.stderr
+        assert "warning" not in result.stderr
+    assert answers[0].stdout == answers[1].stdout
+    assert 0 < len(answers[0].stdout.split()) <= 40
 
 
 # ---------------------------------------------------------------- the JSON Schema -> Struct helper

@@ -30,6 +30,7 @@ from msgflux.models.request import (
     ToolCall,
     ToolChoice,
     ToolSpec,
+    as_delta,
 )
 from msgflux.models.stream import StreamAssembler
 
@@ -69,7 +70,7 @@ def fold(evs: list[SSEEvent], request: ChatRequest | None = None
     for ev in evs:
         d = decoder.feed(ev)
         if d is not None:
-            deltas.append(d)
+            deltas.append(as_delta(d))  # a str stands for a text-only Delta
             asm.add(d)
     return asm, deltas, decoder
 
@@ -212,6 +213,19 @@ def test_tool_loop_history_round_trip() -> None:
     assert b["tools"] == [{"name": "get_weather", "description": "Get weather.",
                            "input_schema": WEATHER}]
     assert "tool_choice" not in b
+
+
+def test_openai_responses_reasoning_items_are_not_sent_to_claude() -> None:
+    """A history from an OpenAI Responses model (a fallback, a switched model) carries
+    encrypted reasoning items only OpenAI can read: Anthropic would refuse them."""
+    req = ChatRequest(model="claude-sonnet-4-5", messages=(
+        Message("user", "q"),
+        Message("assistant", None, tool_calls=(ToolCall("call_1", "f", "{}"),),
+                reasoning=(ReasoningBlock("summary", redacted="gAAAA-openai", id="rs_1"),)),
+        Message("tool", "r", tool_call_id="call_1"),
+    ))
+    assert body(req)["messages"][1] == {"role": "assistant", "content": [
+        {"type": "tool_use", "id": "call_1", "name": "f", "input": {}}]}
 
 
 def test_tool_call_turn_without_text_and_empty_turns() -> None:
@@ -604,7 +618,7 @@ def test_stream_error_event_is_typed() -> None:
     evs = events("overloaded_midstream.sse")
     decoder = dialect.stream_decoder(None, "anthropic")
     got = [decoder.feed(e) for e in evs[:-1]]
-    assert got[-1] == Delta(text="Partial")
+    assert as_delta(got[-1]) == Delta(text="Partial")
     with pytest.raises(exc.OverloadedError) as info:
         decoder.feed(evs[-1])
     assert info.value.status is None and info.value.error_type == "overloaded_error"

@@ -7,9 +7,10 @@ import inspect
 import pytest
 
 from msgflux.models.dialects import DIALECTS, get_dialect
-from msgflux.models.dialects.base import Dialect
+from msgflux.models.dialects.base import Dialect, TokenCounter
 
 _METHODS = ("build_request", "parse_response", "stream_decoder", "parse_error")
+_OPTIONAL = ("count_tokens",)  # TokenCounter: a dialect without it gets an estimate
 
 
 def _parameters(fn) -> list[tuple[str, bool]]:
@@ -26,12 +27,23 @@ def test_dialect_module_satisfies_the_protocol(name: str) -> None:
         fn = getattr(dialect, method)
         assert callable(fn), f"{name}.{method}"
         assert _parameters(fn) == _parameters(getattr(Dialect, method)), f"{name}.{method}"
+    for method in _OPTIONAL:
+        fn = getattr(dialect, method, None)
+        if fn is not None:
+            assert callable(fn), f"{name}.{method}"
+            assert _parameters(fn) == _parameters(getattr(TokenCounter, method)), (
+                f"{name}.{method}")
 
 
 def test_the_protocol_declares_what_the_model_layer_uses() -> None:
     declared = {n for n in vars(Dialect) if not n.startswith("_")}
     declared |= set(Dialect.__annotations__)
     assert declared == {*_METHODS, "REQUIRES_MAX_TOKENS"}
+
+
+def test_the_optional_protocol_declares_what_counting_uses() -> None:
+    declared = {n for n in vars(TokenCounter) if not n.startswith("_")}
+    assert declared == set(_OPTIONAL)
 
 
 def test_unknown_dialect() -> None:

@@ -86,18 +86,21 @@ def test_text_with_system_prompt(claude: Any) -> None:
     assert_usage(response.metadata)
 
 
-def test_chatml_history_and_stop_sequences(llama_server: Any) -> None:
+def test_chatml_history_and_stop_sequences(llama_server: Any, prompt_tokens: Any) -> None:
     model = mf.Model.chat_completion(MODEL, base_url=llama_server.root_url + "/v1",
                                      api_key="k", temperature=0, max_tokens=40, stop=["e"])
-    response = model(messages=[
+    messages = [
         {"role": "system", "content": "You are a helpful assistant."},
         {"role": "user", "content": "Hello!"},
         {"role": "assistant", "content": "Hi! How can I help?"},
         {"role": "user", "content": "Tell me a joke."},
-    ])
+    ]
+    response = model(messages=messages)
     text = response.consume()
     assert isinstance(text, str) and "e" not in text  # the stop sequence cut it
     assert response.metadata.finish_reason == "stop"
+    # The system prompt and every turn reached the server (as `system` and `messages`).
+    assert response.metadata.usage.prompt_tokens == prompt_tokens(messages)
 
 
 def test_async_calls(claude: Any) -> None:

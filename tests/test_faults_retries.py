@@ -29,6 +29,9 @@ from test_faults_support import (
     error_body,
     free_port,
     openai,
+    response,
+    responses,
+    responses_events,
 )
 
 EXPECTED = {408: exc.ServerError, 409: exc.ConflictError, 429: exc.RateLimitError,
@@ -184,7 +187,7 @@ def test_retry_after_seconds_is_honoured_and_capped(srv, delays) -> None:
     srv.enqueue(fail(503, **{"Retry-After": "30"}), json_reply(200, completion()))
     t0 = time.monotonic()
     run(openai(srv), "hi", use_async=False)  # FAST caps Retry-After at 0.05 s
-    assert time.monotonic() - t0 < 2
+    assert time.monotonic() - t0 < 15  # far from the 30 s asked for
     assert delays == [(0, 30.0, FAST.retry_after_max)]
 
 
@@ -381,10 +384,15 @@ GOOGLE_OK = {"candidates": [{"content": {"role": "model", "parts": [{"text": "fi
                              "finishReason": "STOP"}]}
 
 
+OK = {"anthropic": ANTHROPIC_OK, "google": GOOGLE_OK, "openai_responses": response("fine")}
+
+
 def other(dialect: str, srv):
     if dialect == "anthropic":
         return mf.Model.chat_completion("anthropic/claude-x", base_url=srv.url, api_key="k",
                                         max_tokens=16, max_retries=FAST)
+    if dialect == "openai_responses":
+        return responses(srv)
     return mf.Model.chat_completion("google/gemini-2.0-flash", base_url=srv.url, api_key="k",
                                     max_retries=FAST)
 
@@ -392,9 +400,10 @@ def other(dialect: str, srv):
 @pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
 @pytest.mark.parametrize(("dialect", "status", "cls"), [
     ("anthropic", 529, exc.OverloadedError), ("anthropic", 429, exc.RateLimitError),
-    ("google", 503, exc.ServerError), ("google", 429, exc.RateLimitError)])
+    ("google", 503, exc.ServerError), ("google", 429, exc.RateLimitError),
+    ("openai_responses", 503, exc.ServerError), ("openai_responses", 429, exc.RateLimitError)])
 def test_other_dialects_retry_then_succeed(srv, use_async, dialect, status, cls) -> None:
-    ok = ANTHROPIC_OK if dialect == "anthropic" else GOOGLE_OK
+    ok = OK[dialect]
     srv.enqueue(json_reply(status, {"type": "error", "error": {"type": "overloaded_error"
                                                                if status == 529 else "x",
                                                                "message": "busy"}}),
@@ -407,7 +416,7 @@ def test_other_dialects_retry_then_succeed(srv, use_async, dialect, status, cls)
     assert len(srv.requests) == 2 + 4
 
 
-@pytest.mark.parametrize("dialect", ["anthropic", "google"])
+@pytest.mark.parametrize("dialect", ["anthropic", "google", "openai_responses"])
 @pytest.mark.parametrize("status", NOT_RETRIED)
 def test_other_dialects_never_retry_bad_requests(srv, dialect, status) -> None:
     srv.enqueue(json_reply(status, {"error": {"message": "no"}}), json_reply(200, {}))
@@ -431,3 +440,24 @@ def test_deferred_stream_inside_a_loop_is_retried_before_its_first_chunk(srv) ->
 
     assert asyncio.run(main()) == ["o", "k"]
     assert len(srv.requests) == 3
+
+
+@pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
+def test_responses_stream_retried_before_its_first_chunk_and_never_after(srv, delays,
+                                                                          use_async) -> None:
+    """429 with Retry-After, a dropped connection and an error event before any text are
+    retried; a stream cut after its first text is not."""
+    error_first = [*responses_events(completed=False),
+                   'event: error\ndata: {"type": "error", "code": "server_error", '
+                   '"message": "x"}\n\n']
+    full = sse_reply(responses_events("Hello", " wor", "ld"))
+    body = b"".join(s[1] for s in full.steps if s[0] == "write")
+    srv.enqueue(fail(429, **{"retry-after-ms": "7"}), drop(), sse_reply(error_first),
+                full.drop_after(body.index(b"Hello") + 40), sse_reply(responses_events("no")))
+    model = responses(srv, max_retries=mf.RetryPolicy(max_retries=4, backoff_base=0.001))
+    got, error = read_stream(model, use_async)
+    assert isinstance(error, exc.StreamError), error
+    assert got == ["Hello"] and error.partial_text == "Hello"
+    assert len(srv.requests) == 4 and srv.pending_replies == 1
+    assert delays[0][1] == pytest.approx(0.007)  # the server's Retry-After was honoured
+    assert all(r.path == "/v1/responses" for r in srv.requests)

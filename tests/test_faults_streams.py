@@ -24,6 +24,8 @@ from test_faults_support import (
     anthropic_events,
     chunk,
     openai,
+    responses,
+    responses_events,
     tool_chunk,
 )
 
@@ -217,6 +219,37 @@ def test_anthropic_error_event_before_text_is_retried(srv, use_async) -> None:
     assert len(srv.requests) == 2
 
 
+@MODES
+@pytest.mark.parametrize(("event", "cls"), [
+    ({"type": "error", "code": "server_error", "message": "upstream died"}, exc.ServerError),
+    ({"type": "error", "code": "rate_limit_exceeded", "message": "upstream died"},
+     exc.RateLimitError),
+    ({"type": "response.failed", "response": {"id": "resp_1", "status": "failed", "error": {
+        "code": "server_error", "message": "upstream died"}}}, exc.ServerError),
+])
+def test_responses_error_events_after_text(srv, use_async, event, cls) -> None:
+    events = responses_events("Par", "tial", completed=False)
+    events.append(f"event: {event['type']}\ndata: {json.dumps(event)}\n\n")
+    srv.enqueue(sse_reply(events), sse_reply(responses_events("unused")))
+    got, error, _ = consume(responses(srv), use_async)
+    assert_broken(error, got, "Partial", cls)
+    assert "upstream died" in str(error)
+    assert len(srv.requests) == 1
+
+
+@MODES
+def test_responses_failed_before_text_is_retried(srv, use_async) -> None:
+    failed = {"type": "response.failed", "response": {"id": "resp_1", "status": "failed",
+                                                      "error": {"code": "server_error",
+                                                                "message": "Internal"}}}
+    events = responses_events(completed=False)
+    events.append(f"event: response.failed\ndata: {json.dumps(failed)}\n\n")
+    srv.enqueue(sse_reply(events), sse_reply(responses_events("fine")))
+    got, error, r = consume(responses(srv), use_async)
+    assert error is None and got == ["fine"] and r.data == "fine"
+    assert len(srv.requests) == 2
+
+
 # ---------------------------------------------------------------- missing end markers
 
 
@@ -243,6 +276,23 @@ def test_anthropic_stream_cut_mid_way(srv, use_async) -> None:
 
 
 @MODES
+def test_responses_stream_without_completed(srv, use_async) -> None:
+    srv.enqueue(sse_reply(responses_events("Hel", "lo", completed=False)))
+    got, error, _ = consume(responses(srv), use_async)
+    assert_broken(error, got, "Hello", None)
+    assert "end marker" in str(error)
+
+
+@MODES
+def test_responses_stream_cut_mid_way(srv, use_async) -> None:
+    reply = sse_reply(responses_events("Hel", "lo", " you"))
+    srv.enqueue(reply.drop_after(after(reply, b'"lo"')), sse_reply(responses_events("unused")))
+    got, error, _ = consume(responses(srv), use_async)
+    assert_broken(error, got, "Hello", exc.APIConnectionError)
+    assert len(srv.requests) == 1 and srv.pending_replies == 1
+
+
+@MODES
 def test_whole_streams_still_work(srv, use_async) -> None:
     srv.enqueue(openai_stream("a", "b"), sse_reply(anthropic_events("c", "d")))
     got, error, r = consume(openai(srv), use_async)
@@ -266,6 +316,39 @@ def tool_stream(done: bool = True):
               tool_chunk(0, arguments='is"}'),
               chunk(finish="tool_calls")]
     return sse_reply([*events, DONE] if done else events)
+
+
+@MODES
+def test_tool_call_stream_keeps_the_turns_text_and_reasoning(srv, use_async) -> None:
+    # The text and reasoning streamed before the calls belong to the assistant turn
+    # that get_messages() sends back: losing them would change the conversation.
+    events = [chunk(role="assistant"), chunk(reasoning_content="Weather "),
+              chunk(reasoning_content="needs a tool."), chunk("Let me "), chunk("check."),
+              tool_chunk(0, id="call_1", name="get_weather", arguments='{"city": "Paris"}'),
+              chunk(finish="tool_calls"), DONE]
+    srv.enqueue(sse_reply(events))
+
+    async def amain():
+        model = openai(srv)
+        try:
+            return await model.acall("hi", stream=True, tool_schemas=WEATHER)
+        finally:
+            await model.aclose()
+
+    if use_async:
+        r = asyncio.run(amain())
+    else:
+        with openai(srv) as model:
+            r = model("hi", stream=True, tool_schemas=WEATHER)
+    agg = r.consume()
+    assert r.response_type == "tool_call"
+    assert (agg.text, agg.reasoning) == ("Let me check.", "Weather needs a tool.")
+    agg.insert_results("call_1", "22 C")
+    assistant, tool = agg.get_messages()
+    assert assistant["content"] == "Let me check."
+    assert assistant["thinking_blocks"] == [{"type": "thinking",
+                                             "thinking": "Weather needs a tool."}]
+    assert tool == {"role": "tool", "tool_call_id": "call_1", "content": "22 C"}
 
 
 @MODES
@@ -303,6 +386,25 @@ def test_tool_call_stream_cut_once_is_retried_whole(srv, use_async) -> None:
     [call] = r.consume().get_calls()
     assert call["function"]["arguments"] == {"city": "Paris"}
     assert len(srv.requests) == 2
+
+
+@MODES
+def test_responses_tool_call_stream_cut_keeps_partial_calls(srv, use_async) -> None:
+    def ev(data: dict) -> str:
+        return f"event: {data['type']}\ndata: {json.dumps(data)}\n\n"
+
+    events = [ev({"type": "response.output_item.added", "output_index": 0, "item": {
+                  "id": "fc_1", "type": "function_call", "call_id": "call_1",
+                  "name": "get_weather", "arguments": ""}})]
+    events += [ev({"type": "response.function_call_arguments.delta", "item_id": "fc_1",
+                   "output_index": 0, "delta": d}) for d in ('{"ci', 'ty": "Par', 'is"}')]
+    srv.enqueue(*[sse_reply(events) for _ in range(4)])
+    _got, error, _ = consume(responses(srv), use_async, tool_schemas=WEATHER)
+    assert isinstance(error, exc.StreamError), repr(error)
+    [call] = error.partial_tool_calls
+    assert (call["id"], call["name"], call["arguments"]) == (
+        "call_1", "get_weather", '{"city": "Paris"}')
+    assert len(srv.requests) == 4  # nothing reached the caller: retried
 
 
 @MODES

@@ -10,15 +10,21 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import msgflux as mf
+from scripted_server import Reply
 
 # Backoff of a millisecond or two; Retry-After capped at 50 ms.
 FAST = mf.RetryPolicy(max_retries=3, backoff_base=0.001, backoff_max=0.002, retry_after_max=0.05)
 DONE = "data: [DONE]\n\n"
+# How long a stalled scripted server stays silent (its thread is freed as soon as the
+# test's server closes, so a long stall costs nothing). A test bounds the elapsed time by
+# STALL / 2: that proves "did not wait for the stall" however loaded the machine is.
+STALL = 30.0
 RETRYABLE = (408, 409, 429, 500, 502, 503, 504, 529)
 NOT_RETRIED = (400, 401, 403, 404, 422)
 
@@ -99,6 +105,47 @@ def anthropic_events(*texts: str, stop: bool = True, message_stop: bool = True) 
     return out
 
 
+def responses(srv: Any, **kwargs: Any) -> Any:
+    """An OpenAI model over the Responses API pointed at the scripted server."""
+    kwargs.setdefault("api_key", "sk-test")
+    kwargs.setdefault("max_retries", FAST)
+    return mf.Model.chat_completion("openai/gpt-5", base_url=srv.url + "/v1", api="responses",
+                                    **kwargs)
+
+
+def response(text: str = "ok", status: str = "completed") -> dict:
+    """A whole Responses answer: one message with ``text``."""
+    return {"id": "resp_1", "object": "response", "model": "gpt-5", "status": status,
+            "error": None, "incomplete_details": None,
+            "output": [{"id": "msg_1", "type": "message", "role": "assistant",
+                        "status": status, "content": [
+                            {"type": "output_text", "text": text, "annotations": []}]}],
+            "usage": {"input_tokens": 5, "output_tokens": 1, "total_tokens": 6}}
+
+
+def responses_events(*texts: str, completed: bool = True) -> list[str]:
+    """A Responses stream of one message made of ``texts``, ended by
+    ``response.completed`` unless ``completed=False``."""
+    import json
+
+    def ev(data: dict) -> str:
+        return f"event: {data['type']}\ndata: {json.dumps(data)}\n\n"
+
+    out = [ev({"type": "response.created", "response": {
+               "id": "resp_1", "model": "gpt-5", "status": "in_progress", "output": []}}),
+           ev({"type": "response.output_item.added", "output_index": 0, "item": {
+               "id": "msg_1", "type": "message", "role": "assistant", "content": []}})]
+    for t in texts:
+        out.append(ev({"type": "response.output_text.delta", "item_id": "msg_1",
+                       "output_index": 0, "content_index": 0, "delta": t}))
+    if completed:
+        whole = response("".join(texts))
+        out.append(ev({"type": "response.output_item.done", "output_index": 0,
+                       "item": whole["output"][0]}))
+        out.append(ev({"type": "response.completed", "response": whole}))
+    return out
+
+
 def free_port() -> int:
     """A loopback port nothing listens on (connection refused)."""
     s = socket.socket()
@@ -108,12 +155,29 @@ def free_port() -> int:
     return port
 
 
+def idle_408(sent: threading.Event) -> Reply:
+    """A 200, then the 408 some servers send, unasked, before closing an idle connection;
+    ``sent`` is set once the 408 is written (the test waits for it, not for a clock)."""
+    return Reply((
+        ("write", b'HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\n{"n": 1}'),
+        ("sleep", 0.1),
+        ("write", b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n\r\n"),
+        ("set", sent),
+        ("sleep", 0.3),
+        ("close",),
+    ))
+
+
 def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
-def settle_fds(baseline: int, timeout: float = 3.0) -> int:
-    """Descriptors open now, waiting (bounded) for closes in flight to land."""
+def settle_fds(baseline: int, timeout: float = 15.0) -> int:
+    """Descriptors open now, waiting (bounded) for closes in flight to land.
+
+    Returns as soon as at most ``baseline`` are open; the caller asserts on the count.
+    The scripted server's threads notice a client's close only when scheduled, which
+    on a loaded machine can take a while: hence the generous deadline."""
     deadline = time.monotonic() + timeout
     n = open_fds()
     while n > baseline and time.monotonic() < deadline:

@@ -28,13 +28,20 @@ from msgflux.exceptions import (
 )
 from msgflux.models.dialects import get_dialect
 from msgflux.models.messages import to_messages
-from msgflux.models.request import ChatRequest, Delta, Message, ToolCallDelta, Usage
+from msgflux.models.request import (
+    ChatRequest,
+    Delta,
+    Message,
+    ReasoningBlock,
+    ToolCallDelta,
+    Usage,
+)
 from msgflux.models.stream import StreamAssembler, SyncSource
 from msgflux.models.tool_calls import ToolCallAggregator
 
 FUZZ = settings(max_examples=100, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-DIALECTS = ["openai", "anthropic", "google"]
+DIALECTS = ["openai", "openai_responses", "anthropic", "google"]
 
 json_scalars = st.none() | st.booleans() | st.integers(-(2**70), 2**70) | \
     st.floats(allow_nan=False) | st.text(max_size=12)
@@ -49,11 +56,19 @@ KEYS = ["choices", "delta", "content", "text", "role", "finish_reason", "tool_ca
         "content_block", "input", "partial_json", "stop_reason", "thinking", "signature",
         "candidates", "parts", "functionCall", "args", "finishReason", "usageMetadata",
         "thought", "thoughtSignature", "promptTokenCount", "data", "input_tokens",
-        "output_tokens", "refusal", "status", "detail"]
+        "output_tokens", "refusal", "status", "detail", "item", "item_id", "output_index",
+        "output", "summary", "summary_index", "encrypted_content", "call_id", "response",
+        "incomplete_details", "reason"]
 EVENT_TYPES = ["message_start", "content_block_start", "content_block_delta",
                "content_block_stop", "message_delta", "message_stop", "ping", "error",
                "text_delta", "input_json_delta", "thinking_delta", "signature_delta",
-               "tool_use", "text", "thinking", "redacted_thinking"]
+               "tool_use", "text", "thinking", "redacted_thinking",
+               "response.output_text.delta", "response.function_call_arguments.delta",
+               "response.reasoning_summary_text.delta", "response.refusal.delta",
+               "response.output_item.added", "response.output_item.done",
+               "response.completed", "response.incomplete", "response.failed",
+               "response.created", "message", "reasoning", "function_call", "output_text",
+               "incomplete", "completed"]
 provider_values = st.recursive(
     json_scalars | st.sampled_from(EVENT_TYPES),
     lambda kids: st.lists(kids, max_size=3) | st.dictionaries(st.sampled_from(KEYS), kids,
@@ -117,11 +132,13 @@ def _check_decoder(dialect: str, events: list[SSEEvent]) -> None:
     asm = StreamAssembler()
     try:
         for delta in source.deltas:
-            assert isinstance(delta, Delta)
+            assert isinstance(delta, (Delta, str))  # a str: a text-only Delta
             asm.add(delta)
-    except (ResponseError, ProviderError):
-        assert stream.closed
+    except (ResponseError, ProviderError) as error:
+        source.failed(error)
+        assert stream.closed and "sk-secret-key-123" not in str(error)
         return
+    source.close()
     assert stream.closed
     agg = asm.aggregator()
     if agg is not None:
@@ -182,7 +199,9 @@ tool_deltas = st.builds(ToolCallDelta, index=st.integers(0, 3), id=st.none() | s
                         signature=st.none() | small_text)
 deltas = st.builds(
     Delta, text=st.none() | small_text, reasoning=st.none() | small_text,
-    reasoning_signature=st.none() | small_text, reasoning_redacted=st.none() | small_text,
+    reasoning_signature=st.none() | small_text,
+    reasoning_block=st.none() | st.builds(ReasoningBlock, text=small_text, redacted=small_text,
+                                          id=st.none() | small_text),
     tool_calls=st.none() | st.lists(tool_deltas, max_size=3).map(tuple),
     finish_reason=st.none() | st.sampled_from(["stop", "length", "tool_calls", "x"]),
     usage=st.none() | st.builds(Usage, st.integers(0, 99), st.integers(0, 99)),

@@ -201,7 +201,7 @@ def test_message_formats() -> None:
     assert response.response_type == "text_generation"
 
 
-def test_stateless_multi_turn() -> None:
+def test_stateless_multi_turn(prompt_tokens) -> None:
     import msgflux as mf
 
     model = mf.Model.chat_completion("openai/gpt-4o", max_tokens=32)
@@ -222,6 +222,8 @@ def test_stateless_multi_turn() -> None:
     response = model(messages)
     print(response.consume())
     assert isinstance(response.consume(), str)
+    # The whole conversation reached the server, not only the last question.
+    assert response.metadata.usage.prompt_tokens == prompt_tokens(messages)
 
 
 def test_basic_streaming_async_for(capsys) -> None:

@@ -74,8 +74,8 @@ def own_engines(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(llamacpp, "_engines", {})
 
 
-def write_gguf(path: Path, chat_template: str | None) -> Path:
-    """A metadata-only GGUF v3 file, with a string array to skip before the template."""
+def write_gguf(path: Path, chat_template: str | None, tool_use: str | None = None) -> Path:
+    """A metadata-only GGUF v3 file, with a string array to skip before the template(s)."""
 
     def string(s: str) -> bytes:
         raw = s.encode()
@@ -89,6 +89,9 @@ def write_gguf(path: Path, chat_template: str | None) -> Path:
     if chat_template is not None:
         template = string(chat_template)
         entries.append(string("tokenizer.chat_template") + struct.pack("<I", 8) + template)
+    if tool_use is not None:
+        entries.append(string("tokenizer.chat_template.tool_use") + struct.pack("<I", 8)
+                       + string(tool_use))
     path.write_bytes(b"GGUF" + struct.pack("<IQQ", 3, 0, len(entries)) + b"".join(entries))
     return path
 
@@ -191,6 +194,10 @@ def test_chat_template_choice(tmp_path: Path) -> None:
     assert llamacpp._chat_template(write_gguf(tmp_path / "b.gguf", None), None) == ours
     assert llamacpp._chat_template(write_gguf(tmp_path / "c.gguf", with_tools), None) is None
     assert llamacpp._chat_template(write_gguf(tmp_path / "d.gguf", llama2), None) is None
+    # A ChatML default with a separate tool-use template (Hermes-style GGUFs): llama.cpp
+    # picks that one for requests with tools, so the GGUF's own are kept.
+    assert llamacpp._chat_template(write_gguf(tmp_path / "e.gguf", chatml, with_tools),
+                                   None) is None
     assert llamacpp._chat_template(tmp_path / "a.gguf", GGUF_TEMPLATE) is None
     assert llamacpp._chat_template(tmp_path / "a.gguf", "{{ messages }}") == "{{ messages }}"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import urllib.request
 
 import msgspec
 import pytest
@@ -85,3 +86,21 @@ def test_openai_class_constructible_directly(openai_env) -> None:
     assert model == mf.Model.chat_completion("openai/gpt-4o", temperature=0, max_tokens=8)
     assert type(mf.Model.chat_completion("openai/gpt-4o")) is OpenAIChatCompletion
     assert isinstance(model("Hello").consume(), str)
+
+
+def test_concurrent_calls_share_the_default_engine_slots() -> None:
+    # Default engine options: two streams open at once are decoded side by side
+    # (parallel slots), not one after the other.
+    model = mf.Model.chat_completion("llamacpp/smollm2", max_tokens=48)
+    engine = get_engine(resolve_gguf("smollm2"), EngineOptions())
+    try:
+        streams = [model("Tell me a story.", stream=True) for _ in range(2)]
+        firsts = [next(iter(s.consume())) for s in streams]  # both have started
+        metrics = urllib.request.urlopen(engine.root_url + "/metrics", timeout=30).read()
+        assert all(isinstance(f, str) for f in firsts)
+        assert b"llamacpp:requests_processing 2" in metrics
+        for s in streams:
+            s.close()
+    finally:
+        model.close()
+        engine.close()

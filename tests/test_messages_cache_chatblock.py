@@ -10,9 +10,9 @@ import pytest
 
 import msgflux as mf
 from msgflux import exceptions as exc
-from msgflux.models.cache import ResponseCache, cache_key
+from msgflux.models.cache import MemoryCache, cache_key
 from msgflux.models.messages import to_messages
-from msgflux.models.request import ChatRequest, ImagePart, Message, TextPart
+from msgflux.models.request import ChatRequest, Completion, ImagePart, Message, TextPart
 
 
 def test_forms_of_messages() -> None:
@@ -40,17 +40,31 @@ def test_bad_messages_are_typed_value_errors(bad) -> None:
     assert isinstance(info.value, ValueError)
 
 
+def answer(n: int) -> Completion:
+    return Completion(text=str(n))
+
+
 def test_lru_eviction_stats_and_truthiness() -> None:
-    cache = ResponseCache(2)
+    cache = MemoryCache(2)
     assert cache and len(cache) == 0  # truthy even when empty
-    cache.set(b"a", 1)
-    cache.set(b"b", 2)
-    assert cache.get(b"a") == 1  # a is now most recent
-    cache.set(b"c", 3)  # evicts b, the least recently used
-    assert cache.get(b"b") is None and cache.get(b"a") == 1
+    cache.set(b"a", answer(1))
+    cache.set(b"b", answer(2))
+    assert cache.get(b"a") == answer(1)  # a is now most recent
+    cache.set(b"c", answer(3))  # evicts b, the least recently used
+    assert cache.get(b"b") is None and cache.get(b"a") == answer(1)
     assert cache.cache_info() == {"hits": 2, "misses": 1, "maxsize": 2, "currsize": 2}
     cache.cache_clear()
     assert cache.cache_info() == {"hits": 0, "misses": 0, "maxsize": 2, "currsize": 0}
+
+
+def test_cache_size_one_works_and_non_positive_or_bool_sizes_are_refused() -> None:
+    cache = MemoryCache(1)
+    cache.set(b"a", Completion(text="one"))
+    cache.set(b"b", Completion(text="two"))
+    assert cache.get(b"a") is None and cache.get(b"b") == Completion(text="two")
+    for bad in (0, -1, True, 2.0, "8"):
+        with pytest.raises(ValueError, match="cache_size must be a positive int"):
+            MemoryCache(bad)  # type: ignore[arg-type]
 
 
 def test_cache_key_covers_what_changes_the_answer() -> None:
@@ -71,11 +85,11 @@ def test_cache_key_covers_what_changes_the_answer() -> None:
 
 
 def test_cache_threads() -> None:
-    cache = ResponseCache(64)
+    cache = MemoryCache(64)
 
     def work(n: int) -> None:
         for i in range(500):
-            cache.set(bytes([n, i % 100]), i)
+            cache.set(bytes([n, i % 100]), answer(i))
             cache.get(bytes([n, (i * 7) % 100]))
 
     threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]

@@ -13,6 +13,7 @@ import json
 import socket
 import threading
 import time
+import warnings
 
 import msgspec
 import pytest
@@ -54,14 +55,20 @@ def local(llama_server):
                                     temperature=0, max_tokens=96)
 
 
-def test_text_system_and_multi_turn(local) -> None:
+def test_text_system_and_multi_turn(local, prompt_tokens) -> None:
     r = local("Name a colour.", system_prompt="Answer in one word.")
     assert r.response_type == "text_generation" and isinstance(r.consume(), str)
+    # The server was prompted with the system prompt and the question, nothing less.
+    assert r.metadata.usage.prompt_tokens == prompt_tokens([
+        {"role": "system", "content": "Answer in one word."},
+        {"role": "user", "content": "Name a colour."}])
     history = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": r.consume()},
                {"role": "user", "content": "And another?"}]
     r2 = local(history)
     assert isinstance(r2.consume(), str)
-    assert r2.metadata.usage.prompt_tokens > r.metadata.usage.prompt_tokens - 20
+    # Every earlier turn reached the server: the last question alone makes a shorter prompt.
+    assert r2.metadata.usage.prompt_tokens == prompt_tokens(history)
+    assert prompt_tokens(history) > prompt_tokens(history[-1:])
 
 
 def test_async_stream_with_async_for(local) -> None:
@@ -357,7 +364,8 @@ def test_reasoning_content_and_usage_details(scripted) -> None:
     r = mf.Model.chat_completion("openai/gpt-4o")("2+2?")
     assert (r.consume(), r.reasoning) == ("4", "2+2")
     assert r.metadata.usage.cached_tokens == 8 and r.metadata.usage.reasoning_tokens == 3
-    assert r.metadata.cost is not None and r.metadata.cost > 0
+    # OPENAI_BASE_URL points at another server: gpt-4o's list price does not apply there.
+    assert r.metadata.cost is None
 
 
 def test_stream_reasoning_usage_on_final_choice_chunk(scripted) -> None:
@@ -370,6 +378,38 @@ def test_stream_reasoning_usage_on_final_choice_chunk(scripted) -> None:
     assert r.reasoning == "hmm" and r.metadata.usage.total_tokens == 5
     assert r.metadata.finish_reason == "stop"
     assert scripted.requests[0].json()["stream_options"] == {"include_usage": True}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_answer_cut_at_a_limit_the_caller_did_not_set_warns(scripted, stream) -> None:
+    cut = completion("Once upon a")
+    cut["choices"][0]["finish_reason"] = "length"
+    cut["usage"]["completion_tokens"] = 3
+    final = chunk(" a", finish="length")
+    final["usage"] = {"prompt_tokens": 3, "completion_tokens": 3, "total_tokens": 6}
+    reply = (lambda: sse_reply([chunk("Once upon"), final, "data: [DONE]\n\n"])) if stream \
+        else (lambda: json_reply(200, cut))
+    scripted.enqueue(reply(), reply())
+
+    def ask(model) -> object:
+        r = model("Tell me a story.", stream=stream)
+        if stream:
+            assert "".join(r.consume()) == "Once upon a"
+        return r
+
+    model = mf.Model.chat_completion("openai/gpt-4o")
+    with pytest.warns(exc.OutputTruncatedWarning, match=r"max_tokens") as caught:
+        r = ask(model)
+    assert r.metadata.finish_reason == "length"
+    [warning] = [w for w in caught if w.category is exc.OutputTruncatedWarning]
+    assert warning.filename == __file__  # the caller's line, not msgflux's
+    model.close()
+    # A limit the caller chose is no surprise: no warning.
+    model = mf.Model.chat_completion("openai/gpt-4o", max_tokens=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", exc.OutputTruncatedWarning)
+        assert ask(model).metadata.finish_reason == "length"
+    model.close()
 
 
 def test_parallel_tool_call_deltas_through_the_model(scripted) -> None:
@@ -457,7 +497,14 @@ def _free_port() -> int:
 def test_guide_fastapi_streams_without_blocking_the_loop(scripted) -> None:
     uvicorn = pytest.importorskip("uvicorn")
     events = [chunk(f"tok{i} ") for i in range(8)] + [chunk(finish="stop"), "data: [DONE]\n\n"]
-    scripted.enqueue(sse_reply(events, delay_between=0.15))
+    reply = sse_reply(events)
+    head = reply.steps[0][1]
+    first_event = reply.steps[1][1]
+    # The provider sends its first token, then holds the rest until the test lets it go:
+    # what the client has by then came token by token, and a loop blocked on the
+    # provider's socket could not answer anyone while the gate is shut.
+    gate = threading.Event()
+    scripted.enqueue(reply.hold_after(len(head) + len(first_event), gate, timeout=90))
 
     from fastapi import FastAPI  # noqa: I001 - the guide's code, as written
     from fastapi.responses import StreamingResponse
@@ -487,34 +534,29 @@ def test_guide_fastapi_streams_without_blocking_the_loop(scripted) -> None:
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 30
         while not server.started and time.monotonic() < deadline:
             time.sleep(0.02)
         assert server.started
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        start = time.monotonic()
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         conn.request("GET", "/chat?query=hi")
         resp = conn.getresponse()
         first = resp.read1(65536)
-        first_at = time.monotonic() - start
-        # While the stream is still going, the loop answers other requests at once.
-        ping = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        t = time.monotonic()
+        # While the stream is held open upstream, the loop answers other requests: a
+        # blocked loop would answer only once the hold ends (90 s), after this timeout.
+        ping = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         ping.request("GET", "/ping")
         assert json.loads(ping.getresponse().read()) == {"ok": True}
-        ping_took = time.monotonic() - t
+        gate.set()
         rest = resp.read()
-        total = time.monotonic() - start
         ping.close()
         conn.close()
     finally:
+        gate.set()
         server.should_exit = True
-        thread.join(timeout=10)
-    body = (first + rest).decode()
-    assert body == "".join(f"tok{i} " for i in range(8))
-    assert first.decode().startswith("tok0") and len(first) < len(body)  # token by token
-    assert first_at < total / 2
-    assert ping_took < 0.5
+        thread.join(timeout=30)
+    assert first == b"tok0 "  # sent on before the provider sent the rest
+    assert (first + rest).decode() == "".join(f"tok{i} " for i in range(8))
 
 
 def test_stream_with_finish_but_no_done_marker_is_cut_short(scripted) -> None:

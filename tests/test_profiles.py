@@ -460,12 +460,13 @@ def test_check_request_explains_and_tells_how_to_override(
 
 def test_check_request_is_cheap() -> None:
     profile = get_model_profile("gpt-4o", "openai")
-    start = time.perf_counter()
+    # CPU time of this thread: what the check costs, however busy the machine is.
+    start = time.thread_time()
     for _ in range(10_000):
         check_request(
             profile, has_tools=True, has_schema=True, estimated_prompt_tokens=100, max_tokens=10
         )
-    assert (time.perf_counter() - start) / 10_000 < 20e-6
+    assert (time.thread_time() - start) / 10_000 < 20e-6
 
 
 # ---------------------------------------------------------------- offline and import cost

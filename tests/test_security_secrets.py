@@ -166,12 +166,25 @@ def test_async_and_stream_errors_quoting_the_key_are_redacted(srv, dialect) -> N
         assert_clean(*texts_of_exception(info.value))
 
 
-def test_in_band_stream_error_quoting_the_key_is_redacted(srv) -> None:
+@pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
+def test_in_band_stream_error_quoting_the_key_is_redacted(srv, use_async) -> None:
     srv.enqueue(sse_reply([chunk("Hi"), {"error": {"message": f"bad key {CANARY}",
                                                    "type": "server_error"}}]))
     model = build("openai", srv.url)
-    with model, pytest.raises(exc.StreamError) as info:
-        list(model("hi", stream=True).consume())
+    if use_async:
+        async def main() -> None:
+            try:
+                r = await model.acall("hi", stream=True)
+                [c async for c in r.consume()]
+            finally:
+                await model.aclose()
+
+        with pytest.raises(exc.StreamError) as info:
+            asyncio.run(main())
+    else:
+        with model, pytest.raises(exc.StreamError) as info:
+            list(model("hi", stream=True).consume())
+    assert info.value.partial_text == "Hi"
     assert_clean(*texts_of_exception(info.value))
 
 
@@ -223,7 +236,8 @@ def test_nothing_logged_or_warned_holds_the_key(srv, caplog) -> None:
             model("hi")  # cache hit
             with pytest.raises(exc.AuthenticationError):
                 model("other")
-            list(model("hi", stream=True).consume())
+            list(model("hi", stream=True).consume())  # played back from the cache
+            list(model("streamed", stream=True).consume())
             with pytest.raises(exc.ServerError):
                 model("third")
         asyncio.run(_async_calls(model))
@@ -255,9 +269,9 @@ def test_cache_keys_and_entries_never_hold_the_key(srv, dialect) -> None:
         assert model("hi").consume() == "fine"
     cache = model._response_cache
     assert cache.cache_info()["hits"] == 1
-    for k, v in cache._data.items():
-        assert CANARY.encode() not in k
-        assert_clean(repr(v), v.metadata, repr(cache))
+    for k, (_expires, v) in cache._data.items():
+        assert CANARY.encode() not in k and CANARY.encode() not in v
+        assert_clean(repr(cache))
 
 
 def test_cache_key_does_not_depend_on_the_key(srv) -> None:

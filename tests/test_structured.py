@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import subprocess
+import sys
 from typing import Annotated, Any, Literal, NamedTuple, Optional, TypedDict
 
 import jsonschema
@@ -84,6 +86,17 @@ def test_decode_logical_shape_too() -> None:
     text = ('{"name":"B","age":1,"address":{"street":"s","city":"c"},"tags":[],'
             '"scores":{"x":1},"color":"blue"}')
     assert decode_structured(compiled, text).scores == {"x": 1.0}
+
+
+def test_a_schema_with_nothing_to_restore_decodes_directly() -> None:
+    # Address needs no lowering (no optional field, no map): the direct decode path.
+    compiled = compile_schema(Address)
+    assert not compiled.needs_restore
+    result = decode_structured(compiled, b'{"street": "Rue 1", "city": "Paris"}')
+    assert result == {"street": "Rue 1", "city": "Paris"} and result.city == "Paris"
+    with pytest.raises(exc.StructuredOutputError) as info:
+        decode_structured(compiled, '{"street": 1, "city": "Paris"}')
+    assert info.value.raw == '{"street": 1, "city": "Paris"}'
 
 
 def test_validation_errors_keep_raw_text() -> None:
@@ -220,6 +233,18 @@ def test_a_lowered_tuple_is_told_from_an_object_in_a_union() -> None:
     assert decode_structured(compiled, '{"value": {"0": 1, "1": 2}}').value == (1, 2)
     assert decode_structured(compiled, '{"value": {"left": 1, "right": 2}}').value == {
         "left": 1, "right": 2}
+
+
+def test_mf_dotdict_is_the_class_whatever_was_imported_first() -> None:
+    # A fresh interpreter: the models import the submodule msgflux.dotdict, and the
+    # import system binds a submodule as an attribute of its package.
+    code = ("import msgflux as mf\n"
+            "mf.Model.chat_completion('openai/gpt-4o', api_key='k')\n"
+            "assert isinstance(mf.dotdict, type), mf.dotdict\n"
+            "assert mf.dotdict(a=1).a == 1\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
 
 
 # ---------------------------------------------------------------- the types users bring

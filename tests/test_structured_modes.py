@@ -465,3 +465,56 @@ def test_a_cache_hit_of_an_instance_is_an_independent_copy(srv) -> None:
     first.items.append("changed by the caller")
     second = m("x", generation_schema=Box).consume()
     assert second == Box(["a"]) and len(srv.requests) == 1
+
+
+# ---------------------------------------------------------------- the Responses API
+
+
+def _responses_events(*events: dict[str, Any]) -> list[Any]:
+    from msgflux._transport.types import SSEEvent
+
+    return [SSEEvent(json.dumps(e).encode(), e["type"]) for e in events]
+
+
+def test_the_responses_api_speaks_every_json_mode() -> None:
+    from msgflux.models.dialects import openai_responses as rd
+    from msgflux.models.stream import StreamAssembler
+
+    m = mf.Model.chat_completion("openai/gpt-4o", api="responses", base_url=UNUSED,
+                                 api_key=KEY)
+    assert m.prepare("hi", generation_schema=Person).plan.modes == (
+        "json_schema", "tool", "json_object", "prompt")
+    obj = m.prepare("hi", generation_schema=Person, structured_mode="json_object")
+    assert json.loads(obj.http_request().body)["text"] == {"format": {"type": "json_object"}}
+
+    call = m.prepare("hi", generation_schema=Person, structured_mode="tool")
+    sent = json.loads(call.http_request().body)
+    assert "text" not in sent and sent["tool_choice"] == "required"
+    assert [t["name"] for t in sent["tools"]] == ["Person"]
+    assert sent["tools"][0]["parameters"]["additionalProperties"] is False
+    # Whole: the answer tool's call is the answer's text, not a call to make.
+    body = {"id": "r1", "status": "completed", "model": "gpt-4o", "output": [
+        {"type": "function_call", "id": "fc1", "call_id": "c1", "name": "Person",
+         "arguments": PERSON}], "usage": {"input_tokens": 3, "output_tokens": 4}}
+    completion = rd.parse_response(json.dumps(body).encode(), call.request)
+    assert (completion.text, completion.tool_calls) == (PERSON, ())
+    assert completion.finish_reason == "stop"
+    # Streamed: its argument fragments stream as text.
+    decoder = rd.stream_decoder(call.request)
+    asm = StreamAssembler()
+    for event in _responses_events(
+            {"type": "response.output_item.added", "output_index": 0, "item": {
+                "type": "function_call", "id": "fc1", "call_id": "c1", "name": "Person",
+                "arguments": ""}},
+            {"type": "response.function_call_arguments.delta", "item_id": "fc1",
+             "output_index": 0, "delta": PERSON[:9]},
+            {"type": "response.function_call_arguments.delta", "item_id": "fc1",
+             "output_index": 0, "delta": PERSON[9:]},
+            {"type": "response.completed", "response": {
+                "id": "r1", "status": "completed", "model": "gpt-4o",
+                "usage": {"input_tokens": 3, "output_tokens": 4}}}):
+        delta = decoder.feed(event)
+        if delta is not None:
+            asm.add(delta)
+    assert decoder.done and asm.text == PERSON and asm.aggregator() is None
+    assert asm.finish_reason == "stop"

@@ -117,3 +117,21 @@ def test_signature_is_set_through_process() -> None:
     agg.insert_results("c1", "ok")
     assert agg.get_messages()[0]["tool_calls"][0]["signature"] == "sig-1"
     assert agg.to_tool_calls()[0].signature == "sig-1"
+
+
+def test_reasoning_blocks_of_every_kind_survive_the_message_round_trip() -> None:
+    """get_messages() writes each block so that sending the messages back rebuilds it:
+    Anthropic's signed and redacted blocks, and an OpenAI Responses reasoning item
+    (its id, summary and encrypted content)."""
+    from msgflux.models.messages import to_messages
+    from msgflux.models.request import ReasoningBlock
+
+    blocks = (ReasoningBlock("signed", "sig"), ReasoningBlock(redacted="ENC"),
+              ReasoningBlock("summary", redacted="gAAAA", id="rs_1"))
+    agg = ToolCallAggregator.from_calls([ToolCall("call_1", "f", "{}")])
+    agg.reasoning_blocks = blocks
+    agg.insert_results("call_1", "ok")
+    messages = agg.get_messages()
+    assert messages[0]["thinking_blocks"][2] == {
+        "type": "reasoning", "id": "rs_1", "thinking": "summary", "encrypted_content": "gAAAA"}
+    assert to_messages(messages)[0].reasoning == blocks

@@ -6,6 +6,7 @@ import asyncio
 import gc
 import os
 import socket
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 
@@ -24,7 +25,6 @@ from msgflux.exceptions import (
 )
 from scripted_server import (
     ConnectProxy,
-    Reply,
     ScriptedServer,
     drop,
     json_reply,
@@ -34,19 +34,9 @@ from scripted_server import (
     stall,
     text_reply,
 )
-from test_faults_support import open_fds
+from test_faults_support import STALL, idle_408, open_fds, settle_fds
 
 SECRET = "sk-secret-never-printed"
-# Some servers announce an idle close with a 408 nobody asked for.
-IDLE_408 = Reply(
-    (
-        ("write", b'HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\n{"n": 1}'),
-        ("sleep", 0.1),
-        ("write", b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n\r\n"),
-        ("sleep", 0.3),
-        ("close",),
-    )
-)
 FAST = Timeouts(connect=2.0, first_byte=2.0, idle=2.0, total=5.0)
 pytestmark = pytest.mark.filterwarnings("error::ResourceWarning")
 
@@ -71,14 +61,6 @@ def post(server: ScriptedServer, path: str = "/v1/chat", stream: bool = False) -
         b'{"model": "m"}',
         stream=stream,
     )
-
-
-def fds_settle_to(limit: int, timeout: float = 5.0) -> int:
-    """Open descriptors once the scripted server's threads noticed the closes."""
-    deadline = time.monotonic() + timeout
-    while (n := open_fds()) > limit and time.monotonic() < deadline:
-        time.sleep(0.02)
-    return n
 
 
 # ---------------------------------------------------------------- plain requests
@@ -167,9 +149,12 @@ async def test_server_closed_idle_connection_is_skipped(
 async def test_unsolicited_bytes_on_an_idle_connection_are_not_a_response(
     server: ScriptedServer, transport: AsyncHTTPTransport
 ) -> None:
-    server.enqueue(IDLE_408, json_reply(200, {"n": 2}))
+    sent = threading.Event()
+    server.enqueue(idle_408(sent), json_reply(200, {"n": 2}))
     await transport.send(post(server), FAST)
-    await asyncio.sleep(0.2)  # the 408 arrives while the connection is pooled
+    # The 408 arrived while the connection was pooled: waiting off the loop lets the
+    # loop read it first.
+    assert await asyncio.to_thread(sent.wait, STALL)
     assert (await transport.send(post(server), FAST)).body == b'{"n": 2}'
     assert server.connections == 2
 
@@ -217,11 +202,11 @@ async def test_connection_refused(transport: AsyncHTTPTransport) -> None:
 
 @pytest.mark.asyncio
 async def test_first_byte_timeout(server: ScriptedServer, transport: AsyncHTTPTransport) -> None:
-    server.enqueue(stall(3))
+    server.enqueue(stall(STALL))
     t0 = time.monotonic()
     with pytest.raises(FirstByteTimeoutError, match=r"first_byte timeout.*0\.2 s"):
         await transport.send(post(server), Timeouts(first_byte=0.2))
-    assert time.monotonic() - t0 < 1.5
+    assert time.monotonic() - t0 < STALL / 2
 
 
 @pytest.mark.asyncio
@@ -230,7 +215,7 @@ async def test_idle_timeout_mid_stream(
 ) -> None:
     reply = sse_reply([{"n": 1}, {"n": 2}, {"n": 3}])
     first_two = sum(len(step[1]) for step in reply.steps[:3])
-    server.enqueue(reply.stall_after(first_two, 3))
+    server.enqueue(reply.stall_after(first_two, STALL))
     got = []
     stream = await transport.open_stream(post(server, stream=True), Timeouts(idle=0.3))
     with pytest.raises(IdleTimeoutError):
@@ -257,13 +242,16 @@ async def test_slow_consumer_is_not_an_idle_timeout(
 async def test_total_timeout_on_a_dripping_stream(
     server: ScriptedServer, transport: AsyncHTTPTransport
 ) -> None:
-    server.enqueue(sse_reply([{"n": i} for i in range(50)], delay_between=0.05))
+    # 500 events 0.05 s apart: 25 s, so the limit cuts the stream far from its end.
+    server.enqueue(sse_reply([{"n": i} for i in range(500)], delay_between=0.05))
+    got = []
     t0 = time.monotonic()
     stream = await transport.open_stream(post(server, stream=True), Timeouts(idle=1, total=0.4))
     with pytest.raises(TotalTimeoutError):
-        async for _ in stream:
-            pass
-    assert 0.35 < time.monotonic() - t0 < 1.5
+        async for ev in stream:
+            got.append(ev)
+    assert 0.35 < time.monotonic() - t0 < STALL / 2  # it waited, then stopped waiting
+    assert 0 < len(got) < 500
 
 
 @pytest.mark.asyncio
@@ -279,9 +267,9 @@ async def test_connect_timeout_covers_a_stalled_tls_handshake(
 async def test_cancelled_request_closes_its_connection(
     server: ScriptedServer, transport: AsyncHTTPTransport
 ) -> None:
-    server.enqueue(stall(3), json_reply(200, {}))
+    server.enqueue(stall(STALL), json_reply(200, {}))
     task = asyncio.ensure_future(transport.send(post(server), FAST))
-    await asyncio.sleep(0.1)
+    await asyncio.to_thread(server.wait_for_requests, 1, STALL)  # in flight, then cancelled
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
@@ -371,7 +359,8 @@ async def test_unterminated_final_event(
 async def test_stream_closed_early_is_not_pooled(
     server: ScriptedServer, transport: AsyncHTTPTransport
 ) -> None:
-    server.enqueue(sse_reply([{"n": i} for i in range(3)], delay_between=0.3), json_reply(200, {}))
+    server.enqueue(sse_reply([{"n": i} for i in range(3)], delay_between=STALL),
+                   json_reply(200, {}))
     async with await transport.open_stream(post(server, stream=True), FAST) as s:
         assert (await s.__anext__()).data == b'{"n": 0}'
     await transport.send(post(server), FAST)
@@ -397,7 +386,7 @@ def test_one_transport_across_several_asyncio_runs(server: ScriptedServer) -> No
     # asyncio.run's shutdown closed each loop's connections.
     assert server.connections == 4
     assert [r.connection for r in server.requests] == [1, 1, 2, 2, 3, 3, 4, 4]
-    assert fds_settle_to(fds) <= fds
+    assert settle_fds(fds) <= fds
     t.close()
     assert not t._pools
 
@@ -413,7 +402,7 @@ def test_pool_of_a_loop_closed_without_shutdown_is_dropped(server: ScriptedServe
         asyncio.run(t.send(post(server), FAST))
         gc.collect()
     assert server.connections == 2
-    assert fds_settle_to(fds) <= fds
+    assert settle_fds(fds) <= fds
 
 
 @pytest.fixture(scope="module")
@@ -461,7 +450,7 @@ def test_no_socket_leaks() -> None:
             json_reply(200, {}),
             json_reply(200, {}).drop_after(20),
             sse_reply([{"n": 1}, {"n": 2}], delay_between=0.2),
-            stall(2),
+            stall(STALL),
             json_reply(200, {}),
         )
 
@@ -479,4 +468,4 @@ def test_no_socket_leaks() -> None:
 
         asyncio.run(main())
         gc.collect()
-    assert open_fds() == before
+    assert settle_fds(before) <= before

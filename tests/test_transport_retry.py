@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 
@@ -66,14 +67,32 @@ def test_retry_after_seconds_ms_and_precedence() -> None:
     assert retry_after_from_headers([("retry-after", "9"), ("retry-after-ms", "100")]) == 0.1
     assert retry_after_from_headers({"Retry-After": "3"}) == 3.0  # mapping, any case
     assert retry_after_from_headers([("Retry-After-Ms", "bad"), ("retry-after", "2")]) == 2.0
+    # Zero means "now", not "no hint" (which would fall back to backoff).
+    assert retry_after_from_headers([("retry-after", "0")]) == 0.0
+    assert retry_after_from_headers([("retry-after-ms", "0"), ("retry-after", "9")]) == 0.0
 
 
 def test_retry_after_http_date() -> None:
     future = datetime.now(timezone.utc) + timedelta(seconds=30)
     got = retry_after_from_headers([("retry-after", format_datetime(future, usegmt=True))])
-    assert got is not None and 27 <= got <= 31
+    assert got is not None and 20 <= got <= 30
     past = datetime.now(timezone.utc) - timedelta(seconds=30)
     assert retry_after_from_headers([("retry-after", format_datetime(past, usegmt=True))]) == 0.0
+
+
+def test_retry_after_http_date_in_minus_0000_is_utc(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A "-0000" date parses to a naive datetime: read as local time, it would be off by
+    # the machine's offset from UTC (here 9 hours), not ~30 s away.
+    monkeypatch.setenv("TZ", "XST-9")  # POSIX form: UTC+9, no tz database needed
+    time.tzset()
+    try:
+        future = datetime.now(timezone.utc) + timedelta(seconds=30)
+        text = future.strftime("%a, %d %b %Y %H:%M:%S -0000")
+        got = retry_after_from_headers([("retry-after", text)])
+        assert got is not None and 20 <= got <= 30
+    finally:
+        monkeypatch.undo()
+        time.tzset()
 
 
 @pytest.mark.parametrize(

@@ -328,9 +328,9 @@ def test_huge_input_is_linear() -> None:
     import time
 
     text = "<a>" * 20_000 + "</b>" * 20_000 + "<c>ok</c>"
-    start = time.perf_counter()
+    start = time.thread_time()  # CPU time: a busy machine does not count against it
     assert decode(text) == {"c": "ok"}
-    assert time.perf_counter() - start < 2.0
+    assert time.thread_time() - start < 2.0
 
 
 # ---------------------------------------------------------------- encode

@@ -13,7 +13,10 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+# Bound now, not lazily: the models import the submodule msgflux.dotdict, and the
+# import system would then set this package's `dotdict` to that module. Cheap (typing).
 from msgflux._version import __version__
+from msgflux.dotdict import dotdict
 
 # name -> module that defines it
 _EXPORTS = {
@@ -23,25 +26,27 @@ _EXPORTS = {
     "ModelStreamResponse": "msgflux.models.response",
     "ToolCallAggregator": "msgflux.models.tool_calls",
     "ChatBlock": "msgflux.chat_block",
-    "dotdict": "msgflux.dotdict",
     "Timeouts": "msgflux._transport.types",
     "RetryPolicy": "msgflux._transport.retry",
     "ModelGateway": "msgflux.models.gateway",
+    "PromptCache": "msgflux.models.request",
+    "TokenCount": "msgflux.models.tokens",
 }
-_SUBMODULES = ("exceptions", "generation", "dsl", "models")
+_SUBMODULES = ("exceptions", "generation", "dsl", "models", "observe")
 
-__all__ = ["__version__", *_EXPORTS, *_SUBMODULES]
+__all__ = ["__version__", "dotdict", *_EXPORTS, *_SUBMODULES]
 
 if TYPE_CHECKING:  # the lazy names, for type checkers and IDEs
-    from msgflux import dsl, exceptions, generation, models  # noqa: F401
+    from msgflux import dsl, exceptions, generation, models, observe  # noqa: F401
     from msgflux._transport.retry import RetryPolicy  # noqa: F401
     from msgflux._transport.types import Timeouts  # noqa: F401
     from msgflux.chat_block import ChatBlock  # noqa: F401
-    from msgflux.dotdict import dotdict  # noqa: F401
     from msgflux.models.chat_completion import ChatCompletionModel  # noqa: F401
     from msgflux.models.gateway import ModelGateway  # noqa: F401
     from msgflux.models.model import Model  # noqa: F401
+    from msgflux.models.request import PromptCache  # noqa: F401
     from msgflux.models.response import ModelResponse, ModelStreamResponse  # noqa: F401
+    from msgflux.models.tokens import TokenCount  # noqa: F401
     from msgflux.models.tool_calls import ToolCallAggregator  # noqa: F401
 
 

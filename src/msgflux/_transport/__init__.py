@@ -3,9 +3,11 @@
 Modules (each one concept): ``types`` (wire values), ``urls`` (URL split),
 ``http11`` (HTTP/1.1 framing, sans-I/O), ``decompress`` (Content-Encoding),
 ``sse`` (event-stream framing, sans-I/O), ``proxy`` and ``routing`` (proxies,
-routes, request heads), ``tls`` (default TLS context), ``attempt`` and
+routes, request heads), ``tls`` (trusted CAs, client certificates),
+``settings`` (the clients' options, fork handling), ``attempt`` and
 ``errors`` (deadlines, typed failures), ``sync_client`` and ``async_client``
-(the I/O), ``retry`` (the retry driver).
+(the I/O), ``httpx_backend`` (the same contract over a caller's httpx client),
+``retry`` (the retry driver and the call's time budget).
 
 Names are re-exported lazily: importing this package (or ``.types``) loads no
 socket, ssl or asyncio code.

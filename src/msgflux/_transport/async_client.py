@@ -35,12 +35,22 @@ from msgflux._transport.routing import Prepared
 from msgflux._transport.settings import ClientBase
 from msgflux._transport.sse import SSEDecoder
 from msgflux._transport.types import HttpRequest, HttpResponse, SSEEvent, Timeouts, header
-from msgflux.exceptions import APIConnectionError, MsgfluxError
+from msgflux.exceptions import APIConnectionError, ConfigurationError, MsgfluxError
 
 if TYPE_CHECKING:
     pass
 
+try:
+    from select import POLLIN, poll
+except ImportError:  # pragma: no cover - Windows
+    poll = None  # type: ignore[assignment]
+
 __all__ = ["AsyncStreamResponse", "AsyncHTTPTransport"]
+
+# Pools a forked child took over from its parent: kept referenced so that no
+# destructor closes their sockets through the parent's event loop (its epoll
+# instance is shared with the parent) in the child.
+_left_by_parent: list[Any] = []
 
 _DEFAULT_TIMEOUTS = Timeouts()
 _HIGH_WATER = 1 << 20  # pause reading a stream when this much body is unread
@@ -83,6 +93,7 @@ class _Conn(asyncio.Protocol):
         self.paused = False
         self.idle_since = 0.0
         self.tunnel_buf: bytearray | None = None
+        self._poll: Any = None  # made on first reuse, then kept
 
     # ------------------------------------------------------------ protocol callbacks
 
@@ -242,11 +253,12 @@ class _Conn(asyncio.Protocol):
 
     # ------------------------------------------------------------ lifecycle
 
-    def begin(self, attempt: Attempt, head_only: bool, streaming: bool) -> None:
+    def begin(self, attempt: Attempt, head_only: bool, streaming: bool,
+              max_body: int | None) -> None:
         self.attempt = attempt
         idle = attempt.timeouts.idle
         self.idle_limit = idle if idle is not None else INF
-        self.parser.start(head_only=head_only)
+        self.parser.start(head_only=head_only, max_body=max_body, identity=attempt.stream)
         self.streaming = streaming
         self.timed_out = None
         self.error = None
@@ -262,6 +274,18 @@ class _Conn(asyncio.Protocol):
             self.paused = False
             with suppress(Exception):
                 self.transport.resume_reading()  # type: ignore[union-attr]
+
+    def has_unread_bytes(self) -> bool:
+        """An idle socket that is readable holds bytes (or a FIN) the loop has not
+        seen yet, e.g. a stray response sent while the loop was blocked: they would
+        be read as the next answer. One ``poll()``, about a microsecond."""
+        if poll is None:  # pragma: no cover - Windows
+            return False
+        p = self._poll
+        if p is None:
+            p = self._poll = poll()
+            p.register(self.sock, POLLIN)
+        return bool(p.poll(0))
 
     def reusable(self) -> bool:
         p = self.parser
@@ -344,7 +368,10 @@ class AsyncHTTPTransport(ClientBase):
         """One attempt; returns any status (4xx/5xx included) with the whole body."""
         conn = await self._start(req, timeouts, _WANT_COMPLETE)
         p = conn.parser
-        response = HttpResponse(p.status, p.headers, p.take_body())
+        attempt = conn.attempt
+        # The head's arrival is not stamped here: it would cost a clock read per read.
+        response = HttpResponse(p.status, p.headers, p.take_body(),
+                                attempt.timings() if attempt is not None else None)
         self._release(conn)
         return response
 
@@ -376,6 +403,13 @@ class AsyncHTTPTransport(ClientBase):
                 pool.loop.call_soon_threadsafe(pool.discard)
             else:
                 pool.discard()
+
+    def _after_fork_in_child(self) -> None:
+        # Never touch the parent's loops or sockets here (see _left_by_parent): just
+        # stop using them, so the child dials its own connections.
+        super()._after_fork_in_child()
+        pools, self._pools = self._pools, {}
+        _left_by_parent.append(pools)
 
     async def __aenter__(self) -> AsyncHTTPTransport:
         return self
@@ -415,7 +449,7 @@ class AsyncHTTPTransport(ClientBase):
         expiry = pool.loop.time() - self._idle_expiry
         while idle:
             conn = idle.pop()
-            if not conn.lost and conn.idle_since >= expiry:
+            if not conn.lost and conn.idle_since >= expiry and not conn.has_unread_bytes():
                 return conn
             conn.abort()
         return None
@@ -451,6 +485,7 @@ class AsyncHTTPTransport(ClientBase):
             except _StaleConnectionError:
                 conn.abort()
         conn = await self._connect(pool, route, attempt)
+        attempt.connected = pool.loop.time()
         await self._exchange(conn, prep, attempt, head_only, want, reused=False)
         return conn
 
@@ -464,7 +499,8 @@ class AsyncHTTPTransport(ClientBase):
         *,
         reused: bool,
     ) -> None:
-        conn.begin(attempt, head_only, want != _WANT_COMPLETE)
+        conn.begin(attempt, head_only, want != _WANT_COMPLETE,
+                   None if attempt.stream else self.max_response_bytes)
         transport = conn.transport
         assert transport is not None
         try:
@@ -474,6 +510,8 @@ class AsyncHTTPTransport(ClientBase):
                 transport.writelines((prep.data, prep.tail))
             conn.sent_at = conn.loop.time()
             await conn.wait(want)
+            if want == _WANT_HEAD:
+                attempt.head = conn.loop.time()
         except MsgfluxError as exc:
             if (
                 reused
@@ -507,16 +545,21 @@ class AsyncHTTPTransport(ClientBase):
         conn = _Conn(pool, route, sock)
         try:
             ctx = None
-            if route.tls_host is not None:
+            if route.tls_host is not None or route.proxy_tls_host is not None:
                 ctx = self._tls_context()
-            if route.tunnel is None:
+            if route.tunnel is None and route.proxy_tls_host is None:
                 await loop.create_connection(
                     lambda: conn, sock=sock, ssl=ctx, server_hostname=route.tls_host
                 )
-            else:
-                await loop.create_connection(lambda: conn, sock=sock)
-                await self._open_tunnel(conn, route, attempt)
-                if ctx is not None:
+            else:  # through a proxy: TLS to it when it is https://, then maybe a tunnel
+                proxy_ctx = ctx if route.proxy_tls_host is not None else None
+                await loop.create_connection(lambda: conn, sock=sock, ssl=proxy_ctx,
+                                             server_hostname=route.proxy_tls_host)
+                if route.tunnel is not None:
+                    await self._open_tunnel(conn, route, attempt)
+                if route.tls_host is not None:
+                    assert ctx is not None
+                    _check_tls_in_tls(route)
                     transport = await loop.start_tls(
                         conn.transport,  # type: ignore[arg-type]
                         conn,
@@ -584,6 +627,17 @@ async def _connect_socket(
     raise connect_failed(route.where, last, attempt.target.safe_url)
 
 
+def _check_tls_in_tls(route: Route) -> None:
+    import sys
+
+    if route.proxy_tls_host is not None and sys.version_info < (3, 11):
+        raise ConfigurationError(
+            f"reaching {route.where}: TLS inside an https:// proxy's TLS needs Python 3.11+ "
+            "for async calls (asyncio cannot nest TLS before); use an http:// proxy, or "
+            "blocking calls"
+        )
+
+
 def _is_ip(host: str) -> bool:
     for family in (socket.AF_INET, socket.AF_INET6):
         try:
@@ -609,13 +663,16 @@ class AsyncStreamResponse:
     ``await aclose()`` (or ``async with``), ``sse_tail`` after iteration.
     """
 
-    __slots__ = ("_conn", "_decoder", "_events", "_transport", "headers", "sse_tail", "status")
+    __slots__ = ("_conn", "_decoder", "_events", "_transport", "headers", "sse_tail", "status",
+                 "timings")
 
     def __init__(self, transport: AsyncHTTPTransport, conn: _Conn) -> None:
         self._transport = transport
         self._conn: _Conn | None = conn
         self.status: int = conn.parser.status
         self.headers: list[tuple[str, str]] = conn.parser.headers
+        attempt = conn.attempt
+        self.timings = attempt.timings() if attempt is not None else None
         self._decoder: SSEDecoder | None = None
         self._events: deque[SSEEvent] = deque()
         self.sse_tail = b""
@@ -651,7 +708,10 @@ class AsyncStreamResponse:
             yield data
 
     async def read(self) -> bytes:
-        """The rest of the body (e.g. the error body of a non-2xx answer)."""
+        """The rest of the body (e.g. the error body of a non-2xx answer), at most
+        ``max_response_bytes``."""
+        if self._conn is not None:
+            self._conn.parser.limit_body(self._transport.max_response_bytes)
         parts = []
         while True:
             data = await self._next_chunk()
@@ -661,7 +721,7 @@ class AsyncStreamResponse:
 
     def __aiter__(self) -> AsyncStreamResponse:
         if self._decoder is None:
-            self._decoder = SSEDecoder()
+            self._decoder = SSEDecoder(self._transport.max_response_bytes)
         return self
 
     async def __anext__(self) -> SSEEvent:
@@ -670,7 +730,7 @@ class AsyncStreamResponse:
             return events.popleft()
         decoder = self._decoder
         if decoder is None:
-            decoder = self._decoder = SSEDecoder()
+            decoder = self._decoder = SSEDecoder(self._transport.max_response_bytes)
         # _next_chunk() inlined: one coroutine less per event on the hot path.
         conn = self._conn
         while conn is not None:

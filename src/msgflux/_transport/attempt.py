@@ -8,9 +8,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from msgflux._transport.errors import connection_broken, protocol_error, timeout_error
-from msgflux._transport.http11 import IncompleteResponseError, ProtocolError
-from msgflux._transport.types import NON_STREAM_TOTAL, UNSET, Timeouts
+from msgflux._transport.errors import (
+    connection_broken,
+    limit_exceeded,
+    protocol_error,
+    timeout_error,
+)
+from msgflux._transport.http11 import IncompleteResponseError, LimitExceededError, ProtocolError
+from msgflux._transport.types import NON_STREAM_TOTAL, UNSET, Timeouts, Timings
 
 if TYPE_CHECKING:
     from msgflux._transport.urls import Target
@@ -22,9 +27,15 @@ INF = float("inf")
 
 
 class Attempt:
-    """Deadline bookkeeping and error building for one attempt."""
+    """Deadline bookkeeping, phase times and error building for one attempt.
 
-    __slots__ = ("deadline", "target", "timeouts", "total", "where")
+    ``connected`` and ``head`` are clock readings the client stamps when the
+    connection is ready and when the response head has arrived (``None`` until
+    then, and ``connected`` stays ``None`` on a reused connection).
+    """
+
+    __slots__ = ("connected", "deadline", "head", "started", "stream", "target", "timeouts",
+                 "total", "where")
 
     def __init__(self, timeouts: Timeouts, target: Target, where: str, now: float,
                  stream: bool = False) -> None:
@@ -32,10 +43,21 @@ class Attempt:
         if total is UNSET:  # the default for this kind of call (see Timeouts)
             total = None if stream else NON_STREAM_TOTAL
         self.total = total
+        self.stream = stream
         self.deadline = now + total if total is not None else INF
         self.timeouts = timeouts
         self.target = target
         self.where = where
+        self.started = now
+        self.connected: float | None = None
+        self.head: float | None = None
+
+    def timings(self) -> Timings:
+        """The phases stamped so far, in seconds from the start."""
+        start = self.started
+        connected, head = self.connected, self.head
+        return Timings(None if connected is None else connected - start,
+                       None if head is None else head - start)
 
     def limit(self, kind: str) -> float | None:
         t = self.timeouts
@@ -71,6 +93,8 @@ class Attempt:
         url = self.target.safe_url
         if isinstance(exc, IncompleteResponseError):
             return connection_broken(self.where, str(exc), received=exc.received, url=url)
+        if isinstance(exc, LimitExceededError):
+            return limit_exceeded(self.where, str(exc), url)
         if isinstance(exc, ProtocolError):
             return protocol_error(self.where, str(exc), url)
         return connection_broken(self.where, exc, received=received, url=url)

@@ -26,7 +26,9 @@ class ResponseStream(Protocol):
 
     Iterating yields the body's server-sent events; ``read()`` returns the rest
     of the body (an error body, say); ``close()`` gives the connection back, or
-    drops it when the body was not read to its end.
+    drops it when the body was not read to its end. A stream may also carry
+    ``timings`` (:class:`Timings`, the attempt's connect and first-byte times),
+    which msgflux reports when present; it is optional, so it is not declared here.
     """
 
     status: int
@@ -57,7 +59,7 @@ class Transport(Protocol):
     """Blocking transport: thread-safe, one attempt per call."""
 
     def send(self, request: HttpRequest, timeouts: Timeouts | None = None) -> HttpResponse:
-        """The whole response of one attempt."""
+        """The whole response of one attempt (with its ``timings`` when measured)."""
         ...
 
     def open_stream(self, request: HttpRequest, timeouts: Timeouts | None = None

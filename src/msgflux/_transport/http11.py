@@ -14,25 +14,41 @@ between keep-alive messages); call :meth:`ResponseParser.start` before each requ
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 import httptools
 
-from msgflux._transport.decompress import DecompressionError, Decompressor, new_decompressor
+from msgflux._transport.decompress import (
+    DecompressedTooLargeError,
+    DecompressionError,
+    Decompressor,
+    new_decompressor,
+)
+from msgflux._transport.errors import too_large
 from msgflux._transport.types import header
 from msgflux.exceptions import InvalidParameterError
 
 __all__ = [
+    "DEFAULT_MAX_RESPONSE_BYTES",
     "IncompleteResponseError",
+    "LimitExceededError",
     "ProtocolError",
     "ResponseParser",
     "encode_head_prefix",
     "encode_request",
+    "check_headers",
     "finish_head",
 ]
 
 USER_AGENT = "msgflux-python"
 _MAX_HEADER_BYTES = 256 * 1024
+#: The default cap on a whole (non-streamed) body after decompression, and on one
+#: server-sent event of a stream: far above any chat answer, far below a memory bomb.
+DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+# RFC 9110 section 5.6.2: a field name is a token. Anything else (a tab, a space, a
+# colon) may be read differently by a lenient proxy: a request-smuggling risk.
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 # Headers the transport owns: a caller's value would break framing or pooling.
 _OWNED = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive", "upgrade"})
 _DEFAULTED = frozenset({"host", "user-agent", "accept", "accept-encoding"})
@@ -40,6 +56,10 @@ _DEFAULTED = frozenset({"host", "user-agent", "accept", "accept-encoding"})
 
 class ProtocolError(Exception):
     """The server's bytes are not valid HTTP/1.1 (or use something we never asked for)."""
+
+
+class LimitExceededError(ProtocolError):
+    """The response is larger than a limit of ours (the server may be hostile)."""
 
 
 class IncompleteResponseError(ProtocolError):
@@ -66,7 +86,8 @@ def encode_request(
     ``Content-Length`` (when there is a body or the method implies one) and
     ``Connection: keep-alive``, and supplies ``Host``, ``User-Agent``,
     ``Accept`` and ``Accept-Encoding`` unless the caller gave them. A header
-    name or value holding CR, LF or NUL is refused (it would smuggle a header).
+    name that is not an RFC 9110 token, or a value holding CR, LF or NUL, is
+    refused (either could smuggle a header past a lenient proxy).
     """
     prefix = encode_head_prefix(
         method, target, host, headers, accept_encoding=accept_encoding, extra=extra
@@ -90,6 +111,9 @@ def encode_head_prefix(
         low = name.lower()
         if low in _OWNED:
             continue
+        if not _TOKEN.fullmatch(name):
+            # Heads are cached per request shape: this runs once per distinct header set.
+            raise _bad_name(name)
         given.add(low)
         lines.append(f"{name}: {value}\r\n")
     if "host" not in given:
@@ -109,7 +133,33 @@ def encode_head_prefix(
     try:
         return head.encode("latin-1")
     except UnicodeEncodeError:
-        raise InvalidParameterError(_bad_header(lines, "holds non-latin-1 characters")) from None
+        pass
+    # Raised outside the except block: the UnicodeEncodeError holds the whole head,
+    # API key included, and would ride along as __context__ (even when suppressed).
+    raise InvalidParameterError(_bad_header(lines, "holds non-latin-1 characters"))
+
+
+def check_headers(headers: Iterable[tuple[str, str]]) -> None:
+    """What :func:`encode_head_prefix` refuses, for transports that encode heads
+    themselves (the httpx backend): names that are not tokens, values with CR, LF
+    or NUL or beyond latin-1."""
+    for name, value in headers:
+        if not _TOKEN.fullmatch(name):
+            raise _bad_name(name)
+        if "\r" in value or "\n" in value or "\0" in value:
+            raise InvalidParameterError(
+                f"HTTP header {name!r} contains a line break or NUL; header values must be "
+                "single-line latin-1 text")
+        if not value.isascii():
+            try:
+                value.encode("latin-1")
+            except UnicodeEncodeError:
+                pass
+            else:
+                continue
+            raise InvalidParameterError(
+                f"HTTP header {name!r} holds non-latin-1 characters; header values must be "
+                "single-line latin-1 text")
 
 
 _TRAILER = b"Connection: keep-alive\r\n\r\n"
@@ -122,6 +172,13 @@ def finish_head(prefix: bytes, method: str, body: bytes | None) -> bytes:
     if method in ("POST", "PUT", "PATCH"):
         return prefix + b"Content-Length: 0\r\n" + _TRAILER
     return prefix + _TRAILER
+
+
+def _bad_name(name: str) -> InvalidParameterError:
+    return InvalidParameterError(
+        f"invalid HTTP header name {name[:60]!r}: a name is letters, digits and "
+        "!#$%&'*+-.^_`|~ only (no spaces, tabs or colons)"
+    )
 
 
 def _bad_header(lines: list[str], problem: str) -> str:
@@ -157,7 +214,11 @@ class ResponseParser:
         "_eof_delimited",
         "_head_only",
         "_header_bytes",
+        "_identity",
+        "_max_body",
         "_parser",
+        "_room",
+        "_stalled",
         "body_bytes",
         "buffered",
         "complete",
@@ -177,13 +238,24 @@ class ResponseParser:
         self._parser.set_dangerous_leniencies(lenient_optional_cr_before_lf=True)
         self.start()
 
-    def start(self, *, head_only: bool = False) -> None:
-        """Prepare for the next response (``head_only`` for a HEAD request)."""
+    def start(self, *, head_only: bool = False, max_body: int | None = None,
+              identity: bool = False) -> None:
+        """Prepare for the next response.
+
+        ``head_only``: it answers a HEAD request. ``max_body``: the most body bytes
+        (after decompression) to accept, for a response read whole; ``None`` for a
+        stream, which is bounded per event instead. ``identity``: the request
+        offered no compression, so a compressed answer is refused.
+        """
         self._head_only = head_only
+        self._max_body = max_body
+        self._room = max_body
+        self._identity = identity
         self._body: list[bytes] = []
         self._decoder: Decompressor | None = None
         self._eof_delimited = False
         self._header_bytes = 0
+        self._stalled = 0
         self.body_bytes = 0  # wire bytes of the body so far
         self.buffered = 0  # decoded body bytes waiting in take_body()
         self.status = 0
@@ -208,20 +280,38 @@ class ResponseParser:
         if self.complete:
             self.keep_alive = False  # unsolicited bytes: never reuse
             return
+        in_body = self.headers_done
+        before = self.body_bytes
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             raise ProtocolError("unexpected protocol upgrade") from None
         except httptools.HttpParserError as exc:
+            cause = exc.__context__
+            if cause is not None and not isinstance(cause, Exception):
+                # Ctrl-C (or an exit) landed in one of our callbacks: httptools wrapped
+                # it, and it belongs to the caller, not to the protocol.
+                raise cause from None
             if self.complete:
                 self.keep_alive = False  # garbage after a full response
                 return
-            cause = exc.__context__
             if isinstance(cause, ProtocolError):
                 raise cause from None
+            if isinstance(cause, DecompressedTooLargeError):
+                raise LimitExceededError(str(cause)) from None
             if isinstance(cause, DecompressionError):
                 raise ProtocolError(str(cause)) from None
             raise ProtocolError(str(exc) or type(exc).__name__) from None
+        if in_body and not self.complete:
+            # Bytes that carried no body: chunk-size lines, and the trailers after
+            # the last chunk. llhttp buffers a trailer whole (growing it by
+            # concatenation): bound them like the head.
+            if self.body_bytes != before:
+                self._stalled = 0
+            else:
+                self._stalled += len(data)
+                if self._stalled > _MAX_HEADER_BYTES:
+                    raise ProtocolError("response trailers (or chunk framing) larger than 256 KiB")
 
     def feed_eof(self) -> None:
         """The peer closed; end a close-delimited body or raise :class:`IncompleteResponseError`."""
@@ -256,6 +346,12 @@ class ResponseParser:
         self.buffered = 0
         return data
 
+    def limit_body(self, max_body: int) -> None:
+        """From now on accept at most ``max_body`` more body bytes (a stream's
+        error body, read whole)."""
+        self._max_body = max_body
+        self._room = max_body - self.buffered
+
     def header(self, name: str) -> str | None:
         """The first value of header ``name`` (lower-case), or ``None``."""
         return header(self.headers, name)
@@ -267,7 +363,7 @@ class ResponseParser:
             self.keep_alive = False  # a second response nobody asked for
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if not self.complete:
+        if not self.headers_done:  # trailers are dropped (nothing we read is in them)
             self.headers.append((name.decode("latin-1").lower(), value.decode("latin-1")))
 
     def on_headers_complete(self) -> None:
@@ -288,13 +384,27 @@ class ResponseParser:
         encoding = fields.get("content-encoding")
         no_body = self._head_only or status in (204, 304)
         self._eof_delimited = not framed and not no_body
-        if encoding is not None and not no_body:
-            self._decoder = new_decompressor(encoding)
+        if not no_body:
+            self._setup_body(encoding, fields.get("content-length"))
         if self._head_only:
             # llhttp cannot know this answers HEAD and would wait for the
             # Content-Length bytes; end here and never reuse the connection.
             self._finish()
             self.keep_alive = False
+
+    def _setup_body(self, encoding: str | None, length: str | None) -> None:
+        if encoding is not None:
+            decoder = new_decompressor(encoding, self._max_body)
+            if decoder is not None and self._identity:
+                raise ProtocolError(
+                    f"the server compressed the response ({encoding}) although the request "
+                    "asked for identity"
+                )
+            self._decoder = decoder
+        room = self._room
+        if (room is not None and self._decoder is None and length is not None
+                and length.isdigit() and int(length) > room):
+            raise LimitExceededError(_too_large(self._max_body))
 
     def on_body(self, body: bytes) -> None:
         if self.complete:
@@ -305,7 +415,14 @@ class ResponseParser:
             body = decoder.decompress(body)
             if not body:
                 return
-        self.buffered += len(body)
+        n = len(body)
+        room = self._room
+        if room is not None:
+            room -= n
+            if room < 0:
+                raise LimitExceededError(_too_large(self._max_body))
+            self._room = room
+        self.buffered += n
         self._body.append(body)
 
     def on_message_complete(self) -> None:
@@ -324,3 +441,8 @@ class ResponseParser:
                 self.buffered += len(tail)
                 self._body.append(tail)
         self.complete = True
+
+
+
+def _too_large(limit: int | None) -> str:
+    return too_large("response body", limit or 0)

@@ -6,9 +6,12 @@ tunnel; ``http_proxy``/``HTTP_PROXY`` serve ``http://`` URLs in absolute form;
 when both are set. ``no_proxy``/``NO_PROXY`` lists hosts to reach directly:
 ``*`` (everything), host names (a name also covers its subdomains, a leading
 dot is optional), IP addresses and CIDR blocks, each optionally with
-``:port``. Loopback (``localhost``, ``127.0.0.0/8``, ``::1``) is always direct.
+``:port``. Loopback (``localhost`` and loopback IP addresses, parsed: a name
+such as ``127.attacker.example`` is no address) is always direct. Running as a
+CGI script (``REQUEST_METHOD`` set), ``HTTP_PROXY`` is ignored: a client's
+``Proxy:`` request header arrives there ("httpoxy"), as urllib and httpx do.
 
-Only ``http://`` proxy URLs are supported (TLS to the proxy itself is not).
+Proxy URLs are ``http://`` or ``https://`` (TLS to the proxy itself).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from msgflux.exceptions import APIConnectionError, InvalidParameterError
 
 __all__ = [
     "Proxy",
+    "is_loopback",
     "Route",
     "TunnelHandshake",
     "connect_request",
@@ -46,10 +50,12 @@ class Proxy(NamedTuple):
 def proxy_from_env(origin: Origin, env: Mapping[str, str] | None = None) -> Proxy | None:
     """The proxy the environment asks for to reach ``origin``, or ``None`` for direct."""
     env = os.environ if env is None else env
-    if _is_loopback(origin.host):
+    if is_loopback(origin.host):
         return None
     if origin.scheme == "https":
-        names = ("https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY")
+        names: tuple[str, ...] = ("https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY")
+    elif "REQUEST_METHOD" in env:  # CGI: HTTP_PROXY may come from the client (httpoxy)
+        names = ("http_proxy", "all_proxy", "ALL_PROXY")
     else:
         names = ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY")
     url = _first(env, names)
@@ -62,13 +68,16 @@ def proxy_from_env(origin: Origin, env: Mapping[str, str] | None = None) -> Prox
 
 
 def proxy_from_url(url: str) -> Proxy:
-    """Parse ``[http://][user:password@]host[:port]`` (the port defaults to 1080 like curl)."""
+    """Parse ``[http[s]://][user:password@]host[:port]`` (the port defaults to 1080 like
+    curl for ``http://``, 443 for ``https://``)."""
     scheme, sep, rest = url.strip().partition("://")
     if not sep:
         scheme, rest = "http", url.strip()
-    if scheme.lower() != "http":
+    scheme = scheme.lower()
+    if scheme not in ("http", "https"):
         raise InvalidParameterError(
-            f"unsupported proxy scheme {scheme!r}: msgflux supports http:// proxies only"
+            f"unsupported proxy scheme {scheme!r}: msgflux supports http:// and https:// "
+            "proxies (for SOCKS, pass an httpx client: http_client=httpx.Client(proxy=...))"
         )
     authority = rest.split("/", 1)[0]
     auth = None
@@ -85,11 +94,10 @@ def proxy_from_url(url: str) -> Proxy:
         port_text = tail[1:] if tail.startswith(":") else ""
     else:
         host, _, port_text = authority.partition(":")
-    if not host or (port_text and not port_text.isdigit()):
-        raise InvalidParameterError(
-            "invalid proxy URL in the environment (expected http://host:port)"
-        )
-    return Proxy(Origin("http", host.lower(), int(port_text) if port_text else 1080), auth)
+    if not host or (port_text and not (port_text.isascii() and port_text.isdigit())):
+        raise InvalidParameterError("invalid proxy URL (expected http://host:port)")
+    default = 443 if scheme == "https" else 1080
+    return Proxy(Origin(scheme, host.lower(), int(port_text) if port_text else default), auth)
 
 
 def connect_request(target: Origin, auth: str | None) -> bytes:
@@ -168,8 +176,20 @@ def _first(env: Mapping[str, str], names: tuple[str, ...]) -> str | None:
     return None
 
 
-def _is_loopback(host: str) -> bool:
-    return host in ("localhost", "::1") or host.startswith("127.") or host.endswith(".localhost")
+def is_loopback(host: str) -> bool:
+    """``localhost`` or a loopback IP address (parsed, never matched by prefix)."""
+    if host == "localhost":
+        return True
+    if ":" in host:
+        import ipaddress
+
+        try:
+            return ipaddress.IPv6Address(host).is_loopback
+        except ValueError:
+            return False
+    parts = host.split(".")
+    return (len(parts) == 4 and parts[0] == "127"
+            and all(p.isascii() and p.isdigit() and int(p) < 256 for p in parts))
 
 
 def _bypass(origin: Origin, no_proxy: str) -> bool:
@@ -219,11 +239,12 @@ class Route(NamedTuple):
     key: tuple  # connection-pool key
     host: str  # TCP peer (the proxy when there is one)
     port: int
-    tls_host: str | None  # server name for TLS; None for plain TCP
+    tls_host: str | None  # server name for TLS to the origin; None for plain http
     tunnel: Origin | None  # CONNECT target, when tunnelling through a proxy
     proxy_auth: str | None  # Proxy-Authorization value
     absolute: bool  # plain http through a proxy: absolute-form target
     where: str  # for messages: "host:port[ via proxy host:port]"
+    proxy_tls_host: str | None = None  # an https:// proxy: TLS to it first, this name
 
     def __repr__(self) -> str:
         return f"Route({self.where})"
@@ -235,10 +256,12 @@ def route_for(origin: Origin, proxy: Proxy | None) -> Route:
     if proxy is None:
         return Route(origin, origin.host, origin.port, tls_host, None, None, False, origin.where)
     p = proxy.origin
-    where = f"{origin.where} via proxy {p.where}"
+    where = f"{origin.where} via proxy {p.scheme}://{p.where}"
+    proxy_tls = p.host if p.scheme == "https" else None
     if origin.scheme == "https":
         # Tunnelled connections carry one origin's TLS session: pool per origin.
         key = (origin, p, proxy.auth)
-        return Route(key, p.host, p.port, tls_host, origin, proxy.auth, False, where)
+        return Route(key, p.host, p.port, tls_host, origin, proxy.auth, False, where, proxy_tls)
     # Plain-http requests can share connections to the proxy whatever the origin.
-    return Route(("proxy", p, proxy.auth), p.host, p.port, None, None, proxy.auth, True, where)
+    return Route(("proxy", p, proxy.auth), p.host, p.port, None, None, proxy.auth, True, where,
+                 proxy_tls)

@@ -16,10 +16,12 @@ from typing import TypeVar
 
 import msgspec
 
+from msgflux._transport.types import Timeouts
 from msgflux.exceptions import MsgfluxError
 
 __all__ = [
     "RETRYABLE_STATUS",
+    "CallBudget",
     "RetryPolicy",
     "RetryState",
     "acall_with_retries",
@@ -106,27 +108,65 @@ def _from_http_date(text: str) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
+class CallBudget:
+    """The time one call has in all, retries included (``Timeouts.budget()``).
+
+    :meth:`timeouts` gives each attempt its limits: the first one the call's own,
+    a retry what is left of the budget. So the worst case of a call is its
+    budget, not the attempts times their limits. ``deadline`` is on
+    ``time.monotonic()``.
+    """
+
+    __slots__ = ("budget", "deadline", "limits", "started", "stream")
+
+    def __init__(self, limits: Timeouts, stream: bool) -> None:
+        self.limits = limits
+        self.stream = stream
+        self.budget = limits.budget()
+        self.deadline = time.monotonic() + self.budget if self.budget is not None else None
+        self.started = False
+
+    def timeouts(self) -> Timeouts:
+        if not self.started or self.deadline is None:
+            self.started = True
+            return self.limits
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            from msgflux.exceptions import TotalTimeoutError
+
+            raise TotalTimeoutError(
+                f"total timeout: the call used its {self.budget:g} s (retries included); "
+                "raise it with the model's timeout= argument (total=...)"
+            )
+        return self.limits.within(left, self.stream)
+
+
 class RetryState:
     """The retry decision for one call, sans-I/O: both drivers below only sleep.
 
     :meth:`after` takes the error of a failed attempt and returns how long to
     wait before the next one, or ``None`` when the error must propagate (not
-    retryable, or ``policy.max_retries`` used up). ``on_retry(retry_number,
-    error, delay)`` runs before each wait (logging, metrics).
+    retryable, ``policy.max_retries`` used up, or the wait would pass the call's
+    ``deadline``, on ``time.monotonic()``). ``on_retry(retry_number, error,
+    delay)`` runs before each wait (logging, metrics).
     """
 
-    __slots__ = ("on_retry", "policy", "retries")
+    __slots__ = ("deadline", "on_retry", "policy", "retries")
 
     def __init__(self, policy: RetryPolicy,
-                 on_retry: Callable[[int, MsgfluxError, float], object] | None = None) -> None:
+                 on_retry: Callable[[int, MsgfluxError, float], object] | None = None,
+                 deadline: float | None = None) -> None:
         self.policy = policy
         self.on_retry = on_retry
         self.retries = 0
+        self.deadline = deadline
 
     def after(self, error: MsgfluxError) -> float | None:
         if not error.retryable or self.retries >= self.policy.max_retries:
             return None
         wait = self.policy.delay(self.retries, error.retry_after)
+        if self.deadline is not None and time.monotonic() + wait >= self.deadline:
+            return None  # no time left for another attempt: the error stands
         self.retries += 1
         if self.on_retry is not None:
             self.on_retry(self.retries, error, wait)
@@ -135,15 +175,17 @@ class RetryState:
 
 def call_with_retries(
     attempt_fn: Callable[[], T],
-    policy: RetryPolicy,
+    policy: RetryPolicy | RetryState,
     sleep: Callable[[float], object] = time.sleep,
     on_retry: Callable[[int, MsgfluxError, float], object] | None = None,
+    deadline: float | None = None,
 ) -> T:
     """Call ``attempt_fn()``; retry retryable msgflux errors as :class:`RetryState` says.
 
-    The last error propagates unchanged when retries run out.
+    The last error propagates unchanged when retries (or the time to ``deadline``) run
+    out. Pass a :class:`RetryState` instead of a policy to read ``retries`` afterwards.
     """
-    state = RetryState(policy, on_retry)
+    state = policy if isinstance(policy, RetryState) else RetryState(policy, on_retry, deadline)
     while True:
         try:
             return attempt_fn()
@@ -157,16 +199,17 @@ def call_with_retries(
 
 async def acall_with_retries(
     attempt_fn: Callable[[], Awaitable[T]],
-    policy: RetryPolicy,
+    policy: RetryPolicy | RetryState,
     sleep: Callable[[float], Awaitable[object]] | None = None,
     on_retry: Callable[[int, MsgfluxError, float], object] | None = None,
+    deadline: float | None = None,
 ) -> T:
     """Async :func:`call_with_retries`; ``sleep`` defaults to ``asyncio.sleep``."""
     if sleep is None:
         import asyncio
 
         sleep = asyncio.sleep
-    state = RetryState(policy, on_retry)
+    state = policy if isinstance(policy, RetryState) else RetryState(policy, on_retry, deadline)
     while True:
         try:
             return await attempt_fn()

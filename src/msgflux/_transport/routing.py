@@ -5,7 +5,14 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from msgflux._transport.http11 import encode_head_prefix, finish_head
-from msgflux._transport.proxy import Proxy, Route, proxy_from_env, proxy_from_url, route_for
+from msgflux._transport.proxy import (
+    Proxy,
+    Route,
+    is_loopback,
+    proxy_from_env,
+    proxy_from_url,
+    route_for,
+)
 from msgflux._transport.types import HttpRequest
 from msgflux._transport.urls import Origin, Target, split_url
 
@@ -28,7 +35,7 @@ class Prepared(NamedTuple):
 class Router:
     """Chooses routes (direct or via proxy) and encodes request heads.
 
-    ``proxy``: one ``http://`` proxy URL for every non-loopback origin; when
+    ``proxy``: one ``http://`` or ``https://`` proxy URL for every non-loopback origin; when
     ``None`` and ``trust_env`` is true the environment decides (see
     :mod:`msgflux._transport.proxy`). Routes are cached per origin, so the
     environment is read once per origin and transport. The body-independent
@@ -48,9 +55,7 @@ class Router:
         route = self._routes.get(origin)
         if route is None:
             if self._proxy is not None:
-                host = origin.host
-                loopback = host in ("localhost", "::1") or host.startswith("127.")
-                proxy = None if loopback else self._proxy
+                proxy = None if is_loopback(origin.host) else self._proxy
             elif self._trust_env:
                 proxy = proxy_from_env(origin)
             else:

@@ -26,7 +26,9 @@ pieces is joined once, not re-scanned per piece.
 
 from __future__ import annotations
 
+from msgflux._transport.errors import too_large
 from msgflux._transport.types import SSEEvent
+from msgflux.exceptions import TransportError
 
 __all__ = ["SSEDecoder"]
 
@@ -48,11 +50,18 @@ def _event_name(raw: bytes) -> str:
 
 
 class SSEDecoder:
-    """Incremental SSE parser: ``feed(bytes) -> list[SSEEvent]``, then ``close()``."""
+    """Incremental SSE parser: ``feed(bytes) -> list[SSEEvent]``, then ``close()``.
 
-    __slots__ = ("_parts", "_skip_lf", "last_event_id", "retry")
+    ``max_event_bytes`` bounds the bytes of one unfinished event (a server that
+    never ends an event would otherwise grow it without limit): past it,
+    :meth:`feed` raises :class:`~msgflux.exceptions.TransportError`.
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("_held", "_max", "_parts", "_skip_lf", "last_event_id", "retry")
+
+    def __init__(self, max_event_bytes: int | None = None) -> None:
+        self._max = max_event_bytes
+        self._held = 0  # bytes in _parts
         # Raw, line-normalised (LF only) bytes of the unfinished event, if any.
         # Invariant: they always start at the beginning of an event, so no
         # per-field state survives between feeds.
@@ -85,10 +94,12 @@ class SSEDecoder:
             # inside it, or it opens with LF right after a piece ending in LF.
             if data.find(_BLANK) < 0 and not (data[0] == 10 and parts[-1][-1] == 10):
                 parts.append(data)
+                self._hold(len(data))
                 return []
             parts.append(data)
             data = b"".join(parts)
             parts.clear()
+            self._held = 0
         out: list[SSEEvent] = []
         n = len(data)
         pos = 0
@@ -119,11 +130,21 @@ class SSEDecoder:
             end = data.find(_BLANK, pos)
             if end < 0:
                 parts.append(data[pos:])  # an unfinished event: wait for more
+                self._hold(n - pos)
                 break
             if end > pos:
                 self._parse_block(data[pos:end], out)
             pos = end + 2
         return out
+
+    def _hold(self, n: int) -> None:
+        held = self._held = self._held + n
+        limit = self._max
+        if limit is not None and held > limit:
+            self._parts.clear()
+            self._held = 0
+            raise TransportError(
+                "the server sent an unfinished event: " + too_large("one event", limit))
 
     def close(self) -> list[SSEEvent]:
         """Signal end of stream; per the spec an unterminated event is discarded.

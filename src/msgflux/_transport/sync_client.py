@@ -13,6 +13,7 @@ stalled stream can hang the caller.
 from __future__ import annotations
 
 import socket
+import ssl
 from collections.abc import Iterator
 from contextlib import suppress
 from time import monotonic
@@ -163,7 +164,7 @@ class HTTPTransport(ClientBase):
         p = conn.parser
         while not p.complete:
             _pump(conn, attempt, "idle")
-        response = HttpResponse(p.status, p.headers, p.take_body())
+        response = HttpResponse(p.status, p.headers, p.take_body(), attempt.timings())
         self._release(conn)
         return response
 
@@ -179,6 +180,15 @@ class HTTPTransport(ClientBase):
             pools = list(self._idle.values())
             self._idle.clear()
         for pool in pools:
+            for conn in pool:
+                conn.close()
+
+    def _after_fork_in_child(self) -> None:
+        # The child's copies of the parent's sockets: close them (no TLS close_notify
+        # is sent, so the parent's sessions go on) and start with an empty pool.
+        super()._after_fork_in_child()
+        pools, self._idle = self._idle, {}
+        for pool in pools.values():
             for conn in pool:
                 conn.close()
 
@@ -199,25 +209,31 @@ class HTTPTransport(ClientBase):
             timeouts = _DEFAULT_TIMEOUTS
         prep = self._router.prepare(req)
         route = prep.route
-        attempt = Attempt(timeouts, prep.target, route.where, monotonic(), req.stream)
+        stream = req.stream
+        attempt = Attempt(timeouts, prep.target, route.where, monotonic(), stream)
         head_only = req.method == "HEAD"
         conn = self._checkout(route)
         if conn is not None:
             try:
-                self._exchange(conn, prep, attempt, head_only, reused=True)
+                self._exchange(conn, prep, attempt, head_only, stream, reused=True)
                 return conn, attempt
             except _StaleConnectionError:
                 conn.close()
         conn = self._connect(route, attempt)
-        self._exchange(conn, prep, attempt, head_only, reused=False)
+        attempt.connected = monotonic()
+        self._exchange(conn, prep, attempt, head_only, stream, reused=False)
         return conn, attempt
 
     def _exchange(
-        self, conn: _Conn, prep: Prepared, attempt: Attempt, head_only: bool, *, reused: bool
+        self, conn: _Conn, prep: Prepared, attempt: Attempt, head_only: bool, stream: bool, *,
+        reused: bool
     ) -> None:
         """Write the request and read up to the end of the response head."""
         p = conn.parser
-        p.start(head_only=head_only)
+        # A stream is bounded per event (SSEDecoder), a whole answer in all; streams
+        # offer no compression (see Router).
+        p.start(head_only=head_only, max_body=None if stream else self.max_response_bytes,
+                identity=stream)
         sock = conn.sock
         try:
             wait, which = attempt.budget("idle", monotonic())
@@ -236,6 +252,7 @@ class HTTPTransport(ClientBase):
                     p.feed(data)
                 else:
                     p.feed_eof()
+            attempt.head = monotonic()
         except MsgfluxError:
             conn.close()
             raise
@@ -259,12 +276,19 @@ class HTTPTransport(ClientBase):
             raise connect_failed(route.where, exc, attempt.target.safe_url) from None
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if route.proxy_tls_host is not None:  # an https:// proxy
+                sock.settimeout(_left(deadline, attempt, which))
+                sock = self._tls_context().wrap_socket(
+                    sock, server_hostname=route.proxy_tls_host)
             if route.tunnel is not None:
                 self._open_tunnel(sock, route, attempt, deadline, which)
             if route.tls_host is not None:
                 ctx = self._tls_context()
                 sock.settimeout(_left(deadline, attempt, which))
-                sock = ctx.wrap_socket(sock, server_hostname=route.tls_host)
+                if route.proxy_tls_host is None:
+                    sock = ctx.wrap_socket(sock, server_hostname=route.tls_host)
+                else:
+                    sock = _TLSInTLS(sock, ctx, route.tls_host)  # type: ignore[arg-type]
         except MsgfluxError:
             sock.close()
             raise
@@ -325,6 +349,60 @@ class HTTPTransport(ClientBase):
         conn.close()
 
 
+class _TLSInTLS:
+    """The origin's TLS inside an https:// proxy's TLS. ``ssl`` wraps a socket only
+    once, so the inner session runs on memory BIOs over the outer socket; this
+    offers the few socket methods the client uses."""
+
+    def __init__(self, outer: ssl.SSLSocket, ctx: ssl.SSLContext, server_hostname: str) -> None:
+        self._outer = outer
+        self._incoming = ssl.MemoryBIO()
+        self._outgoing = ssl.MemoryBIO()
+        self._tls = ctx.wrap_bio(self._incoming, self._outgoing,
+                                 server_hostname=server_hostname)
+        self._run(self._tls.do_handshake)
+
+    def _run(self, step: Any, *args: Any) -> Any:
+        while True:
+            try:
+                result = step(*args)
+            except ssl.SSLWantReadError:
+                self._flush()
+                data = self._outer.recv(_READ_SIZE)
+                if data:
+                    self._incoming.write(data)
+                else:
+                    self._incoming.write_eof()
+                continue
+            self._flush()
+            return result
+
+    def _flush(self) -> None:
+        data = self._outgoing.read()
+        if data:
+            self._outer.sendall(data)
+
+    def recv(self, n: int) -> bytes:
+        try:
+            return self._run(self._tls.read, n)
+        except ssl.SSLZeroReturnError:
+            return b""
+
+    def sendall(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[self._run(self._tls.write, view):]
+
+    def settimeout(self, value: float | None) -> None:
+        self._outer.settimeout(value)
+
+    def fileno(self) -> int:
+        return self._outer.fileno()
+
+    def close(self) -> None:
+        self._outer.close()
+
+
 def _left(deadline: float | None, attempt: Attempt, which: str) -> float | None:
     if deadline is None:
         return None
@@ -346,7 +424,7 @@ class SyncStreamResponse:
     (``b""`` normally): non-blank means the stream was cut short.
     """
 
-    __slots__ = ("_attempt", "_conn", "_transport", "headers", "sse_tail", "status")
+    __slots__ = ("_attempt", "_conn", "_transport", "headers", "sse_tail", "status", "timings")
 
     def __init__(self, transport: HTTPTransport, conn: _Conn, attempt: Attempt) -> None:
         self._transport = transport
@@ -354,6 +432,7 @@ class SyncStreamResponse:
         self._attempt = attempt
         self.status: int = conn.parser.status
         self.headers: list[tuple[str, str]] = conn.parser.headers
+        self.timings = attempt.timings()
         self.sse_tail = b""
 
     def header(self, name: str) -> str | None:
@@ -387,11 +466,14 @@ class SyncStreamResponse:
             yield data
 
     def read(self) -> bytes:
-        """The rest of the body (e.g. the error body of a non-2xx answer)."""
+        """The rest of the body (e.g. the error body of a non-2xx answer), at most
+        ``max_response_bytes``."""
+        if self._conn is not None:
+            self._conn.parser.limit_body(self._transport.max_response_bytes)
         return b"".join(self.iter_bytes())
 
     def __iter__(self) -> Iterator[SSEEvent]:
-        decoder = SSEDecoder()
+        decoder = SSEDecoder(self._transport.max_response_bytes)
         feed = decoder.feed
         next_chunk = self._next_chunk
         while True:

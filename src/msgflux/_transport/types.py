@@ -30,12 +30,30 @@ class HttpRequest(msgspec.Struct, frozen=True):
         return f"HttpRequest({self.method} {self.url})"
 
 
+class Timings(msgspec.Struct, frozen=True, gc=False):
+    """When the phases of one attempt ended, in seconds from the attempt's start.
+
+    ``connect``: the connection was ready (TCP, a proxy tunnel, TLS); ``None`` when a
+    pooled connection was reused. ``first_byte``: the response head arrived;
+    ``None`` when the transport does not track it. The whole attempt's time is
+    the caller's to measure (a stream ends long after the transport returns).
+    """
+
+    connect: float | None = None
+    first_byte: float | None = None
+
+
 class HttpResponse(msgspec.Struct):
-    """A complete (non-streamed) HTTP response; header names are lower-case."""
+    """A complete (non-streamed) HTTP response; header names are lower-case.
+
+    ``timings``: the attempt's phases when the transport measured them (a
+    transport of your own may leave it ``None``).
+    """
 
     status: int
     headers: list[tuple[str, str]]
     body: bytes
+    timings: Timings | None = None
 
     def header(self, name: str) -> str | None:
         """The first value of header ``name`` (lower-case), or ``None``."""
@@ -58,20 +76,33 @@ NON_STREAM_TOTAL = 600.0
 
 
 class Timeouts(msgspec.Struct, frozen=True):
-    """Per-attempt time limits in seconds; ``None`` disables one.
+    """Time limits in seconds; ``None`` disables one.
 
     ``connect``: TCP connect plus TLS handshake. ``first_byte``: from the request
     being written to the first byte of the response. ``idle``: the longest
     silence allowed between two reads once the response has started.
-    ``total``: the whole attempt, first byte to last. Left unset it is
-    ``NON_STREAM_TOTAL`` for a non-streamed call and no limit for a stream;
-    set it to bound streams too.
+    ``total``: the whole call, first byte to last, retries and their waits
+    included. Left unset it is ``NON_STREAM_TOTAL`` for a non-streamed call;
+    a stream then gets ``NON_STREAM_TOTAL`` to start (all its attempts
+    together) and no limit once it runs. Set it to bound streams too.
     """
 
     connect: float | None = 10.0
     first_byte: float | None = 600.0
     idle: float | None = 300.0
     total: float | UnsetType | None = UNSET
+
+    def budget(self) -> "float | None":
+        """Seconds a whole call may take, retries included (``None``: no limit)."""
+        total = self.total
+        return NON_STREAM_TOTAL if total is UNSET else total  # type: ignore[return-value]
+
+    def within(self, left: float, stream: bool) -> "Timeouts":
+        """These limits for a retry that has ``left`` seconds of the call's budget."""
+        if self.total is UNSET and stream:  # the default budget bounds a stream's start only
+            return msgspec.structs.replace(self, connect=_at_most(self.connect, left),
+                                           first_byte=_at_most(self.first_byte, left))
+        return msgspec.structs.replace(self, total=left)
 
     @classmethod
     def each(cls, seconds: float) -> "Timeouts":
@@ -81,9 +112,13 @@ class Timeouts(msgspec.Struct, frozen=True):
         return cls(connect=seconds, first_byte=seconds, idle=seconds)
 
 
+def _at_most(limit: "float | None", left: float) -> float:
+    return left if limit is None or limit > left else limit
+
+
 # Public names report where users find them. (No ``from __future__ import
 # annotations`` in this module: msgspec resolves string annotations through
 # ``__module__``, which no longer names this file.)
 Timeouts.__module__ = "msgflux"  # public as mf.Timeouts
-for _wire in (HttpRequest, HttpResponse, SSEEvent):
+for _wire in (HttpRequest, HttpResponse, SSEEvent, Timings):
     _wire.__module__ = "msgflux.transport"  # where transport authors import them from

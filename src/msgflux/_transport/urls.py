@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 from msgflux.exceptions import InvalidParameterError
 
-__all__ = ["Origin", "Target", "split_url"]
+__all__ = ["Origin", "Target", "safe_url", "split_url", "without_userinfo"]
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -46,7 +46,7 @@ def split_url(url: str) -> Target:
     scheme = scheme.lower()
     if not sep or scheme not in _DEFAULT_PORTS:
         raise InvalidParameterError(
-            f"unsupported URL {_redact(url)!r}: expected an absolute http:// or https:// URL"
+            f"unsupported URL {safe_url(url)!r}: expected an absolute http:// or https:// URL"
         )
     cut = len(rest)
     for ch in "/?#":
@@ -80,21 +80,33 @@ def _split_authority(authority: str, url: str) -> tuple[str, int | None]:
     if authority.startswith("["):  # IPv6 literal
         end = authority.find("]")
         if end < 0:
-            raise InvalidParameterError(f"invalid IPv6 host in URL {_redact(url)!r}")
+            raise InvalidParameterError(f"invalid IPv6 host in URL {safe_url(url)!r}")
         host, tail = authority[1:end], authority[end + 1 :]
         if tail:
             if not tail.startswith(":"):
-                raise InvalidParameterError(f"invalid host in URL {_redact(url)!r}")
+                raise InvalidParameterError(f"invalid host in URL {safe_url(url)!r}")
             port_text = tail[1:]
     else:
         host, _, port_text = authority.partition(":")
     if not host:
-        raise InvalidParameterError(f"URL {_redact(url)!r} has no host")
+        raise InvalidParameterError(f"URL {safe_url(url)!r} has no host")
+    host = host.lower()
+    if not host.isascii():
+        host = _idna(host, url)
     if not port_text:
-        return host.lower(), None
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise InvalidParameterError(f"invalid port {port_text!r} in URL {_redact(url)!r}")
-    return host.lower(), int(port_text)
+        return host, None
+    # isdigit() alone accepts other scripts' digits ("١٢"), which int() reads.
+    if not (port_text.isascii() and port_text.isdigit()) or not 0 < int(port_text) < 65536:
+        raise InvalidParameterError(f"invalid port {port_text!r} in URL {safe_url(url)!r}")
+    return host, int(port_text)
+
+
+def _idna(host: str, url: str) -> str:
+    """A non-ASCII host name as DNS and the Host header know it (``xn--`` labels)."""
+    try:
+        return host.encode("idna").decode("ascii")
+    except UnicodeError:
+        raise InvalidParameterError(f"invalid host name in URL {safe_url(url)!r}") from None
 
 
 def _quote_target(target: str) -> str:
@@ -104,10 +116,19 @@ def _quote_target(target: str) -> str:
     return quote(target, safe="/?&=%:@!$'()*+,;[]~-._")
 
 
-def _redact(url: str) -> str:
-    """The URL without query and userinfo, for error messages."""
-    url = url.partition("?")[0]
+def safe_url(url: str) -> str:
+    """The URL without query, fragment and userinfo, for messages."""
+    url = url.partition("?")[0].partition("#")[0]
     scheme, sep, rest = url.partition("://")
     if sep and "@" in rest.partition("/")[0]:
         rest = rest.partition("@")[2]
     return f"{scheme}{sep}{rest}"
+
+
+def without_userinfo(url: str) -> str:
+    """``url`` with any ``user:password@`` removed (the rest unchanged)."""
+    scheme, sep, rest = url.partition("://")
+    authority, slash, tail = rest.partition("/")
+    if "@" in authority:
+        authority = authority.rpartition("@")[2]
+    return f"{scheme}{sep}{authority}{slash}{tail}"

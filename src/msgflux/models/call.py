@@ -13,6 +13,10 @@ The route of a call reads top to bottom here::
 
 Everything here takes an explicit :class:`Wiring` — the dialect, endpoint,
 transports, profile and cache of one model — never the model itself.
+
+Observation (logging, hooks, OpenTelemetry) is :mod:`msgflux.observe`'s: a call
+asks it once for an ``Observation`` (``None`` when nobody listens) and reports
+through it from the few places that know the facts.
 """
 
 from __future__ import annotations
@@ -30,7 +34,8 @@ from msgflux.exceptions import (
     _redact,
 )
 from msgflux.models import options as opt
-from msgflux.models.cache import ResponseCache, cache_key
+from msgflux.models import pricing, tokens
+from msgflux.models.cache.base import CacheBackend, cache_key
 from msgflux.models.dialects.base import Endpoint
 from msgflux.models.messages import to_messages
 from msgflux.models.partial import PartialJSON, PartialXML
@@ -38,14 +43,12 @@ from msgflux.models.request import (
     ChatRequest,
     Completion,
     Delta,
-    ImagePart,
-    TextPart,
     ToolChoice,
     Usage,
     with_refusal,
 )
 from msgflux.models.response import ModelResponse, ModelStreamResponse
-from msgflux.models.stream import AsyncSource, SyncSource
+from msgflux.models.stream import AsyncSource, Replay, SyncSource
 from msgflux.models.structured import (
     CompiledSchema,
     compile_schema,
@@ -55,22 +58,39 @@ from msgflux.models.structured import (
 from msgflux.models.structured_modes import Plan, plan_structured
 from msgflux.models.tool_calls import ToolCallAggregator
 from msgflux.models.tools import Toolset, toolset
+from msgflux.observe import _observation
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
     from msgflux._transport.base import AsyncTransport, Transport
-    from msgflux._transport.retry import RetryPolicy
-    from msgflux._transport.types import HttpRequest, Timeouts
+    from msgflux._transport.retry import CallBudget, RetryPolicy, RetryState
+    from msgflux._transport.types import HttpRequest, HttpResponse, Timeouts
     from msgflux.dsl.typed_parsers.base import TypedParser
-    from msgflux.models.dialects.base import Dialect
-    from msgflux.models.profiles.types import ModelProfile
+    from msgflux.models.dialects.base import Dialect, StreamDecoder
+    from msgflux.models.profiles.types import ModelCost, ModelProfile
     from msgflux.models.providers.registry import Provider
     from msgflux.models.stream import StreamAssembler
 
-__all__ = ["PreparedCall", "StreamCall", "Wiring", "prepare"]
+__all__ = ["PreparedCall", "StreamCall", "Wiring", "default_transport", "prepare"]
 
 _UNSET: Any = object()
+
+
+def default_transport(asynchronous: bool, options: dict[str, Any]) -> Any:
+    """msgflux's own HTTP client for one model, made with the model's client options
+    (``verify``, ``cert``, ``proxy``, ``trust_env``, ``max_response_bytes``).
+
+    The one place a default transport is made: the test suite swaps it to run the
+    transport-independent tests over the httpx backend too.
+    """
+    if asynchronous:
+        from msgflux._transport.async_client import AsyncHTTPTransport
+
+        return AsyncHTTPTransport(**options)
+    from msgflux._transport.sync_client import HTTPTransport
+
+    return HTTPTransport(**options)
 
 
 class Wiring:
@@ -81,15 +101,18 @@ class Wiring:
     Transports handed in by the caller are theirs to close.
     """
 
-    __slots__ = ("_async_transport", "_endpoint", "_lock", "_own_async", "_own_sync",
-                 "_profile", "_transport", "api_key", "base_url", "cache", "dialect",
-                 "engine_options", "headers", "model_id", "provider", "row",
-                 "structured_start")
+    __slots__ = ("_async_transport", "_endpoint", "_lock", "_missing", "_own_async",
+                 "_own_sync", "_prices", "_profile", "_transport", "api_key", "base_url", "cache",
+                 "client_options", "dialect", "engine_options", "headers", "hooks", "model_id",
+                 "pricing", "provider", "row", "structured_start")
 
     def __init__(self, model_id: str, row: Provider, dialect: Dialect, *,
                  api_key: str | None, base_url: str | None, headers: dict[str, Any] | None,
-                 engine_options: dict[str, Any], cache: ResponseCache | None,
-                 transport: Transport | None, async_transport: AsyncTransport | None) -> None:
+                 engine_options: dict[str, Any], cache: CacheBackend | None,
+                 transport: Transport | None, async_transport: AsyncTransport | None,
+                 pricing: ModelCost | None = None, hooks: tuple[Any, ...] = (),
+                 http_client: Any = None, client_options: dict[str, Any] | None = None
+                 ) -> None:
         self.model_id = model_id
         self.row = row
         self.provider = row.id
@@ -99,12 +122,25 @@ class Wiring:
         self.headers = tuple((k.lower(), str(v)) for k, v in (headers or {}).items())
         self.engine_options = engine_options
         self.cache = cache
+        self.client_options = client_options or {}
+        self._missing: str | None = None
+        if http_client is not None:  # the caller's httpx client(s) carry the calls
+            from msgflux._transport.httpx_backend import transports_for
+
+            sync, asyn = transports_for(http_client, self.client_options)
+            if (sync is None) != (asyn is None):
+                self._missing = "blocking calls" if sync is None else "acall()"
+            transport = transport or sync
+            async_transport = async_transport or asyn
         self._transport = transport
         self._async_transport = async_transport
         self._own_sync = transport is None
         self._own_async = async_transport is None
         self._lock = threading.Lock()
         self._profile: Any = _UNSET
+        self._prices: Any = _UNSET
+        self.pricing = pricing
+        self.hooks = hooks
         self._endpoint: Endpoint | None = None
         # The structured mode this model's calls start from once a provider refused a
         # better one (set by structured_modes.remember).
@@ -121,6 +157,7 @@ class Wiring:
             raise InvalidParameterError(
                 f"Provider {self.provider!r} has no default base URL: pass base_url=..."
             )
+        opt.check_base_url(base_url)  # from the environment too
         return Endpoint(self.provider, base_url.rstrip("/"), self.api_key, self.headers,
                         self.row.quirks)
 
@@ -164,14 +201,18 @@ class Wiring:
     def _default(self, slot: str) -> Any:
         """The default transport for ``slot``, made once (the clients load sockets, ssl
         and asyncio: only when first needed)."""
+        if self._missing is not None:
+            from msgflux.exceptions import InvalidParameterError
+
+            # Going around the caller's client (its proxy, its CAs) would surprise.
+            raise InvalidParameterError(
+                f"this model's http_client has no client for {self._missing}: pass both, "
+                "http_client=(httpx.Client(...), httpx.AsyncClient(...))"
+            )
         with self._lock:
             transport = getattr(self, slot)
             if transport is None:
-                if slot == "_transport":
-                    from msgflux._transport.sync_client import HTTPTransport as Client
-                else:
-                    from msgflux._transport.async_client import AsyncHTTPTransport as Client
-                transport = Client()
+                transport = default_transport(slot == "_async_transport", self.client_options)
                 setattr(self, slot, transport)
         return transport
 
@@ -207,21 +248,53 @@ class Wiring:
         if usage is None:
             return total
         own = Usage(**{k: v for k, v in usage.items() if k in Usage.__struct_fields__})
-        return own.plus(total) if total is not None else own
+        return own.plus(total)
 
     def set_usage(self, meta: dotdict, usage: Usage | None) -> None:
         """Put ``usage`` (the sum over several calls) and its cost in ``meta``."""
         if usage is not None:
             meta["usage"] = _usage_dict(usage)
-            meta["cost"] = _cost(self, usage)
+            meta["cost"], meta["cost_breakdown"] = pricing.cost(self.prices, usage)
+
+    @property
+    def prices(self) -> ModelCost | None:
+        """What this model's tokens cost (see :mod:`msgflux.models.pricing`)."""
+        if self._prices is _UNSET:
+            self._prices = pricing.prices(self.pricing, self.profile, self.row.base_url,
+                                          self.base_url)
+        return self._prices
+
+    def observe(self, request: ChatRequest, policy: RetryPolicy
+                ) -> _observation.Observation | None:
+        """This call's observation, or ``None`` when nobody listens."""
+        return _observation.begin(self.provider, self.model_id, request, policy.max_retries,
+                                  self.hooks)
 
     def error(self, status: int, headers: list[tuple[str, str]], body: bytes) -> MsgfluxError:
         """The typed error for a non-2xx answer, with the key masked if quoted back."""
         from msgflux._transport.retry import retry_after_from_headers
 
-        error = self.dialect.parse_error(status, headers, body, self.provider,
-                                         retry_after=retry_after_from_headers(headers))
+        if 300 <= status < 400:
+            error: MsgfluxError = _redirect_error(status, headers, self.provider)
+        else:
+            error = self.dialect.parse_error(status, headers, body, self.provider,
+                                             retry_after=retry_after_from_headers(headers))
         return _redact(error, self.api_key)
+
+
+def _redirect_error(status: int, headers: list[tuple[str, str]], provider: str) -> MsgfluxError:
+    """A redirect is never followed (it could carry the API key to another host): say
+    where it pointed, so the caller can decide to use that address."""
+    from msgflux._transport.types import header
+    from msgflux.exceptions import APIStatusError
+
+    location = header(headers, "location")
+    where = f"redirected to {location}" if location else "redirected (no Location given)"
+    return APIStatusError(
+        f"the server {where}; msgflux never follows redirects, since they could carry the API "
+        "key to another host. If the new address is right, use it as base_url.",
+        status=status, provider=provider,
+    )
 
 
 # ---------------------------------------------------------------- preparing
@@ -231,10 +304,11 @@ def prepare(wiring: Wiring, settings: opt.ModelSettings, messages: Any, *,
             system_prompt: str | None = None, prefilling: str | None = None,
             stream: bool = False, generation_schema: Any = None, typed_parser: Any = None,
             tool_schemas: Any = None, tool_choice: Any = None, extra_body: Any = None,
-            timeout: Any = None, max_retries: Any = None, structured_mode: Any = None,
-            max_validation_retries: Any = None,
-            sampling: dict[str, Any] | None = None) -> PreparedCall:
-    """Check the caller's input and build the neutral request (no I/O).
+            timeout: Any = None, max_retries: Any = None, prompt_cache: Any = None,
+            structured_mode: Any = None, max_validation_retries: Any = None,
+            sampling: dict[str, Any] | None = None, check: bool = True) -> PreparedCall:
+    """Check the caller's input and build the neutral request (no I/O); ``check=False``
+    skips the profile's capability checks (to count an oversized prompt, say).
 
     ``sampling``: the call's own sampling options (checked by
     :func:`~msgflux.models.options.call_sampling`), over the model's. A structured
@@ -278,10 +352,12 @@ def prepare(wiring: Wiring, settings: opt.ModelSettings, messages: Any, *,
         prefill=prefilling,
         stream=bool(stream),
         extra=opt.extra_body(settings.get("extra_body"), extra_body),
+        cache=(opt.prompt_cache(prompt_cache) if prompt_cache is not None
+               else settings.prompt_cache),
     )
     mode = plan.modes[0] if plan is not None else None
     request = plan.apply(base, mode) if plan is not None else base
-    if settings.get("check_capabilities", True):
+    if check and settings.get("check_capabilities", True):
         _check_capabilities(wiring, request)
     return PreparedCall(
         wiring,
@@ -305,32 +381,25 @@ def profile_output_limit(wiring: Wiring) -> int | None:
 
 
 def _check_capabilities(wiring: Wiring, request: ChatRequest) -> None:
-    """Refuse what the model's profile says it cannot serve (before the network)."""
+    """Refuse what the model's profile says it cannot serve (before the network).
+
+    The prompt's size is the local lower bound of :mod:`msgflux.models.tokens`: an
+    exact count would cost a request to the provider before every call, and the
+    provider refuses an oversized prompt itself; the bound never refuses one that fits.
+    """
     profile = wiring.profile
     if profile is None:
         return
     from msgflux.models.profiles import check_request
 
-    chars = 0
-    images = False
-    for message in request.messages:
-        content = message.content
-        if isinstance(content, str):
-            chars += len(content)
-        elif content:
-            for part in content:
-                if isinstance(part, TextPart):
-                    chars += len(part.text)
-                elif isinstance(part, ImagePart):
-                    images = True
+    prompt_tokens, images = tokens.lower_bound(request)
     output = request.output
     check_request(
         profile,
         has_tools=bool(request.tools) or (output is not None and output.mode == "tool"),
         has_schema=output is not None and output.mode == "json_schema",
         has_images=images,
-        # ~4 characters a token in English; divide by 6 so the estimate stays low.
-        estimated_prompt_tokens=chars // 6,
+        estimated_prompt_tokens=prompt_tokens,
         max_tokens=request.max_tokens,
     )
 
@@ -352,8 +421,8 @@ class PreparedCall:
     :class:`~msgflux.models.tools.Toolset` (functions to run, provider-safe names).
     """
 
-    __slots__ = ("base", "compiled", "mode", "parser", "parser_name", "plan", "policy", "request",
-                 "timeouts", "tools", "wiring")
+    __slots__ = ("base", "compiled", "mode", "observer", "parser", "parser_name", "plan",
+                 "policy", "request", "timeouts", "tools", "wiring")
 
     def __init__(self, wiring: Wiring, request: ChatRequest, compiled: CompiledSchema | None,
                  parser: TypedParser | None, parser_name: str | None, timeouts: Timeouts,
@@ -370,6 +439,9 @@ class PreparedCall:
         self.mode = mode
         self.base = base if base is not None else request
         self.tools = tools
+        # Sees the status and headers of every HTTP answer of this call, retries
+        # included (a batch runner reads rate-limit headers from them).
+        self.observer: Callable[[int, list[tuple[str, str]]], object] | None = None
 
     def __repr__(self) -> str:
         return f"PreparedCall({self.wiring.provider}/{self.request.model})"
@@ -377,10 +449,12 @@ class PreparedCall:
     def derive(self, request: ChatRequest, *, mode: str | None = None,
                base: ChatRequest | None = None) -> PreparedCall:
         """This call with another request (a later step of a loop, another mode, a retry)."""
-        return PreparedCall(self.wiring, request, self.compiled, self.parser, self.parser_name,
+        call = PreparedCall(self.wiring, request, self.compiled, self.parser, self.parser_name,
                             self.timeouts, self.policy, plan=self.plan,
                             mode=mode if mode is not None else self.mode,
                             base=base if base is not None else self.base, tools=self.tools)
+        call.observer = self.observer
+        return call
 
     def answer(self) -> ModelResponse | ModelStreamResponse:
         """Run the call as calling the model does (see the class doc)."""
@@ -401,81 +475,142 @@ class PreparedCall:
         return self.wiring.dialect.build_request(self.request, self.wiring.endpoint)
 
     def stream_call(self) -> StreamCall:
-        """The stream side of this call, for a ModelStreamResponse to drive."""
-        return StreamCall(self)
+        """The stream side of this call, for a ModelStreamResponse to drive (a cached
+        answer is played back as a stream)."""
+        return StreamCall(self, *self._lookup())
 
     # -------------------------------------------------------------- running
 
     def run(self) -> ModelResponse | ModelStreamResponse:
         if self.request.stream:
-            return ModelStreamResponse.open(StreamCall(self))
-        key, hit = self._cached()
+            return ModelStreamResponse.open(self.stream_call())
+        key, hit = self._lookup()
         if hit is not None:
-            return hit
-        from msgflux._transport.retry import call_with_retries
+            return self._shape(hit)
+        from msgflux._transport.retry import CallBudget, RetryState, call_with_retries
 
         http = self.http_request()
-        body = call_with_retries(lambda: self._send(http), self.policy)
-        return self._answer(key, body)
+        obs = self.wiring.observe(self.request, self.policy)
+        budget = CallBudget(self.timeouts, False)  # retries included
+        state = RetryState(self.policy, obs and obs.retried, budget.deadline)
+        send = self._send if obs is None else obs.attempt(self._send)
+        try:
+            response = call_with_retries(lambda: send(http, obs, budget.timeouts()), state)
+            completion, result = self._answer(response.body, state, obs)
+        except BaseException as error:
+            _failed(error, state, obs)
+            raise
+        if key is not None:
+            self.store(key, completion)
+        return result
 
     async def arun(self) -> ModelResponse | ModelStreamResponse:
         if not self.wiring.endpoint_ready:
             await self.wiring.aendpoint()  # an engine start must not block the loop
+        key, hit = await self._alookup()
         if self.request.stream:
-            return await ModelStreamResponse.aopen(StreamCall(self))
-        key, hit = self._cached()
+            return await ModelStreamResponse.aopen(StreamCall(self, key, hit))
         if hit is not None:
-            return hit
-        from msgflux._transport.retry import acall_with_retries
+            return self._shape(hit)
+        from msgflux._transport.retry import CallBudget, RetryState, acall_with_retries
 
         http = self.http_request()
-        body = await acall_with_retries(lambda: self._asend(http), self.policy)
-        return self._answer(key, body)
+        obs = self.wiring.observe(self.request, self.policy)
+        budget = CallBudget(self.timeouts, False)  # retries included
+        state = RetryState(self.policy, obs and obs.retried, budget.deadline)
+        send = self._asend if obs is None else obs.aattempt(self._asend)
+        try:
+            response = await acall_with_retries(lambda: send(http, obs, budget.timeouts()), state)
+            completion, result = self._answer(response.body, state, obs)
+        except BaseException as error:
+            _failed(error, state, obs)
+            raise
+        if key is not None:
+            await self._astore(key, completion)
+        return result
 
-    def _send(self, http: HttpRequest) -> bytes:
-        response = self.wiring.transport().send(http, self.timeouts)
+    def _send(self, http: HttpRequest, obs: _observation.Observation | None,
+              timeouts: Timeouts) -> HttpResponse:
+        if obs is not None:
+            obs.sending(http)
+        response = self.wiring.transport().send(http, timeouts)
+        return self._checked(response, obs)
+
+    async def _asend(self, http: HttpRequest, obs: _observation.Observation | None,
+                     timeouts: Timeouts) -> HttpResponse:
+        if obs is not None:
+            obs.sending(http)
+        response = await self.wiring.async_transport().send(http, timeouts)
+        return self._checked(response, obs)
+
+    def _checked(self, response: HttpResponse, obs: _observation.Observation | None
+                 ) -> HttpResponse:
+        if obs is not None:
+            obs.responded(response.status, response.timings)
+        if self.observer is not None:
+            self.observer(response.status, response.headers)
         if not 200 <= response.status < 300:
             raise self.wiring.error(response.status, response.headers, response.body)
-        return response.body
-
-    async def _asend(self, http: HttpRequest) -> bytes:
-        response = await self.wiring.async_transport().send(http, self.timeouts)
-        if not 200 <= response.status < 300:
-            raise self.wiring.error(response.status, response.headers, response.body)
-        return response.body
+        return response
 
     # -------------------------------------------------------------- cache
 
-    def _cached(self) -> tuple[bytes | None, ModelResponse | None]:
-        """The cache key of this (non-stream) call and a copy of its hit, if any."""
+    def _lookup(self) -> tuple[bytes | None, Completion | None]:
+        """The cache key of this call (``None`` without a cache) and its stored answer."""
         cache = self.wiring.cache
         if cache is None:
             return None, None
         key = cache_key(self.wiring.provider, self.wiring.endpoint.base_url, self.request,
                         self.parser_name)
-        hit = cache.get(key)
-        return key, (hit.copy() if hit is not None else None)
+        return key, cache.get(key)
 
-    def _answer(self, key: bytes | None, body: bytes) -> ModelResponse:
-        """Decode and shape the answer; keep a copy under ``key`` so callers cannot
-        change the cache."""
+    async def _alookup(self) -> tuple[bytes | None, Completion | None]:
+        cache = self.wiring.cache
+        if cache is not None and cache.blocking:  # a network store: off the event loop
+            import asyncio
+
+            return await asyncio.to_thread(self._lookup)
+        return self._lookup()
+
+    def store(self, key: bytes, completion: Completion) -> None:
+        """Keep ``completion`` (its text as the caller sees it) under ``key``."""
+        cache = self.wiring.cache
+        if cache is not None:
+            cache.set(key, completion)
+
+    async def _astore(self, key: bytes, completion: Completion) -> None:
+        cache = self.wiring.cache
+        if cache is not None and cache.blocking:
+            import asyncio
+
+            await asyncio.to_thread(self.store, key, completion)
+        else:
+            self.store(key, completion)
+
+    def _answer(self, body: bytes, state: RetryState, obs: _observation.Observation | None
+                ) -> tuple[Completion, ModelResponse]:
+        """Decode and shape the answer (an answer that does not shape is not cached)."""
         wiring = self.wiring
         try:
             completion = wiring.dialect.parse_response(body, self.request, wiring.provider)
         except MsgfluxError as e:  # an in-band error may quote the key back
             _redact(e, wiring.api_key)
             raise
-        result = self._shape(completion)
-        if key is not None and wiring.cache is not None:
-            wiring.cache.set(key, result.copy())
-        return result
+        prefill = self.request.prefill
+        if prefill is not None and not wiring.row.quirks.prefill_echoed(stream=False):
+            completion.text = prefill + (completion.text or "")  # as the caller sees it
+        result = self._shape(completion, state.retries + 1)
+        if obs is not None:
+            obs.answered(result.metadata, completion.usage, completion.usage, completion.id,
+                         result.data)
+        return completion, result
 
     # -------------------------------------------------------------- shaping
 
-    def _shape(self, completion: Completion) -> ModelResponse:
+    def _shape(self, completion: Completion, attempts: int = 1) -> ModelResponse:
         refusal = completion.refusal
         meta = metadata(self.wiring, completion.usage, completion.finish_reason, completion.model,
-                        refusal)
+                        refusal, completion.id, attempts)
         if completion.tool_calls:
             calls = completion.tool_calls
             if self.tools is not None and self.tools.renamed:
@@ -486,9 +621,6 @@ class PreparedCall:
             agg.reasoning_blocks = completion.reasoning_blocks
             return ModelResponse(agg, "tool_call", meta, completion.reasoning)
         text = completion.text or ""
-        prefill = self.request.prefill
-        if prefill is not None and not self.wiring.row.quirks.prefill_echoed(stream=False):
-            text = prefill + text
         if refusal is not None:
             text = with_refusal(text, refusal)
         try:
@@ -520,37 +652,78 @@ class PreparedCall:
                     compiled, text, lenient=mode == "prompt" or mode == "json_object")
             return "structured", validate_value(compiled, self.parser.decode(text), text,
                                                 lax=True)
+        if finish_reason == "length" and self.request.max_tokens is None:
+            _warn_cut(self.wiring)
         if self.parser is not None:
             return "structured", self.parser.decode(text)
         return "text_generation", text
 
 
+def _warn_cut(wiring: Wiring) -> None:
+    """Warn that an answer hit a limit nobody chose: the provider's or the engine's default."""
+    import sys
+    import warnings
+
+    from msgflux.exceptions import OutputTruncatedWarning
+
+    # Point the warning at the caller's line, however deep in msgflux it was found.
+    frame, level = sys._getframe(1), 2
+    while frame.f_back is not None and frame.f_globals.get("__name__", "").startswith("msgflux"):
+        frame, level = frame.f_back, level + 1
+    where = ("the embedded engine's default cap (EngineOptions.n_predict, 512 tokens)"
+             if wiring.row.engine else "the provider's default limit")
+    warnings.warn(
+        f"{wiring.provider}/{wiring.model_id}: the answer stopped at {where} "
+        "(finish_reason 'length') and is probably cut off; pass max_tokens=N to allow "
+        "a longer one.",
+        OutputTruncatedWarning, stacklevel=level,
+    )
+
+
 def metadata(wiring: Wiring, usage: Usage | None, finish_reason: str | None,
-             model: str | None, refusal: str | None) -> dotdict:
-    """``response.metadata``: usage, finish reason, model, provider, cost and refusal."""
+             model: str | None, refusal: str | None, id: str | None,
+             attempts: int = 1) -> dotdict:
+    """``response.metadata``: usage, finish reason, model, provider, cost (USD, ``None``
+    when unknown) and its breakdown, refusal, the provider's id of the answer (what an
+    OpenAI Responses ``previous_response_id`` names), and how many attempts the call made.
+
+    ``usage`` is the whole call's: every attempt that was billed tokens counts.
+    """
+    cost, breakdown = pricing.cost(wiring.prices, usage)
     return dotdict(
         usage=_usage_dict(usage) if usage is not None else None,
         finish_reason=finish_reason,
         model=model or wiring.model_id,
         provider=wiring.provider,
-        cost=_cost(wiring, usage),
+        cost=cost,
+        cost_breakdown=breakdown,
         refusal=refusal,
+        id=id,
+        attempts=attempts,
     )
 
 
-def _cost(wiring: Wiring, usage: Usage | None) -> float | None:
+def add_spent(meta: dotdict, call: StreamCall) -> None:
+    """Add to ``meta`` (another model's answer) what ``call``'s abandoned attempts were
+    billed, at ``call``'s own prices (a gateway that fell back from a broken stream)."""
+    usage = call.spent_usage
     if usage is None:
-        return None
-    profile = wiring.profile
-    if profile is None:
-        return None
-    return profile.cost.calculate(
-        input_tokens=usage.prompt_tokens,
-        output_tokens=usage.completion_tokens,
-        cached_tokens=usage.cached_tokens or 0,
-        cache_write_tokens=usage.cache_write_tokens or 0,
-        reasoning_tokens=usage.reasoning_tokens or 0,
-    )
+        return
+    cost, _ = pricing.cost(call.call.wiring.prices, usage)
+    total = meta.get("usage")
+    mine = Usage(**total) if total else None
+    meta["usage"] = _usage_dict(usage.plus(mine))
+    meta["cost"] = None if cost is None or meta.get("cost") is None else meta["cost"] + cost
+    meta["cost_breakdown"] = None  # one breakdown cannot hold two models' prices
+
+
+def _failed(error: BaseException, state: RetryState, obs: _observation.Observation | None
+            ) -> None:
+    """A call raised: say how many attempts it made (a gateway sums them), and report it."""
+    if isinstance(error, MsgfluxError):
+        error.attempts = state.retries + 1
+    if obs is not None:
+        obs.failed(error)
 
 
 def _usage_dict(usage: Usage) -> dotdict:
@@ -562,6 +735,8 @@ def _usage_dict(usage: Usage) -> dotdict:
         out["cache_write_tokens"] = usage.cache_write_tokens
     if usage.reasoning_tokens is not None:
         out["reasoning_tokens"] = usage.reasoning_tokens
+    if usage.cache_write_1h_tokens is not None:
+        out["cache_write_1h_tokens"] = usage.cache_write_1h_tokens
     return out
 
 
@@ -570,12 +745,21 @@ def _usage_dict(usage: Usage) -> dotdict:
 
 class StreamCall:
     """A prepared call's stream side (the :class:`~msgflux.models.response.StreamCall`
-    protocol): opening, retrying its start, finishing the answer."""
+    protocol): opening, retrying its start, finishing the answer.
 
-    __slots__ = ("call", "default_type", "known_type", "lead")
+    ``key``: where the finished answer is cached (``None``: no cache); ``replay``:
+    a cached answer, streamed back instead of asking the provider.
+    """
 
-    def __init__(self, call: PreparedCall) -> None:
+    __slots__ = ("budget", "call", "default_type", "http", "key", "known_type", "lead", "obs",
+                 "replay", "spent_usage", "state")
+
+    def __init__(self, call: PreparedCall, key: bytes | None = None,
+                 replay: Completion | None = None) -> None:
         self.call = call
+        self.key = key
+        self.replay = replay
+        self.budget: CallBudget | None = None  # set when the start is (re)tried
         request = call.request
         structured = call.compiled is not None or call.parser is not None
         self.default_type = "structured" if structured else "text_generation"
@@ -586,7 +770,12 @@ class StreamCall:
         # When the server streams only the continuation, the prefix leads the stream.
         prefill = request.prefill
         echoed = call.wiring.row.quirks.prefill_echoed(stream=True)
-        self.lead = Delta(text=prefill) if prefill and not echoed else None
+        # A cached answer's text already holds the prefix.
+        self.lead = Delta(text=prefill) if prefill and not echoed and replay is None else None
+        self.http: HttpRequest | None = None  # encoded once, when the start begins
+        self.obs: _observation.Observation | None = None
+        self.state: RetryState | None = None
+        self.spent_usage: Usage | None = None  # billed to attempts that were abandoned
 
     @property
     def partial(self) -> Callable[[], PartialJSON | PartialXML] | None:
@@ -601,8 +790,18 @@ class StreamCall:
         return None
 
     def open_sync(self) -> SyncSource:
-        call, wiring = self.call, self.call.wiring
-        stream = wiring.transport().open_stream(call.http_request(), call.timeouts)
+        if self.replay is not None:
+            replay = Replay(self.replay)
+            return SyncSource(replay, replay)
+        call, wiring, obs = self.call, self.call.wiring, self.obs
+        http = self.http or call.http_request()
+        if obs is not None:
+            obs.sending(http)
+        stream = wiring.transport().open_stream(http, self._timeouts())
+        if obs is not None:
+            obs.responded(stream.status, getattr(stream, "timings", None))
+        if call.observer is not None:
+            call.observer(stream.status, stream.headers)
         if not 200 <= stream.status < 300:
             body = stream.read()
             stream.close()
@@ -610,38 +809,105 @@ class StreamCall:
         return SyncSource(stream, self._decoder(), wiring.api_key)
 
     async def open_async(self) -> AsyncSource:
-        call, wiring = self.call, self.call.wiring
+        if self.replay is not None:
+            replay = Replay(self.replay)
+            return AsyncSource(replay, replay)
+        call, wiring, obs = self.call, self.call.wiring, self.obs
         if not wiring.endpoint_ready:
             await wiring.aendpoint()
-        stream = await wiring.async_transport().open_stream(call.http_request(), call.timeouts)
+        http = self.http or call.http_request()
+        if obs is not None:
+            obs.sending(http)
+        stream = await wiring.async_transport().open_stream(http, self._timeouts())
+        if obs is not None:
+            obs.responded(stream.status, getattr(stream, "timings", None))
+        if call.observer is not None:
+            call.observer(stream.status, stream.headers)
         if not 200 <= stream.status < 300:
             body = await stream.read()
             await stream.aclose()
             raise wiring.error(stream.status, stream.headers, body)
         return AsyncSource(stream, self._decoder(), wiring.api_key)
 
-    def _decoder(self) -> Any:
+    def _decoder(self) -> StreamDecoder:
         wiring = self.call.wiring
         return wiring.dialect.stream_decoder(self.call.request, wiring.provider)
+
+    def _timeouts(self) -> Timeouts:
+        budget = self.budget
+        return budget.timeouts() if budget is not None else self.call.timeouts
+
+    def _begin(self) -> RetryState:
+        """The start begins: encode once, ask whether anybody observes this call, and
+        give the start its time budget (retries included)."""
+        from msgflux._transport.retry import CallBudget, RetryState
+
+        call = self.call
+        self.http = call.http_request()
+        # A cached answer played back is no call to the provider: nothing to observe.
+        obs = self.obs = (call.wiring.observe(call.request, call.policy)
+                          if self.replay is None else None)
+        budget = self.budget = CallBudget(call.timeouts, True)
+        state = self.state = RetryState(call.policy, obs and obs.retried, budget.deadline)
+        return state
 
     def retry(self, attempt: Callable[[], None]) -> None:
         from msgflux._transport.retry import call_with_retries
 
-        call_with_retries(attempt, self.call.policy)
+        state, obs = self._begin(), self.obs
+        try:
+            call_with_retries(attempt if obs is None else obs.attempt(attempt), state)
+        except BaseException as error:
+            _failed(error, state, obs)
+            raise
 
     async def aretry(self, attempt: Callable[[], Awaitable[None]]) -> None:
         from msgflux._transport.retry import acall_with_retries
 
-        await acall_with_retries(attempt, self.call.policy)
+        wiring = self.call.wiring
+        if not wiring.endpoint_ready:
+            await wiring.aendpoint()  # encoding needs the engine's URL: start it off the loop
+        state, obs = self._begin(), self.obs
+        try:
+            await acall_with_retries(attempt if obs is None else obs.aattempt(attempt), state)
+        except BaseException as error:
+            _failed(error, state, obs)
+            raise
+
+    def spent(self, usage: Usage) -> None:
+        self.spent_usage = usage.plus(self.spent_usage)
+
+    def broken(self, error: BaseException) -> None:
+        if self.obs is not None:
+            self.obs.failed(error, broken=True)
 
     def finish(self, asm: StreamAssembler) -> tuple[str, Any, dotdict]:
+        usage = asm.usage.plus(self.spent_usage) if asm.usage is not None else self.spent_usage
+        state = self.state
         refusal = asm.refusal
-        meta = metadata(self.call.wiring, asm.usage, asm.finish_reason, asm.model, refusal)
-        agg = asm.aggregator()
-        if agg is not None:
-            tools = self.call.tools
-            if tools is not None and tools.renamed:
-                agg.rename(tools.user)
-            return "tool_call", agg, meta
-        kind, data = self.call.decode_text(asm.text, asm.finish_reason, refusal)
+        meta = metadata(self.call.wiring, usage, asm.finish_reason, asm.model, refusal,
+                        asm.id, state.retries + 1 if state is not None else 1)
+        try:
+            agg = asm.aggregator()
+            if agg is not None:
+                kind, data = "tool_call", agg
+            else:
+                kind, data = self.call.decode_text(asm.text, asm.finish_reason, refusal)
+        except BaseException as error:
+            if self.obs is not None:
+                self.obs.failed(error)
+            raise
+        # A refused stream interleaves the refusal with the text: it is not kept.
+        if self.key is not None and self.replay is None and refusal is None:
+            self.call.store(self.key, Completion(
+                text=asm.text, reasoning=asm.reasoning,
+                reasoning_blocks=asm.reasoning_blocks(),
+                tool_calls=agg.to_calls() if agg is not None else (),
+                finish_reason=asm.finish_reason, native_finish_reason=asm.native_finish_reason,
+                usage=asm.usage, model=asm.model, id=asm.id))
+        tools = self.call.tools
+        if agg is not None and tools is not None and tools.renamed:
+            agg.rename(tools.user)  # the caller's names (the cache keeps the wire's)
+        if self.obs is not None:
+            self.obs.answered(meta, usage, asm.usage, asm.id, data)
         return kind, data, meta

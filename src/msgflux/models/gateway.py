@@ -4,16 +4,18 @@ A gateway moves to the next model when the current one is unavailable — a
 connection or timeout failure, rate limiting, a server error, an overloaded
 provider, or a model the key cannot reach (401/403/404) — after that model's
 own retries. It never falls back on a bad request or bad input: those would
-fail everywhere. A stream falls back while nothing has reached the caller:
+fail everywhere. Each fallback is reported (``msgflux.observe.GatewayFallback``,
+a WARNING on logger ``msgflux.gateway``). A stream falls back while nothing has reached the caller:
 at the call, or — for ``gateway(..., stream=True)`` inside a running event
 loop, where the stream starts when iterated — when iteration starts.
-``metadata.gateway`` records which model answered and what failed before it.
+``metadata.gateway`` records which model answered and what failed before it;
+``metadata.attempts`` counts the attempts of every model tried.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from msgflux.exceptions import (
     AuthenticationError,
@@ -24,17 +26,20 @@ from msgflux.exceptions import (
     PermissionDeniedError,
 )
 from msgflux.models.response import ModelResponse, ModelStreamResponse
+from msgflux.observe import _observation
 
 if TYPE_CHECKING:
     from msgflux.dotdict import dotdict
-    from msgflux.models.request import Delta
+    from msgflux.models.call import PreparedCall
+    from msgflux.models.request import Delta, Usage
     from msgflux.models.response import StreamCall
     from msgflux.models.stream import AsyncSource, StreamAssembler, SyncSource
 
-__all__ = ["FallbackStreamCall", "ModelGateway"]
+__all__ = ["ChatModel", "FallbackStreamCall", "ModelGateway"]
 
 _UNAVAILABLE = (AuthenticationError, PermissionDeniedError, NotFoundError)
 T = TypeVar("T")
+_Response = TypeVar("_Response", ModelResponse, ModelStreamResponse)
 
 
 def _falls_back(error: BaseException) -> bool:
@@ -43,7 +48,26 @@ def _falls_back(error: BaseException) -> bool:
     )
 
 
-def _name(model: Any) -> str:
+class ChatModel(Protocol):
+    """What a gateway needs of a model; :class:`ChatCompletionModel` is one."""
+
+    provider: str
+    model_id: str
+    model_type: str
+
+    def prepare(self, messages: Any, **kwargs: Any) -> PreparedCall: ...
+
+    def __call__(self, messages: Any, **kwargs: Any) -> ModelResponse | ModelStreamResponse: ...
+
+    async def acall(self, messages: Any, **kwargs: Any
+                    ) -> ModelResponse | ModelStreamResponse: ...
+
+    def close(self) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+def _name(model: ChatModel) -> str:
     return f"{model.provider}/{model.model_id}"
 
 
@@ -55,14 +79,16 @@ class _Fallback(Generic[T]):
     is the error once every one failed with an error that falls back.
     """
 
-    def __init__(self, entries: list[tuple[Any, T | Exception]]) -> None:
+    def __init__(self, entries: list[tuple[ChatModel, T | Exception]]) -> None:
         self.entries = entries
         self.errors: list[tuple[str, BaseException]] = []
-        self.model: Any = entries[0][0]
+        self.model = entries[0][0]
+        self.index = 0
 
     def __iter__(self) -> Iterator[T]:
-        for model, target in self.entries:
+        for index, (model, target) in enumerate(self.entries):
             self.model = model
+            self.index = index
             if isinstance(target, Exception):
                 self.failed(target)
                 continue
@@ -79,6 +105,8 @@ class _Fallback(Generic[T]):
         if not _falls_back(error):
             raise error
         self.errors.append((_name(self.model), error))
+        following = self.entries[self.index + 1:]
+        _observation.fallback(self.model, error, _name(following[0][0]) if following else None)
 
     def record(self) -> dict[str, Any]:
         """``metadata.gateway``: which model answered and what failed before it."""
@@ -88,9 +116,15 @@ class _Fallback(Generic[T]):
                        for name, e in self.errors],
         }
 
-    def answered(self, response: Any) -> Any:
-        response.metadata["gateway"] = self.record()
+    def answered(self, response: _Response) -> _Response:
+        self.account(response.metadata)
         return response
+
+    def account(self, meta: dotdict) -> None:
+        """Add ``metadata.gateway``, and the failed models' attempts to ``attempts``."""
+        meta["gateway"] = self.record()
+        failed = sum(getattr(e, "attempts", None) or 1 for _, e in self.errors)
+        meta["attempts"] = meta.get("attempts", 1) + failed
 
 
 class ModelGateway:
@@ -108,7 +142,7 @@ class ModelGateway:
             raise InvalidParameterError("ModelGateway needs a non-empty list of models")
         from msgflux.models.model import Model
 
-        built = []
+        built: list[ChatModel] = []
         for entry in models:
             if isinstance(entry, dict) and "model" in entry:  # the 0.5.1 {"model_name", "model"}
                 entry = entry["model"]
@@ -121,7 +155,7 @@ class ModelGateway:
             built.append(entry)
         self.models = built
 
-    def _order(self, preference: str | None) -> list[Any]:
+    def _order(self, preference: str | None) -> list[ChatModel]:
         if preference is None:
             return list(self.models)
         first = [m for m in self.models if _name(m) == preference]
@@ -156,6 +190,19 @@ class ModelGateway:
                 fallback.failed(e)
         raise fallback.give_up()
 
+    def batch(self, inputs: Any, **options: Any) -> Any:
+        """Run every input through the gateway (see ``ChatCompletionModel.batch``):
+        each item falls back across the models like a single call."""
+        from msgflux.batch.runner import run_batch
+
+        return run_batch(self, inputs, **options)
+
+    async def abatch(self, inputs: Any, **options: Any) -> Any:
+        """:meth:`batch` on the running event loop."""
+        from msgflux.batch.runner import arun_batch
+
+        return await arun_batch(self, inputs, **options)
+
     def close(self) -> None:
         for model in self.models:
             model.close()
@@ -168,10 +215,11 @@ class ModelGateway:
         return f"ModelGateway({[_name(m) for m in self.models]})"
 
 
-def _stream_call(order: list[Any], messages: Any, kwargs: dict[str, Any]) -> FallbackStreamCall:
+def _stream_call(order: list[ChatModel], messages: Any, kwargs: dict[str, Any]
+                 ) -> FallbackStreamCall:
     """Every model's stream call, prepared now (no I/O). The first model's bad input
     fails at the call; another model's is met when its turn comes."""
-    calls: list[tuple[Any, StreamCall | Exception]] = []
+    calls: list[tuple[ChatModel, StreamCall | Exception]] = []
     for model in order:
         try:
             calls.append((model, model.prepare(messages, **kwargs).stream_call()))
@@ -193,7 +241,7 @@ class FallbackStreamCall:
     :meth:`finish` records which model answered in ``metadata.gateway``.
     """
 
-    def __init__(self, calls: list[tuple[Any, StreamCall | Exception]]) -> None:
+    def __init__(self, calls: list[tuple[ChatModel, StreamCall | Exception]]) -> None:
         first = calls[0][1]
         assert not isinstance(first, Exception)
         self.fallback = _Fallback(calls)
@@ -223,8 +271,19 @@ class FallbackStreamCall:
 
     def finish(self, asm: StreamAssembler) -> tuple[str, Any, dotdict]:
         kind, data, meta = self.current.finish(asm)
-        meta["gateway"] = self.fallback.record()
+        self.fallback.account(meta)
+        for _, call in self.fallback.entries:  # tokens the models before were billed
+            if call is not self.current and getattr(call, "spent_usage", None) is not None:
+                from msgflux.models.call import add_spent
+
+                add_spent(meta, call)
         return kind, data, meta
+
+    def spent(self, usage: Usage) -> None:
+        self.current.spent(usage)
+
+    def broken(self, error: BaseException) -> None:
+        self.current.broken(error)
 
     def retry(self, attempt: Callable[[], None]) -> None:
         for call in self.fallback:

@@ -17,6 +17,7 @@ from msgflux.exceptions import MessageFormatError
 from msgflux.models.dialects._media import is_http_url
 from msgflux.models.request import (
     AudioPart,
+    CacheHint,
     FilePart,
     ImagePart,
     Message,
@@ -26,7 +27,7 @@ from msgflux.models.request import (
     ToolCall,
 )
 
-__all__ = ["to_messages"]
+__all__ = ["cache_hint", "to_messages"]
 
 _ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant",
           "tool": "tool"}
@@ -58,7 +59,8 @@ def to_messages(messages: Any, system_prompt: str | None = None) -> tuple[Messag
                 f"system_prompt must be a str, got {type(system_prompt).__name__}"
             )
         if out and out[0].role == "system" and isinstance(out[0].content, str):
-            out[0] = Message("system", f"{system_prompt}\n\n{out[0].content}")
+            out[0] = Message("system", f"{system_prompt}\n\n{out[0].content}",
+                             cache=out[0].cache)
         else:
             out.insert(0, Message("system", system_prompt))
     if not out:
@@ -92,7 +94,8 @@ def _message(raw: Any, index: int) -> Message:
             raise MessageFormatError(f"messages[{index}] is a tool message without tool_call_id")
         name = raw.get("name")
         return Message("tool", content if content is not None else "", tool_call_id=call_id,
-                       name=name if isinstance(name, str) else None)
+                       name=name if isinstance(name, str) else None,
+                       cache=_hint(raw, f"messages[{index}]"))
     if content is None and not calls and role != "assistant":
         raise MessageFormatError(f"messages[{index}] ({role}) has no content")
     blocks = raw.get("thinking_blocks")
@@ -105,6 +108,7 @@ def _message(raw: Any, index: int) -> Message:
         tool_calls=calls,
         name=name if isinstance(name, str) else None,
         reasoning=tuple(_block(b, index) for b in blocks) if blocks else (),
+        cache=_hint(raw, f"messages[{index}]"),
     )
 
 
@@ -128,14 +132,16 @@ def _part(raw: Any, index: int) -> Part:
         raise MessageFormatError(f"messages[{index}] has a content part of type "
                                  f"{type(raw).__name__}; parts are dicts with a 'type'")
     kind = raw.get("type")
+    cache = _hint(raw, f"messages[{index}] content part")
     try:
         if kind == "text":
-            return TextPart(str(raw["text"]))
+            return TextPart(str(raw["text"]), cache)
         if kind == "image_url":
             image = raw["image_url"]
             if isinstance(image, str):
-                return ImagePart(image)
-            return ImagePart(str(image["url"]), _opt_str(image.get("detail"), index, "detail"))
+                return ImagePart(image, cache=cache)
+            return ImagePart(str(image["url"]), _opt_str(image.get("detail"), index, "detail"),
+                             cache)
         if kind == "input_audio":
             audio = raw["input_audio"]
             return AudioPart(str(audio["data"]), str(audio["format"]))
@@ -152,7 +158,7 @@ def _part(raw: Any, index: int) -> Part:
                             file_id=_opt_str(file.get("file_id"), index, "file_id"),
                             url=url,
                             filename=_opt_str(file.get("filename"), index, "filename"),
-                            media_type=media)
+                            media_type=media, cache=cache)
     except (KeyError, TypeError, AttributeError) as e:
         raise MessageFormatError(
             f"messages[{index}] has a malformed {kind!r} part (missing {e}); "
@@ -197,8 +203,14 @@ def _tool_call(raw: Any, index: int) -> ToolCall:
 def _block(raw: Any, index: int) -> ReasoningBlock:
     if not isinstance(raw, dict):
         raise MessageFormatError(f"messages[{index}].thinking_blocks holds a non-dict")
-    if raw.get("type") == "redacted_thinking":
+    kind = raw.get("type")
+    if kind == "redacted_thinking":
         return ReasoningBlock(redacted=str(raw.get("data", "")))
+    if kind == "reasoning":
+        return ReasoningBlock(str(raw.get("thinking", "")),
+                              redacted=_opt_str(raw.get("encrypted_content"), index,
+                                                "encrypted_content"),
+                              id=_opt_str(raw.get("id"), index, "id"))
     return ReasoningBlock(str(raw.get("thinking", "")),
                           _opt_str(raw.get("signature"), index, "signature"))
 
@@ -209,3 +221,31 @@ def _opt_str(value: Any, index: int, what: str) -> str | None:
     raise MessageFormatError(
         f"messages[{index}]: {what} must be a str, got {type(value).__name__}"
     )
+
+
+def _hint(raw: dict[str, Any], where: str) -> CacheHint | None:
+    if "cache_control" not in raw and "cache" not in raw:
+        return None
+    return cache_hint(raw.get("cache_control", raw.get("cache")), where)
+
+
+def cache_hint(value: Any, where: str) -> CacheHint | None:
+    """A prompt-cache breakpoint as callers write it: ``cache_control={"type":
+    "ephemeral", "ttl": "1h"}`` (Anthropic's and LiteLLM's spelling) or ``cache=True``
+    / ``"5m"`` / ``"1h"``; ``None``/``False`` for none."""
+    if value is None or value is False:
+        return None
+    if isinstance(value, CacheHint):
+        return value
+    ttl: Any = "5m"
+    if isinstance(value, dict):
+        ephemeral = value.get("type", "ephemeral") == "ephemeral"  # the one type there is
+        ttl = value.get("ttl", "5m") if ephemeral else None
+    elif value is not True:
+        ttl = value
+    if ttl not in ("5m", "1h"):
+        raise MessageFormatError(
+            f"{where}: a cache breakpoint is cache_control={{'type': 'ephemeral'}} (with "
+            f"'ttl': '5m' or '1h'), or cache=True / '5m' / '1h'; got {value!r}"
+        )
+    return CacheHint(ttl)

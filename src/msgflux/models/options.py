@@ -14,12 +14,14 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from msgflux.exceptions import InvalidParameterError, PrefillNotSupportedError
-from msgflux.models.request import ToolChoice, ToolSpec
+from msgflux.models.messages import cache_hint
+from msgflux.models.request import PromptCache, ToolChoice, ToolSpec
 
 if TYPE_CHECKING:
     from msgflux._transport.retry import RetryPolicy
     from msgflux._transport.types import Timeouts
     from msgflux.dsl.typed_parsers.base import TypedParser
+    from msgflux.models.profiles.types import ModelCost
     from msgflux.models.providers.registry import Provider
 
 __all__ = [
@@ -27,11 +29,16 @@ __all__ = [
     "INIT_ARGS",
     "LOOP_ARGS",
     "SAMPLING",
+    "TRANSPORT_OPTIONS",
     "ModelSettings",
     "call_sampling",
+    "check_base_url",
     "check_prefilling",
     "check_sampling",
     "extra_body",
+    "hooks",
+    "pricing",
+    "prompt_cache",
     "retry_policy",
     "serializable_state",
     "timeouts",
@@ -44,13 +51,17 @@ __all__ = [
 INIT_ARGS = (
     "base_url", "api_key", "temperature", "max_tokens", "top_p", "stop", "seed",
     "reasoning_effort", "parallel_tool_calls", "timeout", "max_retries", "enable_cache",
-    "cache_size", "extra_body", "extra_headers", "check_capabilities", "n_threads", "n_ctx",
-    "n_parallel", "transport", "async_transport",
+    "cache_size", "cache", "cache_ttl", "extra_body", "extra_headers", "check_capabilities",
+    "n_threads", "n_ctx", "n_parallel", "transport", "async_transport", "api", "hooks",
+    "pricing", "prompt_cache", "prompt_cache_retention", "http_client", "verify", "cert",
+    "proxy", "trust_env", "max_response_bytes",
 )
+# Options of msgflux's own HTTP clients (HTTPTransport / AsyncHTTPTransport).
+TRANSPORT_OPTIONS = ("verify", "cert", "proxy", "trust_env", "max_response_bytes")
 CALL_ARGS = (
     "messages", "system_prompt", "prefilling", "stream", "generation_schema", "typed_parser",
-    "tool_schemas", "tool_choice", "extra_body", "timeout", "max_retries", "structured_mode",
-    "max_validation_retries",
+    "tool_schemas", "tool_choice", "extra_body", "timeout", "max_retries", "prompt_cache",
+    "structured_mode", "max_validation_retries",
 )
 # Sampling options: set on the model, overridable on each call (same checks both ways).
 SAMPLING = ("temperature", "max_tokens", "top_p", "stop", "seed", "reasoning_effort",
@@ -58,18 +69,19 @@ SAMPLING = ("temperature", "max_tokens", "top_p", "stop", "seed", "reasoning_eff
 # Keywords of model(...) / acall(...) that drive the tool loop (not prepare()).
 LOOP_ARGS = ("run_tools", "max_steps", "tool_errors")
 _SECRET_HEADER_WORDS = ("auth", "key", "token", "secret", "cookie", "signature")
-_OBJECTS = ("transport", "async_transport")  # live objects: never serialized
+_OBJECTS = ("transport", "async_transport", "hooks", "http_client")  # live: never serialized
 
 
 class ModelSettings:
     """A model's constructor options, checked once.
 
     ``options``: the validated keywords as given (minus the API key), which
-    ``serialize()`` writes back; ``timeouts`` and ``policy``: the coerced
-    defaults each call starts from.
+    ``serialize()`` writes back; ``timeouts``, ``policy`` and ``prompt_cache``: the
+    coerced defaults each call starts from; ``pricing`` (the caller's prices, or
+    ``None``) and ``hooks``.
     """
 
-    __slots__ = ("options", "policy", "timeouts")
+    __slots__ = ("hooks", "options", "policy", "pricing", "prompt_cache", "timeouts")
 
     def __init__(self, kwargs: Mapping[str, Any]) -> None:
         unknown = sorted(set(kwargs) - set(INIT_ARGS))
@@ -82,6 +94,10 @@ class ModelSettings:
         self.options = _checked(kwargs)
         self.timeouts = timeouts(self.options.get("timeout"))
         self.policy = retry_policy(self.options.get("max_retries"))
+        self.pricing = pricing(self.options.get("pricing"))
+        self.hooks = hooks(self.options.get("hooks"))
+        self.prompt_cache = prompt_cache(self.options.get("prompt_cache"),
+                                         self.options.get("prompt_cache_retention"))
 
     def get(self, name: str, default: Any = None) -> Any:
         return self.options.get(name, default)
@@ -175,14 +191,73 @@ def _checked(kwargs: Mapping[str, Any]) -> dict[str, Any]:
         if value is not None:
             opts[name] = dict(value)
     base_url = opts.get("base_url")
-    if base_url is not None and not (isinstance(base_url, str)
-                                     and base_url.startswith(("http://", "https://"))):
-        raise InvalidParameterError(
-            f"base_url must be an http(s) URL such as 'http://localhost:8000/v1', got {base_url!r}"
-        )
+    if base_url is not None:
+        check_base_url(base_url)
+    api = opts.get("api")
+    if api is not None:
+        from msgflux.models.providers.registry import APIS
+
+        if api not in APIS:
+            raise InvalidParameterError(
+                "api must be 'chat_completions' or 'responses' (OpenAI's two APIs), "
+                f"got {api!r}"
+            )
     _check_transports(opts)
+    _check_cache(opts)
     timeouts(opts.get("timeout"))
     return opts
+
+
+def _check_cache(opts: Mapping[str, Any]) -> None:
+    from msgflux.models.cache import check_cache_spec
+
+    check_cache_spec(opts.get("cache"))
+    if opts.get("cache") is not None and opts.get("enable_cache") is False:
+        raise InvalidParameterError(
+            "cache=... turns the cache on, but enable_cache=False turns it off: drop one"
+        )
+    number = opts.get("cache_ttl")
+    if number is not None and (isinstance(number, bool) or not isinstance(number, (int, float))
+                               or not number > 0):
+        raise InvalidParameterError(
+            f"cache_ttl must be a positive number of seconds, got {number!r}"
+        )
+
+
+def cache_spec(options: Mapping[str, Any]) -> Any:
+    """What the cache options ask for: a ``cache=`` value, ``"memory"`` for
+    ``enable_cache=True``, or ``None`` (no cache)."""
+    spec = options.get("cache")
+    if spec is None and options.get("enable_cache"):
+        spec = "memory"
+    return spec
+
+
+def check_base_url(url: Any) -> None:
+    """A base URL msgflux can append API paths to, holding no secret it could show.
+
+    A query or fragment would end up in the middle of every request URL, and
+    credentials would show in ``serialize()`` and messages: both are refused
+    (without echoing them).
+    """
+    if not (isinstance(url, str) and url.startswith(("http://", "https://"))):
+        shown = url if not isinstance(url, str) else url.partition("?")[0].partition("#")[0]
+        raise InvalidParameterError(
+            f"base_url must be an http(s) URL such as 'http://localhost:8000/v1', got {shown!r}"
+        )
+    from msgflux._transport.urls import safe_url
+
+    if "?" in url or "#" in url:
+        raise InvalidParameterError(
+            f"base_url {safe_url(url)!r} must not hold a query or fragment ('?...' or '#...'): "
+            "msgflux appends the API path to it. Send query parameters through a custom "
+            "transport, and keys through api_key= or extra_headers="
+        )
+    if "@" in url.partition("://")[2].partition("/")[0]:
+        raise InvalidParameterError(
+            f"base_url {safe_url(url)!r} holds credentials (user:password@): they would show "
+            "wherever the URL does. Pass them as api_key= or extra_headers={'Authorization': ...}"
+        )
 
 
 def _check_transports(opts: Mapping[str, Any]) -> None:
@@ -195,6 +270,28 @@ def _check_transports(opts: Mapping[str, Any]) -> None:
                 f"{name} must implement msgflux.transport.{protocol.__name__} "
                 f"(send, open_stream, close), got {type(value).__name__}"
             )
+    client = opts.get("http_client")
+    if client is not None:
+        from msgflux._transport.httpx_backend import split_clients
+
+        sync, asyn = split_clients(client)
+        if (sync is not None and opts.get("transport") is not None) or (
+                asyn is not None and opts.get("async_transport") is not None):
+            raise InvalidParameterError(
+                "pass either http_client= or transport=/async_transport= for the same kind "
+                "of call, not both")
+    own = [k for k in TRANSPORT_OPTIONS if k in opts and k != "max_response_bytes"]
+    custom = [k for k in ("transport", "async_transport", "http_client")
+              if opts.get(k) is not None]
+    if own and custom:
+        raise InvalidParameterError(
+            f"{', '.join(own)} configure(s) msgflux's own HTTP client, but {custom[0]}= "
+            "replaces it: configure the transport or httpx client you pass instead"
+        )
+    if own or "max_response_bytes" in opts:
+        from msgflux._transport.settings import check_client_options
+
+        check_client_options({k: opts[k] for k in TRANSPORT_OPTIONS if k in opts})
 
 
 def serializable_state(options: Mapping[str, Any]) -> dict[str, Any]:
@@ -203,9 +300,23 @@ def serializable_state(options: Mapping[str, Any]) -> dict[str, Any]:
     for key, value in options.items():
         if value is None or key in _OBJECTS:
             continue
+        if key in ("pricing", "prompt_cache") and isinstance(value, msgspec.Struct):
+            value = msgspec.to_builtins(value)
+        if key == "cache" and not (isinstance(value, str) and "@" not in value):
+            continue  # a backend object, or a URL with credentials in it
         if key == "extra_headers":
             value = {k: v for k, v in value.items()
                      if not any(w in k.lower() for w in _SECRET_HEADER_WORDS)}
+        elif key == "verify" and not isinstance(value, (bool, str)):
+            value = str(value) if hasattr(value, "__fspath__") else None  # an SSLContext
+        elif key == "cert":  # paths only: a key's password stays out
+            value = [str(f) for f in ((value,) if not isinstance(value, tuple) else value[:2])]
+        elif key == "proxy":
+            from msgflux._transport.urls import without_userinfo
+
+            value = without_userinfo(value)
+        if value is None:
+            continue
         elif key == "timeout" and not isinstance(value, (int, float)):
             value = msgspec.to_builtins(timeouts(value))
         elif key == "max_retries" and not isinstance(value, int):
@@ -315,6 +426,7 @@ def tool_spec(tool: Any, i: int) -> ToolSpec:
         description if isinstance(description, str) else None,
         dict(params) if params is not None else None,
         strict if isinstance(strict, bool) else None,
+        tool_cache(tool, function, name),
     )
 
 
@@ -370,6 +482,10 @@ def check_prefilling(prefilling: Any, has_schema: bool, row: Provider) -> None:
             "prefilling cannot be combined with generation_schema: the schema already "
             "fixes how the answer starts."
         )
+    if row.dialect == "openai_responses":
+        from msgflux.models.dialects.openai_responses import PREFILL_REFUSED
+
+        raise PrefillNotSupportedError(PREFILL_REFUSED)
     if row.quirks.prefill == "unsupported":
         raise PrefillNotSupportedError(
             f"Provider {row.id!r} does not continue a trailing assistant "
@@ -385,3 +501,118 @@ def extra_body(model_extra: dict[str, Any] | None, call_extra: Any) -> dict[str,
     if not isinstance(call_extra, Mapping):
         raise InvalidParameterError("extra_body must be a dict")
     return {**(model_extra or {}), **call_extra}
+
+
+# ---------------------------------------------------------------- observation, cost, caching
+
+
+def hooks(value: Any) -> tuple[Any, ...]:
+    """``hooks=``: callables that receive this model's events (msgflux.observe)."""
+    if value is None:
+        return ()
+    if callable(value):
+        value = [value]
+    if not isinstance(value, (list, tuple)):
+        raise InvalidParameterError(
+            f"hooks must be a list of callables taking one event, got {type(value).__name__}")
+    from msgflux.observe._observation import check_hook
+
+    for hook in value:
+        check_hook(hook)
+    return tuple(value)
+
+
+# pricing= keys (USD per million tokens) -> ModelCost fields
+_PRICES = {"input": "input_per_million", "output": "output_per_million",
+           "cache_read": "cache_read_per_million", "cache_write": "cache_write_per_million",
+           "cache_write_1h": "cache_write_1h_per_million",
+           "reasoning": "reasoning_per_million"}
+
+
+def pricing(value: Any) -> ModelCost | None:
+    """``pricing=``: the caller's prices in USD per million tokens, as a dict with
+    ``input`` and ``output`` and optionally ``cache_read``, ``cache_write``,
+    ``cache_write_1h`` and ``reasoning`` (or a ``ModelCost``, for tiers)."""
+    from msgflux.models.profiles.types import ModelCost
+
+    if value is None:
+        return None
+    if isinstance(value, Mapping):
+        fields = {**{f: f for f in _PRICES.values()}, **_PRICES}
+        unknown = sorted(set(value) - set(fields) - {"tiers"})
+        if unknown:
+            raise InvalidParameterError(
+                f"pricing: unknown key(s) {', '.join(map(repr, unknown))}; keys are "
+                f"{', '.join(_PRICES)} (USD per million tokens)"
+            )
+        converted = {fields[k]: v for k, v in value.items() if k != "tiers"}
+        if "tiers" in value:
+            converted["tiers"] = value["tiers"]
+        try:
+            value = msgspec.convert(converted, ModelCost)
+        except msgspec.ValidationError as e:
+            raise InvalidParameterError(f"pricing: {e}") from None
+    if not isinstance(value, ModelCost):
+        raise InvalidParameterError(
+            "pricing must be a dict of USD per million tokens such as "
+            f"{{'input': 3.0, 'output': 15.0, 'cache_read': 0.3}}, got {value!r}"
+        )
+    prices = [getattr(value, f) for f in _PRICES.values()]
+    prices += [getattr(t, f) for t in value.tiers for f in _PRICES.values() if hasattr(t, f)]
+    if not value.known or any(
+            p is not None and (isinstance(p, bool) or not 0 <= p < float("inf"))
+            for p in prices):
+        raise InvalidParameterError(
+            "pricing needs 'input' and 'output', and every price must be a number >= 0 "
+            f"(USD per million tokens), got {value!r}"
+        )
+    return value
+
+
+_RETENTION = ("in_memory", "24h")
+
+
+def prompt_cache(value: Any, retention: Any = None) -> PromptCache | None:
+    """``prompt_cache=``: ``True`` (automatic breakpoints, 5 minutes), ``"5m"``/``"1h"``
+    (automatic, that long), a dict with ``auto``, ``ttl``, ``key`` and ``retention``,
+    or a ``PromptCache``. ``retention`` is 0.5.1's ``prompt_cache_retention=``."""
+    if value is None or value is False:
+        cache = None
+    elif isinstance(value, PromptCache):
+        cache = value
+    elif value is True or value in ("5m", "1h"):
+        cache = PromptCache(auto=True, ttl="1h" if value == "1h" else "5m")
+    elif isinstance(value, Mapping):
+        try:
+            cache = msgspec.convert(dict(value), PromptCache)
+        except msgspec.ValidationError as e:
+            raise InvalidParameterError(
+                f"prompt_cache dict: {e}; keys are auto (bool), ttl ('5m' or '1h'), key "
+                "(str) and retention ('in_memory' or '24h')"
+            ) from None
+    else:
+        raise InvalidParameterError(
+            "prompt_cache must be True, '5m', '1h', a dict such as {'auto': True, 'ttl': "
+            f"'1h', 'key': 'user-42'}} or a PromptCache, got {value!r}"
+        )
+    if retention is not None:
+        cache = msgspec.structs.replace(cache or PromptCache(), retention=retention)
+    if cache is not None:
+        if cache.ttl not in ("5m", "1h"):
+            raise InvalidParameterError(f"prompt_cache ttl must be '5m' or '1h', got "
+                                        f"{cache.ttl!r}")
+        if cache.retention is not None and cache.retention not in _RETENTION:
+            raise InvalidParameterError(
+                f"prompt cache retention must be 'in_memory' or '24h', got {cache.retention!r}")
+        if cache.key is not None and not cache.key:
+            raise InvalidParameterError("prompt_cache key must be a non-empty str")
+    return cache
+
+
+def tool_cache(tool: Mapping[str, Any], function: Mapping[str, Any], name: str) -> Any:
+    """A breakpoint on one tool: ``cache_control``/``cache`` on the tool or its function."""
+    for where in (tool, function):
+        for key in ("cache_control", "cache"):
+            if key in where:
+                return cache_hint(where[key], f"tool {name!r}")
+    return None

@@ -16,6 +16,7 @@ import msgspec
 __all__ = [
     "REFUSAL_BREAK",
     "AudioPart",
+    "CacheHint",
     "ChatRequest",
     "Completion",
     "Delta",
@@ -25,6 +26,7 @@ __all__ = [
     "OutputMode",
     "OutputSchema",
     "Part",
+    "PromptCache",
     "ReasoningBlock",
     "TextPart",
     "ToolCall",
@@ -32,6 +34,7 @@ __all__ = [
     "ToolChoice",
     "ToolSpec",
     "Usage",
+    "as_delta",
     "settled_finish",
     "with_refusal",
 ]
@@ -39,11 +42,43 @@ __all__ = [
 Role = Literal["system", "user", "assistant", "tool"]
 
 
+# ---------------------------------------------------------------- prompt caching
+
+
+class CacheHint(msgspec.Struct, frozen=True):
+    """Cache the prompt up to and including what carries this hint (a breakpoint).
+
+    ``ttl``: how long the provider should keep it, ``"5m"`` or ``"1h"``. A dialect
+    whose provider takes explicit breakpoints (Anthropic's ``cache_control``)
+    lowers it; the others cache prefixes on their own and ignore it.
+    """
+
+    ttl: Literal["5m", "1h"] = "5m"
+
+
+class PromptCache(msgspec.Struct, frozen=True):
+    """How a request uses the provider's prompt cache.
+
+    ``auto``: place breakpoints for the caller — the tools, the system prompt and
+    the stable prefix of the history (everything before the last user turn) —
+    within the provider's limit on breakpoints, with ``ttl``. ``key``: a routing
+    key that groups requests sharing a long prefix (OpenAI's
+    ``prompt_cache_key``). ``retention``: how long the provider keeps cached
+    prefixes where it lets the caller choose (OpenAI's ``"in_memory"``/``"24h"``).
+    """
+
+    auto: bool = False
+    ttl: Literal["5m", "1h"] = "5m"
+    key: str | None = None
+    retention: str | None = None
+
+
 # ---------------------------------------------------------------- content
 
 
 class TextPart(msgspec.Struct, frozen=True, tag="text"):
     text: str
+    cache: CacheHint | None = None
 
 
 class ImagePart(msgspec.Struct, frozen=True, tag="image"):
@@ -51,6 +86,7 @@ class ImagePart(msgspec.Struct, frozen=True, tag="image"):
 
     url: str
     detail: str | None = None
+    cache: CacheHint | None = None
 
 
 class AudioPart(msgspec.Struct, frozen=True, tag="audio"):
@@ -68,6 +104,7 @@ class FilePart(msgspec.Struct, frozen=True, tag="file"):
     url: str | None = None
     filename: str | None = None
     media_type: str | None = None
+    cache: CacheHint | None = None
 
 
 Part = TextPart | ImagePart | AudioPart | FilePart
@@ -86,21 +123,27 @@ class ReasoningBlock(msgspec.Struct, frozen=True):
     """One block of model reasoning, kept intact so it can be sent back in a tool loop.
 
     ``signature`` authenticates the text (Anthropic); ``redacted`` holds an
-    encrypted block whose text is withheld.
+    encrypted block whose text is withheld. ``id`` names a block the provider
+    gave an id (an OpenAI Responses reasoning item: ``redacted`` is then its
+    encrypted content and ``text`` its summary); only that provider takes it back.
     """
 
     text: str = ""
     signature: str | None = None
     redacted: str | None = None
+    id: str | None = None
 
 
 class Message(msgspec.Struct, frozen=True):
+    """One turn. ``cache`` marks the prompt up to the end of this turn as worth caching."""
+
     role: Role
     content: str | tuple[Part, ...] | None = None
     tool_calls: tuple[ToolCall, ...] = ()
     tool_call_id: str | None = None
     name: str | None = None
     reasoning: tuple[ReasoningBlock, ...] = ()
+    cache: CacheHint | None = None
 
 
 # ---------------------------------------------------------------- request
@@ -113,6 +156,7 @@ class ToolSpec(msgspec.Struct, frozen=True):
     description: str | None = None
     parameters: dict[str, Any] | None = None
     strict: bool | None = None
+    cache: CacheHint | None = None  # cache the tool definitions up to this one
 
 
 class ToolChoice(msgspec.Struct, frozen=True):
@@ -166,6 +210,7 @@ class ChatRequest(msgspec.Struct, frozen=True):
     prefill: str | None = None
     stream: bool = False
     extra: dict[str, Any] | None = None  # provider-specific body fields, passed through
+    cache: PromptCache | None = None
 
 
 # ---------------------------------------------------------------- response
@@ -173,8 +218,9 @@ class ChatRequest(msgspec.Struct, frozen=True):
 
 class Usage(msgspec.Struct):
     """Token counts. ``prompt_tokens`` includes ``cached_tokens`` (read from cache)
-    and ``cache_write_tokens`` (written to cache); ``completion_tokens`` includes
-    ``reasoning_tokens``."""
+    and ``cache_write_tokens`` (written to cache), which includes
+    ``cache_write_1h_tokens`` (written for an hour, a dearer write where the
+    provider offers it); ``completion_tokens`` includes ``reasoning_tokens``."""
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -182,27 +228,18 @@ class Usage(msgspec.Struct):
     cached_tokens: int | None = None
     cache_write_tokens: int | None = None
     reasoning_tokens: int | None = None
+    cache_write_1h_tokens: int | None = None
 
     def plus(self, other: Usage | None) -> Usage:
-        """The sum of two counts (several calls of one answer); ``None`` is no count.
-
-        A detail (``cached_tokens``…) stays ``None`` only when both leave it out.
-        """
+        """The tokens of both (for several requests of one answer); ``None`` counts as
+        absent, and a detail neither side reported stays ``None``."""
         if other is None:
-            return Usage(self.prompt_tokens, self.completion_tokens, self.total_tokens,
-                         self.cached_tokens, self.cache_write_tokens, self.reasoning_tokens)
-
-        def add(a: int | None, b: int | None) -> int | None:
-            return None if a is None and b is None else (a or 0) + (b or 0)
-
-        return Usage(
-            self.prompt_tokens + other.prompt_tokens,
-            self.completion_tokens + other.completion_tokens,
-            self.total_tokens + other.total_tokens,
-            add(self.cached_tokens, other.cached_tokens),
-            add(self.cache_write_tokens, other.cache_write_tokens),
-            add(self.reasoning_tokens, other.reasoning_tokens),
-        )
+            return self
+        summed = {}
+        for name in self.__struct_fields__:
+            a, b = getattr(self, name), getattr(other, name)
+            summed[name] = b if a is None else a if b is None else a + b
+        return Usage(**summed)
 
 
 # What a refusal means here: the provider declined to answer (OpenAI's ``refusal``,
@@ -256,19 +293,25 @@ class ToolCallDelta(msgspec.Struct, gc=False):
     signature: str | None = None
 
 
+def as_delta(value: Delta | str) -> Delta:
+    """A stream decoder's output as a Delta: a plain ``str`` stands for text only."""
+    return Delta(text=value) if value.__class__ is str else value  # type: ignore[return-value]
+
+
 class Delta(msgspec.Struct, gc=False):
     """What one stream event adds. ``done`` marks the protocol's own end marker.
 
     ``refusal`` is a fragment of a refusal's text; ``reasoning_signature``
-    closes the current reasoning block; ``reasoning_redacted`` is a whole
-    redacted block.
+    closes the current reasoning block; ``reasoning_block`` is a whole block
+    (redacted, or an item with an id) that replaces the reasoning text streamed
+    for it since the last block closed.
     """
 
     text: str | None = None
     refusal: str | None = None
     reasoning: str | None = None
     reasoning_signature: str | None = None
-    reasoning_redacted: str | None = None
+    reasoning_block: ReasoningBlock | None = None
     tool_calls: tuple[ToolCallDelta, ...] | None = None
     finish_reason: str | None = None
     native_finish_reason: str | None = None

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 from msgflux.dotdict import dotdict
 from msgflux.exceptions import (
@@ -46,11 +46,13 @@ from msgflux.exceptions import (
     ToolExecutionError,
     ToolLoopLimitError,
 )
-from msgflux.models.request import Delta
+from msgflux.models.request import Delta, Usage
 from msgflux.models.stream import AsyncSource, StreamAssembler, SyncSource
 from msgflux.models.tool_calls import ToolCallAggregator
 
 __all__ = ["ModelResponse", "ModelStreamResponse", "StreamCall"]
+
+_Source = TypeVar("_Source", SyncSource, AsyncSource)
 
 
 class ModelResponse:
@@ -99,9 +101,11 @@ class StreamCall(Protocol):
     from it (a prefilled prefix the server does not echo), or ``None``.
     ``retry(attempt)`` runs ``attempt`` until it succeeds, retrying what is
     safe; ``finish(asm)`` turns the folded stream into ``(response_type, data,
-    metadata)``. ``partial``: for a structured answer, a factory of the reader
-    that turns its text into partial objects (see :mod:`msgflux.models.partial`),
-    else ``None``.
+    metadata)``. ``spent(usage)`` hands over the tokens of a start attempt that was
+    abandoned (they are billed too); ``broken(error)`` says the stream broke after
+    part of its answer reached the caller (``error`` is then raised). ``partial``:
+    for a structured answer, a factory of the reader that turns its text into
+    partial objects (see :mod:`msgflux.models.partial`), else ``None``.
     """
 
     @property
@@ -125,6 +129,10 @@ class StreamCall(Protocol):
     async def aretry(self, attempt: Callable[[], Awaitable[None]]) -> None: ...
 
     def finish(self, asm: StreamAssembler) -> tuple[str, Any, dotdict]: ...
+
+    def spent(self, usage: Usage) -> None: ...
+
+    def broken(self, error: BaseException) -> None: ...
 
 
 def loop_running() -> bool:
@@ -191,7 +199,7 @@ class ModelStreamResponse:
         try:
             self._started(source, stopped=any(map(self._prime, source.deltas)))
         except BaseException as error:
-            source.close()
+            source.failed(error)
             raise self._start_failed(error)  # noqa: B904 (the cause is set there)
 
     async def _attempt_async(self) -> None:
@@ -207,7 +215,7 @@ class ModelStreamResponse:
             await source.aclose()
             raise self._start_failed(error)  # noqa: B904
 
-    def _begin(self, source: SyncSource | AsyncSource) -> Any:
+    def _begin(self, source: _Source) -> _Source:
         """A fresh attempt: forget what a failed one folded."""
         self._asm = StreamAssembler()
         self._pending = []
@@ -218,7 +226,7 @@ class ModelStreamResponse:
             self._pending.append(lead.text or "")
         return source
 
-    def _prime(self, delta: Delta) -> bool:
+    def _prime(self, delta: Delta | str) -> bool:
         """Fold one delta read before the caller sees anything; True once the start is
         over. A tool-call stream is read to its end."""
         asm = self._asm
@@ -227,7 +235,9 @@ class ModelStreamResponse:
             self._pending.append(text)
         if asm.tools is not None:
             return False
-        if delta.finish_reason is not None or delta.done:
+        if delta.__class__ is str:  # text only
+            return self._call.known_type is not None
+        if delta.finish_reason is not None or delta.done:  # type: ignore[union-attr]
             return True
         if self._call.known_type is None:
             return False  # tools on offer: text may precede a call, so hold it back
@@ -248,13 +258,19 @@ class ModelStreamResponse:
             error.retryable = True
             raise error
         if not stopped:
+            if isinstance(source, SyncSource):
+                source.close()  # (an async source's generator closed its stream)
             self._source = None  # read to its end: nothing left to pull
 
     def _start_failed(self, error: BaseException) -> BaseException:
         """What a failed start raises: a tool-call stream keeps the calls that arrived.
 
-        The error stays retryable (and keeps its ``retry_after``) when it was.
+        The error stays retryable (and keeps its ``retry_after``) when it was. Tokens
+        the provider reported for the failed attempt are handed to the call: they
+        are billed all the same.
         """
+        if self._asm.usage is not None:
+            self._call.spent(self._asm.usage)
         if (not isinstance(error, MsgfluxError) or self._asm.tools is None
                 or isinstance(error, StreamError)):
             return error
@@ -311,7 +327,12 @@ class ModelStreamResponse:
         try:
             yield from filter(None, map(self._asm.add, source.deltas))
         except MsgfluxError as e:
-            raise self._broken(e) from e
+            source.failed(e)
+            raise self._broke(e) from e
+        except BaseException:  # Ctrl-C, or the caller let go of the stream mid-way
+            source.close()
+            raise
+        source.close()
         self._finish()
 
     async def _iter_async(self) -> AsyncIterator[str]:
@@ -334,7 +355,7 @@ class ModelStreamResponse:
                 if text:
                     yield text
         except MsgfluxError as e:
-            raise self._broken(e) from e
+            raise self._broke(e) from e
         self._finish()
 
     def _take_pending(self) -> list[str]:
@@ -350,6 +371,12 @@ class ModelStreamResponse:
             "The partial answer is on this error (partial_text, partial_tool_calls)."
         )
 
+    def _broke(self, error: MsgfluxError) -> StreamError:
+        """The error of a stream that broke after the caller got part of it, reported."""
+        broken = self._broken(error)
+        self._call.broken(broken)
+        return broken
+
     def _finish(self) -> None:
         if self._state == "done":
             return
@@ -357,10 +384,12 @@ class ModelStreamResponse:
         asm = self._asm
         self._state = "done"
         if source is not None and self._cut_short(source):
-            raise asm.broken(
+            error = asm.broken(
                 "The stream ended before the provider's end marker: the answer is incomplete. "
                 "The partial answer is on this error."
             )
+            self._call.broken(error)
+            raise error
         self.response_type, self.data, self.metadata = self._call.finish(asm)
         self.reasoning = asm.reasoning
 

@@ -10,19 +10,26 @@ each chunk costs a few attribute lookups, nothing more.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from itertools import takewhile
+from typing import TYPE_CHECKING
 
 from msgflux.exceptions import MsgfluxError, StreamError, _redact
 from msgflux.models.request import (
     REFUSAL_BREAK,
+    Completion,
     Delta,
     ReasoningBlock,
+    ToolCallDelta,
     Usage,
     settled_finish,
 )
 from msgflux.models.tool_calls import ToolCallAggregator
 
-__all__ = ["AsyncSource", "StreamAssembler", "SyncSource"]
+if TYPE_CHECKING:
+    from msgflux._transport.base import AsyncResponseStream, ResponseStream
+    from msgflux.models.dialects.base import StreamDecoder
+
+__all__ = ["AsyncSource", "Replay", "StreamAssembler", "SyncSource"]
 
 
 class StreamAssembler:
@@ -44,9 +51,16 @@ class StreamAssembler:
         self.model: str | None = None
         self.id: str | None = None
 
-    def add(self, delta: Delta) -> str | None:
-        """Fold one Delta; returns its text, if any, for the caller to hand on."""
-        text = delta.text
+    def add(self, delta: Delta | str) -> str | None:
+        """Fold one Delta; returns its text, if any, for the caller to hand on.
+
+        A plain ``str`` is a Delta that carries only text: decoders return one for
+        the chunks that make up most of a stream, the cheapest path.
+        """
+        if delta.__class__ is str:
+            self.text_parts.append(delta)  # type: ignore[arg-type]
+            return delta  # type: ignore[return-value]
+        text = delta.text  # type: ignore[union-attr]
         if text:
             self.text_parts.append(text)
         if delta.refusal:
@@ -58,8 +72,9 @@ class StreamAssembler:
             self.blocks.append(ReasoningBlock("".join(self._block_text),
                                               delta.reasoning_signature))
             self._block_text = []
-        if delta.reasoning_redacted is not None:
-            self.blocks.append(ReasoningBlock(redacted=delta.reasoning_redacted))
+        if delta.reasoning_block is not None:
+            self.blocks.append(delta.reasoning_block)
+            self._block_text = []
         if delta.tool_calls:
             tools = self.tools
             if tools is None:
@@ -125,32 +140,37 @@ class StreamAssembler:
                            partial_reasoning=self.reasoning or "", partial_tool_calls=calls)
 
 
+def _before_the_end(delta: Delta | str) -> bool:
+    return delta.__class__ is str or not delta.done  # type: ignore[union-attr]
+
+
 class SyncSource:
-    """Deltas of one open sync stream. ``deltas`` is a generator; ``close()`` drops it."""
+    """Deltas of one open sync stream.
+
+    ``deltas`` is an iterator built of C-level steps (decode each event, drop the
+    empty ones, stop at the end marker: nothing after it reaches the caller), so a
+    chunk costs no Python frame here. Whoever reads it calls :meth:`failed` with an
+    error that came out of it, and :meth:`close` when done.
+    """
 
     __slots__ = ("decoder", "deltas", "secret", "stream")
 
-    def __init__(self, stream: Any, decoder: Any, secret: str | None = None) -> None:
+    def __init__(self, stream: ResponseStream, decoder: StreamDecoder,
+                 secret: str | None = None) -> None:
         self.stream = stream
         self.decoder = decoder
         self.secret = secret  # the API key, masked in errors that quote it
-        self.deltas: Iterator[Delta] = self._pull()
+        self.deltas: Iterator[Delta | str] = takewhile(
+            _before_the_end, filter(None, map(decoder.feed, stream)))
 
-    def _pull(self) -> Iterator[Delta]:
-        decoder = self.decoder
-        try:
-            for delta in filter(None, map(decoder.feed, self.stream)):
-                yield delta
-                if decoder.done:  # nothing after the end marker reaches the caller
-                    return
-        except MsgfluxError as e:  # an in-band error may quote the key back
-            _redact(e, self.secret)
-            raise
-        finally:
-            self.stream.close()
+    def failed(self, error: BaseException) -> None:
+        """An error came out of ``deltas``: mask the key an in-band error may quote
+        back, and let the connection go."""
+        _redact(error, self.secret)
+        self.stream.close()
 
     def close(self) -> None:
-        self.deltas.close()
+        self.stream.close()
 
 
 class AsyncSource:
@@ -158,7 +178,8 @@ class AsyncSource:
 
     __slots__ = ("decoder", "deltas", "loop", "secret", "stream")
 
-    def __init__(self, stream: Any, decoder: Any, secret: str | None = None) -> None:
+    def __init__(self, stream: AsyncResponseStream, decoder: StreamDecoder,
+                 secret: str | None = None) -> None:
         self.stream = stream
         import asyncio
 
@@ -186,3 +207,52 @@ class AsyncSource:
 
     async def aclose(self) -> None:
         await self.deltas.aclose()  # type: ignore[attr-defined]
+
+
+class Replay:
+    """A finished answer played back as a stream: the event stream and its decoder
+    at once, for a :class:`SyncSource` or :class:`AsyncSource` (a cache hit of a
+    streamed request).
+
+    The Deltas fold back into the same answer: reasoning blocks, text, refusal,
+    tool calls, then the finish with usage and the end marker.
+    """
+
+    has_end_marker = True
+
+    def __init__(self, completion: Completion) -> None:
+        self.done = False
+        c = completion
+        deltas = [Delta(reasoning=b.text or None, reasoning_block=b)
+                  for b in c.reasoning_blocks]
+        if not deltas and c.reasoning:
+            deltas.append(Delta(reasoning=c.reasoning))
+        if c.text or c.refusal:
+            deltas.append(Delta(text=c.text or None, refusal=c.refusal))
+        if c.tool_calls:
+            deltas.append(Delta(tool_calls=tuple(
+                ToolCallDelta(i, t.id, t.name, t.arguments, t.signature)
+                for i, t in enumerate(c.tool_calls))))
+        deltas.append(Delta(finish_reason=c.finish_reason,
+                            native_finish_reason=c.native_finish_reason, usage=c.usage,
+                            model=c.model, id=c.id))
+        deltas.append(Delta(done=True))  # the end marker carries nothing else
+        self.deltas = deltas
+
+    def __iter__(self) -> Iterator[Delta]:
+        return iter(self.deltas)
+
+    async def __aiter__(self) -> AsyncIterator[Delta]:
+        for delta in self.deltas:
+            yield delta
+
+    def feed(self, delta: Delta) -> Delta:
+        if delta.done:
+            self.done = True
+        return delta
+
+    def close(self) -> None:
+        pass
+
+    async def aclose(self) -> None:
+        pass

@@ -73,6 +73,7 @@ DEFAULT_VALIDATION_RETRIES = 1
 # The JSON modes each dialect can express, best first.
 _DIALECT_MODES = {
     "openai": JSON_MODES,
+    "openai_responses": JSON_MODES,
     "google": JSON_MODES,
     "anthropic": ("json_schema", "tool", "prompt"),
 }
@@ -556,6 +557,12 @@ class StructuredStreamCall:
                 return await self.current.aretry(attempt)
             except BadRequestError as e:
                 self.current = self.state.refused(self.current.call, e).stream_call()
+
+    def spent(self, usage: Any) -> None:
+        self.current.spent(usage)
+
+    def broken(self, error: BaseException) -> None:
+        self.current.broken(error)
 
     def finish(self, asm: Any) -> tuple[str, Any, Any]:
         try:

@@ -63,6 +63,11 @@ class ToolCallAggregator:
             agg.process(i, call.id, call.name, call.arguments, call.signature)
         return agg
 
+    def to_calls(self) -> tuple[ToolCall, ...]:
+        """The calls as neutral :class:`ToolCall` values, in index order (raw arguments)."""
+        return tuple(ToolCall(self._call_id(e), e.name or "", "".join(e.arguments), e.signature)
+                     for e in self._ordered())
+
     # -------------------------------------------------------------- assembling
 
     def process(self, call_index: int, tool_id: str | None = None, name: str | None = None,
@@ -237,6 +242,11 @@ def _result_text(result: Any) -> str:
 
 
 def _block_dict(block: ReasoningBlock) -> dict[str, Any]:
+    if block.id is not None:  # an OpenAI Responses reasoning item, as the API names its parts
+        item: dict[str, Any] = {"type": "reasoning", "id": block.id, "thinking": block.text}
+        if block.redacted is not None:
+            item["encrypted_content"] = block.redacted
+        return item
     if block.redacted is not None:
         return {"type": "redacted_thinking", "data": block.redacted}
     out: dict[str, Any] = {"type": "thinking", "thinking": block.text}

@@ -51,6 +51,7 @@ import msgspec
 from msgflux.dotdict import dotdict
 from msgflux.exceptions import (
     InvalidParameterError,
+    MsgfluxError,
     ToolCallArgumentsError,
     ToolExecutionError,
     ToolLoopLimitError,
@@ -321,6 +322,9 @@ class _LoopSync(SyncSource):
         self.decoder = stream
         self.deltas = stream.steps_sync(first)
 
+    def failed(self, error: BaseException) -> None:
+        self.close()  # each step's own source masked the key and let its connection go
+
     def close(self) -> None:
         self.deltas.close()  # type: ignore[attr-defined]
 
@@ -372,15 +376,21 @@ class LoopStreamCall:
     async def aretry(self, attempt: Callable[[], Awaitable[None]]) -> None:
         await self.step.aretry(attempt)
 
-    def steps_sync(self, source: SyncSource) -> Iterator[Delta]:
+    def steps_sync(self, source: SyncSource) -> Iterator[Delta | str]:
         loop = self.loop
         while True:
             asm = StreamAssembler()
-            for delta in source.deltas:
-                asm.add(delta)
-                out = _forward(delta)
-                if out is not None:
-                    yield out
+            try:
+                for delta in source.deltas:
+                    asm.add(delta)
+                    out = _forward(delta)
+                    if out is not None:
+                        yield out
+            except MsgfluxError as e:
+                source.failed(e)
+                raise
+            finally:
+                source.close()
             self._ended(source, asm)
             agg = asm.aggregator()
             runs = loop._runs(_renamed(agg, loop.call)) if agg is not None else None
@@ -443,6 +453,12 @@ class LoopStreamCall:
         self.done = True
         return Delta(finish_reason=asm.finish_reason, model=asm.model, done=True)
 
+    def spent(self, usage: Any) -> None:
+        self.step.spent(usage)
+
+    def broken(self, error: BaseException) -> None:
+        self.step.broken(error)
+
     def finish(self, outer: StreamAssembler) -> tuple[str, Any, dotdict]:
         assert self.final is not None
         step, asm = self.final
@@ -450,14 +466,17 @@ class LoopStreamCall:
         return kind, data, self.loop._finish(meta)
 
 
-def _forward(delta: Delta) -> Delta | None:
+def _forward(delta: Delta | str) -> Delta | str | None:
     """What of a step's delta reaches the caller: text, refusals and reasoning (tool
     calls, finish and usage belong to the step)."""
-    if delta.text or delta.refusal or delta.reasoning or delta.reasoning_signature is not None \
-            or delta.reasoning_redacted is not None:
-        return Delta(text=delta.text, refusal=delta.refusal, reasoning=delta.reasoning,
-                     reasoning_signature=delta.reasoning_signature,
-                     reasoning_redacted=delta.reasoning_redacted)
+    if delta.__class__ is str:  # text only
+        return delta
+    d: Delta = delta  # type: ignore[assignment]
+    if d.text or d.refusal or d.reasoning or d.reasoning_signature is not None \
+            or d.reasoning_block is not None:
+        return Delta(text=d.text, refusal=d.refusal, reasoning=d.reasoning,
+                     reasoning_signature=d.reasoning_signature,
+                     reasoning_block=d.reasoning_block)
     return None
 
 

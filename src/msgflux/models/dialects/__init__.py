@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 __all__ = ["DIALECTS", "get_dialect"]
 
-DIALECTS = ("openai", "anthropic", "google")
+DIALECTS = ("openai", "openai_responses", "anthropic", "google")
 
 
 def get_dialect(name: str) -> Dialect:

