@@ -23,6 +23,7 @@ import msgflux as mf
 from echo_server import EchoServer
 from msgflux.batch import BatchItem
 from msgflux.batch.limits import RateLimiter, parse_reset
+from signals import sigint_not_ignored
 from test_faults_support import FAST
 
 SRC = str(Path(__file__).resolve().parent.parent / "src")
@@ -187,7 +188,8 @@ def test_the_cli_stops_cleanly_on_sigint_and_sigterm_and_resumes(tmp_path, signu
     cmd = [sys.executable, "-m", "msgflux", "batch", str(source), "-o", str(out), "-m",
            "openai/echo", "--base-url", server.url, "--concurrency", "4"]
     env = {**os.environ, "PYTHONPATH": SRC, "OPENAI_API_KEY": "k"}
-    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
+    with sigint_not_ignored():
+        proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
     try:
         wait_for_rows(ckpt, 40, proc)
         proc.send_signal(signum)

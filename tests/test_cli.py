@@ -19,7 +19,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,7 @@ import pytest
 
 from msgflux._cli.schema import SchemaFileError, struct_from_json_schema
 from scripted_server import ScriptedServer, json_reply, sse_reply
+from signals import sigint_not_ignored
 
 TIMEOUT = 60  # seconds; every subprocess is bounded
 SECRET = "sk-test-0123456789-never-printed"
@@ -416,27 +416,6 @@ def test_chat_invalid_structured_output(base_env: dict[str, str], tmp_path: Path
     assert sent["response_format"]["type"] == "json_schema"
     assert set(sent["response_format"]["json_schema"]["schema"]["properties"]) == {
         "name", "age", "hobbies"}
-
-
-@contextlib.contextmanager
-def sigint_not_ignored() -> Iterator[None]:
-    """Children started inside get SIGINT's default action, as at a terminal.
-
-    A shell starts a background job (``pytest ... &`` in a script) with SIGINT ignored,
-    and an ignored signal stays ignored across exec: Python then installs no
-    KeyboardInterrupt handler, and the child rightly never sees Ctrl-C. Exec resets
-    a handled signal to its default, so handling it here for the moment of the spawn
-    is enough.
-    """
-    previous = signal.getsignal(signal.SIGINT)
-    if previous is not signal.SIG_IGN:
-        yield
-        return
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 def test_chat_interrupted_exits_130(base_env: dict[str, str]) -> None:

@@ -25,6 +25,12 @@ import functools
 import threading
 from typing import TYPE_CHECKING, Any
 
+from msgflux._transport.retry import (
+    CallBudget,
+    RetryState,
+    acall_with_retries,
+    call_with_retries,
+)
 from msgflux.dotdict import dotdict
 from msgflux.exceptions import (
     MsgfluxError,
@@ -64,7 +70,7 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
     from msgflux._transport.base import AsyncTransport, Transport
-    from msgflux._transport.retry import CallBudget, RetryPolicy, RetryState
+    from msgflux._transport.retry import RetryPolicy
     from msgflux._transport.types import HttpRequest, HttpResponse, Timeouts
     from msgflux.dsl.typed_parsers.base import TypedParser
     from msgflux.models.dialects.base import Dialect, StreamDecoder
@@ -317,7 +323,7 @@ def prepare(wiring: Wiring, settings: opt.ModelSettings, messages: Any, *,
     :mod:`msgflux.models.tools`.
     """
     msgs = to_messages(messages, system_prompt)
-    tools = toolset(tool_schemas)
+    tools = toolset(tool_schemas) if tool_schemas is not None else None
     specs = tools.specs if tools is not None else ()
     choice = opt.tool_choice(tool_choice, specs)
     if tools is not None and tools.renamed:
@@ -327,8 +333,9 @@ def prepare(wiring: Wiring, settings: opt.ModelSettings, messages: Any, *,
     compiled = compile_schema(generation_schema) if generation_schema is not None else None
     parser = opt.typed_parser(typed_parser)
     opt.check_prefilling(prefilling, compiled is not None, wiring.row)
-    plan = plan_structured(wiring, compiled, parser, typed_parser, structured_mode,
-                           max_validation_retries)
+    plan = None if (compiled is None and parser is None and structured_mode is None
+                    and max_validation_retries is None) else plan_structured(
+        wiring, compiled, parser, typed_parser, structured_mode, max_validation_retries)
     if plan is not None and plan.parser is not None:
         parser = plan.parser  # structured_mode="typed_xml" names the parser
         typed_parser = plan.modes[0]
@@ -487,8 +494,6 @@ class PreparedCall:
         key, hit = self._lookup()
         if hit is not None:
             return self._shape(hit)
-        from msgflux._transport.retry import CallBudget, RetryState, call_with_retries
-
         http = self.http_request()
         obs = self.wiring.observe(self.request, self.policy)
         budget = CallBudget(self.timeouts, False)  # retries included
@@ -507,13 +512,12 @@ class PreparedCall:
     async def arun(self) -> ModelResponse | ModelStreamResponse:
         if not self.wiring.endpoint_ready:
             await self.wiring.aendpoint()  # an engine start must not block the loop
-        key, hit = await self._alookup()
+        # Without a cache (the default) no lookup, and no coroutine for one.
+        key, hit = (None, None) if self.wiring.cache is None else await self._alookup()
         if self.request.stream:
             return await ModelStreamResponse.aopen(StreamCall(self, key, hit))
         if hit is not None:
             return self._shape(hit)
-        from msgflux._transport.retry import CallBudget, RetryState, acall_with_retries
-
         http = self.http_request()
         obs = self.wiring.observe(self.request, self.policy)
         budget = CallBudget(self.timeouts, False)  # retries included
@@ -840,8 +844,6 @@ class StreamCall:
     def _begin(self) -> RetryState:
         """The start begins: encode once, ask whether anybody observes this call, and
         give the start its time budget (retries included)."""
-        from msgflux._transport.retry import CallBudget, RetryState
-
         call = self.call
         self.http = call.http_request()
         # A cached answer played back is no call to the provider: nothing to observe.
@@ -852,8 +854,6 @@ class StreamCall:
         return state
 
     def retry(self, attempt: Callable[[], None]) -> None:
-        from msgflux._transport.retry import call_with_retries
-
         state, obs = self._begin(), self.obs
         try:
             call_with_retries(attempt if obs is None else obs.attempt(attempt), state)
@@ -862,8 +862,6 @@ class StreamCall:
             raise
 
     async def aretry(self, attempt: Callable[[], Awaitable[None]]) -> None:
-        from msgflux._transport.retry import acall_with_retries
-
         wiring = self.call.wiring
         if not wiring.endpoint_ready:
             await wiring.aendpoint()  # encoding needs the engine's URL: start it off the loop

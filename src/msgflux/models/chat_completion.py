@@ -133,7 +133,7 @@ class ChatCompletionModel:
     @property
     def sampling_params(self) -> dict[str, Any]:
         """The sampling defaults this model sends (only those that were set)."""
-        return self._settings.sampling()
+        return dict(self._settings.sampling())  # a copy: the model keeps its own
 
     def serialize(self) -> dict[str, Any]:
         """A JSON-serialisable description of this model; never contains the API key."""

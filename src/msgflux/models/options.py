@@ -81,7 +81,8 @@ class ModelSettings:
     ``None``) and ``hooks``.
     """
 
-    __slots__ = ("hooks", "options", "policy", "pricing", "prompt_cache", "timeouts")
+    __slots__ = ("_sampling", "hooks", "options", "policy", "pricing", "prompt_cache",
+                 "timeouts")
 
     def __init__(self, kwargs: Mapping[str, Any]) -> None:
         unknown = sorted(set(kwargs) - set(INIT_ARGS))
@@ -98,22 +99,25 @@ class ModelSettings:
         self.hooks = hooks(self.options.get("hooks"))
         self.prompt_cache = prompt_cache(self.options.get("prompt_cache"),
                                          self.options.get("prompt_cache_retention"))
+        self._sampling = {k: v for k in SAMPLING if (v := self.options.get(k)) is not None}
 
     def get(self, name: str, default: Any = None) -> Any:
         return self.options.get(name, default)
 
     def sampling(self, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """The model's sampling options with a call's (checked) ``overrides`` on top."""
-        merged = {k: v for k in SAMPLING if (v := self.options.get(k)) is not None}
-        if overrides:
-            merged.update(overrides)
-        return merged
+        """The model's sampling options with a call's (checked) ``overrides`` on top
+        (read only: without overrides it is the model's own dict)."""
+        if not overrides:
+            return self._sampling
+        return {**self._sampling, **overrides}
 
 
 def call_sampling(kwargs: Mapping[str, Any], extra: tuple[str, ...] = ()) -> dict[str, Any]:
     """A call's sampling keywords, checked like the constructor's; ``None`` values mean
     "the model's value". Any other keyword is an error listing what a call takes
     (``extra``: further keywords the caller accepts, for the message)."""
+    if not kwargs:  # most calls
+        return {}
     unknown = sorted(set(kwargs) - set(SAMPLING))
     if unknown:
         accepted = ", ".join((*CALL_ARGS[1:], *SAMPLING, *extra))
