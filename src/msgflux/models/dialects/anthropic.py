@@ -49,7 +49,7 @@ from msgflux.exceptions import (
     ResponseError,
 )
 from msgflux.models.dialects._media import guess_media_type, is_http_url, split_data_url
-from msgflux.models.dialects._schema import prune_schema
+from msgflux.models.dialects._schema import per_schema, prune_schema
 from msgflux.models.dialects.base import (
     USER_AGENT,
     Endpoint,
@@ -436,6 +436,7 @@ _UNSUPPORTED = _CONSTRAINTS | {"title", "default", "examples"}
 _FORMATS = STRICT_FORMATS | {"uri"}
 
 
+@per_schema
 def _native_schema(schema: dict[str, Any]) -> dict[str, Any]:
     # Recursive schemas are not supported: references are expanded to a fixed depth.
     return prune_schema(inline_refs(schema), _native_keyword, _note_removed)

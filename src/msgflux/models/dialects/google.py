@@ -58,7 +58,7 @@ from msgflux.models.dialects._media import (
     is_http_url,
     split_data_url,
 )
-from msgflux.models.dialects._schema import prune_schema
+from msgflux.models.dialects._schema import per_schema, prune_schema
 from msgflux.models.dialects.base import (
     USER_AGENT,
     AnswerToolDecoder,
@@ -273,6 +273,7 @@ def _respell(node: dict[str, Any]) -> dict[str, Any]:
     return node
 
 
+@per_schema
 def gemini_schema(schema: dict[str, Any]) -> dict[str, Any]:
     """``schema`` pruned to the JSON Schema keywords the Gemini API accepts."""
     return prune_schema(schema, lambda key, _value: key in _KEYWORDS, _respell)
