@@ -13,7 +13,6 @@ stalled stream can hang the caller.
 from __future__ import annotations
 
 import socket
-import ssl
 from collections.abc import Iterator
 from contextlib import suppress
 from time import monotonic
@@ -28,6 +27,9 @@ from msgflux._transport.settings import ClientBase
 from msgflux._transport.sse import SSEDecoder
 from msgflux._transport.types import HttpRequest, HttpResponse, SSEEvent, Timeouts, header
 from msgflux.exceptions import MsgfluxError
+
+if TYPE_CHECKING:
+    import ssl
 
 if TYPE_CHECKING:
     pass
@@ -355,6 +357,10 @@ class _TLSInTLS:
     offers the few socket methods the client uses."""
 
     def __init__(self, outer: ssl.SSLSocket, ctx: ssl.SSLContext, server_hostname: str) -> None:
+        import ssl  # (loaded only for https, where the context already loaded it)
+
+        self._want_read = ssl.SSLWantReadError
+        self._closed = ssl.SSLZeroReturnError
         self._outer = outer
         self._incoming = ssl.MemoryBIO()
         self._outgoing = ssl.MemoryBIO()
@@ -366,7 +372,7 @@ class _TLSInTLS:
         while True:
             try:
                 result = step(*args)
-            except ssl.SSLWantReadError:
+            except self._want_read:
                 self._flush()
                 data = self._outer.recv(_READ_SIZE)
                 if data:
@@ -385,7 +391,7 @@ class _TLSInTLS:
     def recv(self, n: int) -> bytes:
         try:
             return self._run(self._tls.read, n)
-        except ssl.SSLZeroReturnError:
+        except self._closed:
             return b""
 
     def sendall(self, data: bytes) -> None:

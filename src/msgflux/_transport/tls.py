@@ -64,6 +64,8 @@ def trust_store(trust_env: bool = True) -> tuple[str | None, str | None]:
 
 def check_tls_options(verify: Any, cert: Any) -> None:
     """Refuse unusable ``verify``/``cert`` values before any connection."""
+    if verify is True and cert is None:
+        return  # the default: nothing to check (and no ssl import for http:// calls)
     import ssl
 
     if verify is False:

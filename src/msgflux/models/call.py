@@ -40,11 +40,9 @@ from msgflux.exceptions import (
     _redact,
 )
 from msgflux.models import options as opt
-from msgflux.models import pricing, tokens
-from msgflux.models.cache.base import CacheBackend, cache_key
+from msgflux.models import pricing
 from msgflux.models.dialects.base import Endpoint
 from msgflux.models.messages import to_messages
-from msgflux.models.partial import PartialJSON, PartialXML
 from msgflux.models.request import (
     ChatRequest,
     Completion,
@@ -55,15 +53,7 @@ from msgflux.models.request import (
 )
 from msgflux.models.response import ModelResponse, ModelStreamResponse
 from msgflux.models.stream import AsyncSource, Replay, SyncSource
-from msgflux.models.structured import (
-    CompiledSchema,
-    compile_schema,
-    decode_structured,
-    validate_value,
-)
-from msgflux.models.structured_modes import Plan, plan_structured
 from msgflux.models.tool_calls import ToolCallAggregator
-from msgflux.models.tools import Toolset, toolset
 from msgflux.observe import _observation
 
 if TYPE_CHECKING:
@@ -73,10 +63,15 @@ if TYPE_CHECKING:
     from msgflux._transport.retry import RetryPolicy
     from msgflux._transport.types import HttpRequest, HttpResponse, Timeouts
     from msgflux.dsl.typed_parsers.base import TypedParser
+    from msgflux.models.cache.base import CacheBackend
     from msgflux.models.dialects.base import Dialect, StreamDecoder
+    from msgflux.models.partial import PartialJSON, PartialXML
     from msgflux.models.profiles.types import ModelCost, ModelProfile
     from msgflux.models.providers.registry import Provider
     from msgflux.models.stream import StreamAssembler
+    from msgflux.models.structured import CompiledSchema
+    from msgflux.models.structured_modes import Plan
+    from msgflux.models.tools import Toolset
 
 __all__ = ["PreparedCall", "StreamCall", "Wiring", "default_transport", "prepare"]
 
@@ -323,19 +318,33 @@ def prepare(wiring: Wiring, settings: opt.ModelSettings, messages: Any, *,
     :mod:`msgflux.models.tools`.
     """
     msgs = to_messages(messages, system_prompt)
-    tools = toolset(tool_schemas) if tool_schemas is not None else None
+    # Tools, schemas and modes load their modules only when a call uses them: a plain
+    # call (and the cold start of a first one) does without.
+    tools = None
+    if tool_schemas is not None:
+        from msgflux.models.tools import toolset
+
+        tools = toolset(tool_schemas)
     specs = tools.specs if tools is not None else ()
     choice = opt.tool_choice(tool_choice, specs)
     if tools is not None and tools.renamed:
         msgs = tools.to_wire(msgs)
         if choice is not None and choice.name is not None:
             choice = ToolChoice(choice.mode, tools.wire(choice.name))
-    compiled = compile_schema(generation_schema) if generation_schema is not None else None
+    compiled = None
+    if generation_schema is not None:
+        from msgflux.models.structured import compile_schema
+
+        compiled = compile_schema(generation_schema)
     parser = opt.typed_parser(typed_parser)
     opt.check_prefilling(prefilling, compiled is not None, wiring.row)
-    plan = None if (compiled is None and parser is None and structured_mode is None
-                    and max_validation_retries is None) else plan_structured(
-        wiring, compiled, parser, typed_parser, structured_mode, max_validation_retries)
+    plan = None
+    if not (compiled is None and parser is None and structured_mode is None
+            and max_validation_retries is None):
+        from msgflux.models.structured_modes import plan_structured
+
+        plan = plan_structured(wiring, compiled, parser, typed_parser, structured_mode,
+                               max_validation_retries)
     if plan is not None and plan.parser is not None:
         parser = plan.parser  # structured_mode="typed_xml" names the parser
         typed_parser = plan.modes[0]
@@ -397,6 +406,7 @@ def _check_capabilities(wiring: Wiring, request: ChatRequest) -> None:
     profile = wiring.profile
     if profile is None:
         return
+    from msgflux.models import tokens
     from msgflux.models.profiles import check_request
 
     prompt_tokens, images = tokens.lower_bound(request)
@@ -564,6 +574,8 @@ class PreparedCall:
         cache = self.wiring.cache
         if cache is None:
             return None, None
+        from msgflux.models.cache.base import cache_key
+
         key = cache_key(self.wiring.provider, self.wiring.endpoint.base_url, self.request,
                         self.parser_name)
         return key, cache.get(key)
@@ -650,6 +662,8 @@ class PreparedCall:
                     "The structured answer was cut off at the token limit "
                     "(finish_reason 'length'); raise max_tokens.", raw=text,
                 )
+            from msgflux.models.structured import decode_structured, validate_value
+
             mode = self.mode
             if self.parser is None:  # a JSON mode; a prompted one may wrap the JSON in prose
                 return "structured", decode_structured(
@@ -785,13 +799,15 @@ class StreamCall:
     def partial(self) -> Callable[[], PartialJSON | PartialXML] | None:
         """The partial-object reader of a structured stream (JSON, or a typed parser's)."""
         call = self.call
+        if call.parser is None and call.compiled is None:
+            return None  # a text stream
+        from msgflux.models.partial import PartialJSON, PartialXML
+
         if call.parser is not None:
             lowered = call.compiled.lowered if call.compiled is not None else None
             return functools.partial(PartialXML, call.parser,
                                      lowered is not None and lowered.wrapped)
-        if call.compiled is not None:
-            return functools.partial(PartialJSON, call.compiled.lowered)
-        return None
+        return functools.partial(PartialJSON, call.compiled.lowered)  # type: ignore[union-attr]
 
     def open_sync(self) -> SyncSource:
         if self.replay is not None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from msgflux.exceptions import InvalidParameterError
-from msgflux.models.cache import CacheBackend, open_cache
 from msgflux.models.call import PreparedCall, Wiring, prepare
 from msgflux.models.dialects import get_dialect
 from msgflux.models.options import (
@@ -33,6 +32,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
 
     from msgflux.batch.runner import BatchResult
+    from msgflux.models.cache import CacheBackend
     from msgflux.models.profiles.types import ModelProfile
     from msgflux.models.response import ModelResponse, ModelStreamResponse
     from msgflux.models.tokens import TokenCount
@@ -89,10 +89,12 @@ class ChatCompletionModel:
         self.provider = row.id
         self._settings = settings
         spec = cache_spec(settings.options)
-        self._response_cache: CacheBackend | None = (
-            open_cache(spec, settings.get("cache_size", 128), settings.get("cache_ttl"))
-            if spec is not None else None
-        )
+        self._response_cache: CacheBackend | None = None
+        if spec is not None:  # (the cache modules load only for a model that caches)
+            from msgflux.models.cache import open_cache
+
+            self._response_cache = open_cache(spec, settings.get("cache_size", 128),
+                                              settings.get("cache_ttl"))
         base_url = settings.get("base_url")
         self._wiring = Wiring(
             model_id, row, get_dialect(row.dialect),

@@ -213,9 +213,10 @@ def _checked(kwargs: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _check_cache(opts: Mapping[str, Any]) -> None:
-    from msgflux.models.cache import check_cache_spec
+    if opts.get("cache") is not None:  # (the cache modules load only for a model that caches)
+        from msgflux.models.cache import check_cache_spec
 
-    check_cache_spec(opts.get("cache"))
+        check_cache_spec(opts.get("cache"))
     if opts.get("cache") is not None and opts.get("enable_cache") is False:
         raise InvalidParameterError(
             "cache=... turns the cache on, but enable_cache=False turns it off: drop one"
