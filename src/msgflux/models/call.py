@@ -501,7 +501,7 @@ class PreparedCall:
     def run(self) -> ModelResponse | ModelStreamResponse:
         if self.request.stream:
             return ModelStreamResponse.open(self.stream_call())
-        key, hit = self._lookup()
+        key, hit = (None, None) if self.wiring.cache is None else self._lookup()
         if hit is not None:
             return self._shape(hit)
         http = self.http_request()
@@ -707,7 +707,8 @@ def metadata(wiring: Wiring, usage: Usage | None, finish_reason: str | None,
 
     ``usage`` is the whole call's: every attempt that was billed tokens counts.
     """
-    cost, breakdown = pricing.cost(wiring.prices, usage)
+    prices = wiring.prices
+    cost, breakdown = pricing.cost(prices, usage) if prices is not None else (None, None)
     return dotdict(
         usage=_usage_dict(usage) if usage is not None else None,
         finish_reason=finish_reason,

@@ -159,7 +159,9 @@ def remove_sink(sink: Sink) -> None:
 def begin(provider: str, model: str, request: ChatRequest, max_retries: int,
           hooks: tuple[Hook, ...]) -> Observation | None:
     """An observation for a call about to run, or ``None`` when nobody listens."""
-    logger = _loggers.get("msgflux.call") or _logger()
+    logger = _loggers.get("msgflux.call")
+    if logger is None and "logging" in sys.modules:  # (no frame while logging is absent)
+        logger = _logger()
     if not (hooks or _listening) and (
             logger is None
             # A stream may break mid-way, a WARNING: streams are observed while WARNING
