@@ -24,7 +24,7 @@ T = TypeVar("T")
 USER_AGENT = f"msgflux/{__version__}"
 
 __all__ = ["USER_AGENT", "AnswerToolDecoder", "Dialect", "Endpoint", "Quirks", "StreamDecoder",
-           "TokenCounter", "answer_from_calls", "answer_tool_name", "decode_wire",
+           "TokenCounter", "answer_from_calls", "answer_stream", "answer_tool_name", "decode_wire",
            "error_from_status", "http_error", "join_url", "with_answer_tool"]
 
 
@@ -158,7 +158,8 @@ class TokenCounter(Protocol):
 # tool whose input is the answer, and handed back as the answer's text, never as a
 # call: the caller asked for an answer, not for a tool to run. Dialects whose
 # protocol has plain function tools (openai, google) build the request through
-# with_answer_tool and read the reply through answer_from_calls / AnswerToolDecoder.
+# with_answer_tool and read the reply through answer_from_calls / answer_stream; all
+# three leave a request that asks for no tool-mode answer as it is.
 
 
 def answer_tool_name(request: ChatRequest | None) -> str | None:
@@ -179,7 +180,8 @@ def unique_tool_name(name: str, request: ChatRequest) -> str:
 
 
 def with_answer_tool(request: ChatRequest, strict: bool) -> ChatRequest:
-    """``request`` with the answer offered as a tool and a call forced.
+    """``request`` with the answer offered as a tool and a call forced (a request that
+    asks for no tool-mode answer comes back as it is).
 
     ``strict``: send the strict shape with ``strict: true`` (OpenAI strict function
     calling); otherwise the logical shape. With the caller's own tools on offer the
@@ -187,7 +189,8 @@ def with_answer_tool(request: ChatRequest, strict: bool) -> ChatRequest:
     named one; with ``tool_choice="none"`` only the answer is offered.
     """
     out = request.output
-    assert out is not None
+    if out is None or out.mode != "tool":
+        return request
     name = unique_tool_name(out.name, request)
     spec = ToolSpec(name, out.description or "Give the answer as this tool's input.",
                     out.strict_schema if strict else out.schema, True if strict else None)
@@ -202,8 +205,12 @@ def with_answer_tool(request: ChatRequest, strict: bool) -> ChatRequest:
     return msgspec.structs.replace(request, tools=tools, tool_choice=choice, output=None)
 
 
-def answer_from_calls(completion: Completion, name: str) -> Completion:
-    """``completion`` with the answer tool's call turned into its text."""
+def answer_from_calls(completion: Completion, request: ChatRequest | None) -> Completion:
+    """``completion`` with the answer tool's call turned into its text (when ``request``
+    asked for a tool-mode answer)."""
+    name = answer_tool_name(request)
+    if name is None:
+        return completion
     answer = next((c for c in completion.tool_calls if c.name == name), None)
     if answer is None:
         return completion
@@ -213,6 +220,14 @@ def answer_from_calls(completion: Completion, name: str) -> Completion:
         finish = "stop"  # the forced answer tool is the answer, not a call to make
     text = answer.arguments if not completion.text else completion.text + answer.arguments
     return msgspec.structs.replace(completion, text=text, tool_calls=calls, finish_reason=finish)
+
+
+def answer_stream(decoder: StreamDecoder, request: ChatRequest | None
+                  ) -> StreamDecoder | AnswerToolDecoder:
+    """``decoder``, wrapped so a tool-mode answer streams as text when ``request`` asks
+    for one."""
+    name = answer_tool_name(request)
+    return AnswerToolDecoder(decoder, name) if name is not None else decoder
 
 
 class AnswerToolDecoder:

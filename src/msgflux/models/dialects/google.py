@@ -64,7 +64,7 @@ from msgflux.models.dialects.base import (
     AnswerToolDecoder,
     Endpoint,
     answer_from_calls,
-    answer_tool_name,
+    answer_stream,
     decode_wire,
     error_from_status,
     with_answer_tool,
@@ -171,8 +171,7 @@ def _headers(stream: bool, endpoint: Endpoint) -> tuple[tuple[str, str], ...]:
 
 
 def _body(request: ChatRequest) -> dict[str, Any]:
-    if request.output is not None and request.output.mode == "tool":
-        request = with_answer_tool(request, strict=False)
+    request = with_answer_tool(request, strict=False)  # (as it is unless tool mode)
     version = gemini_version(request.model)
     system, contents = _contents(request, version)
     body: dict[str, Any] = {"contents": contents}
@@ -645,8 +644,7 @@ def parse_response(body: bytes, request: ChatRequest | None = None, provider: st
         model=wire.model_version,
         id=wire.response_id,
     )
-    answer = answer_tool_name(request)
-    return answer_from_calls(completion, answer) if answer is not None else completion
+    return answer_from_calls(completion, request)
 
 
 # ---------------------------------------------------------------- stream
@@ -742,9 +740,7 @@ class StreamDecoder:
 
 def stream_decoder(request: ChatRequest | None = None, provider: str = "google"
                    ) -> StreamDecoder | AnswerToolDecoder:
-    answer = answer_tool_name(request)
-    decoder = StreamDecoder(provider)
-    return AnswerToolDecoder(decoder, answer) if answer is not None else decoder
+    return answer_stream(StreamDecoder(provider), request)
 
 
 # ---------------------------------------------------------------- errors

@@ -26,7 +26,7 @@ from msgflux.models.dialects.base import (
     AnswerToolDecoder,
     Endpoint,
     answer_from_calls,
-    answer_tool_name,
+    answer_stream,
     decode_wire,
     http_error,
     join_url,
@@ -62,8 +62,7 @@ _encode = msgspec.json.Encoder().encode
 
 def build_request(request: ChatRequest, endpoint: Endpoint) -> HttpRequest:
     quirks = endpoint.quirks
-    if request.output is not None and request.output.mode == "tool":
-        request = with_answer_tool(request, quirks.strict_schema)
+    request = with_answer_tool(request, quirks.strict_schema)  # (as it is unless tool mode)
     messages = [_message(m) for m in request.messages]
     if request.prefill is not None:
         prefill: dict[str, Any] = {"role": "assistant", "content": request.prefill}
@@ -371,8 +370,7 @@ def parse_response(body: bytes, request: ChatRequest | None = None, provider: st
         model=wire.model,
         id=wire.id,
     )
-    answer = answer_tool_name(request)
-    return answer_from_calls(completion, answer) if answer is not None else completion
+    return answer_from_calls(completion, request)
 
 
 # ---------------------------------------------------------------- stream
@@ -443,9 +441,7 @@ class StreamDecoder:
 
 def stream_decoder(request: ChatRequest | None = None, provider: str = "openai"
                    ) -> StreamDecoder | AnswerToolDecoder:
-    answer = answer_tool_name(request)
-    decoder = StreamDecoder(provider)
-    return AnswerToolDecoder(decoder, answer) if answer is not None else decoder
+    return answer_stream(StreamDecoder(provider), request)
 
 
 # ---------------------------------------------------------------- errors

@@ -48,7 +48,7 @@ from msgflux.models.dialects.base import (
     AnswerToolDecoder,
     Endpoint,
     answer_from_calls,
-    answer_tool_name,
+    answer_stream,
     decode_wire,
     http_error,
     join_url,
@@ -94,8 +94,7 @@ _BREAK = "\n\n"  # between reasoning summaries, as one text
 def build_request(request: ChatRequest, endpoint: Endpoint) -> HttpRequest:
     _refuse_what_the_api_lacks(request)
     quirks = endpoint.quirks
-    if request.output is not None and request.output.mode == "tool":
-        request = with_answer_tool(request, quirks.strict_schema)
+    request = with_answer_tool(request, quirks.strict_schema)  # (as it is unless tool mode)
     instructions, items = _input(request.messages)
     body: dict[str, Any] = {"model": request.model, "input": items}
     if instructions is not None:
@@ -432,8 +431,7 @@ def parse_response(body: bytes, request: ChatRequest | None = None,
         model=wire.model,
         id=wire.id,
     )
-    answer = answer_tool_name(request)
-    return answer_from_calls(completion, answer) if answer is not None else completion
+    return answer_from_calls(completion, request)
 
 
 # ---------------------------------------------------------------- stream
@@ -573,9 +571,7 @@ class StreamDecoder:
 
 def stream_decoder(request: ChatRequest | None = None, provider: str = "openai"
                    ) -> StreamDecoder | AnswerToolDecoder:
-    answer = answer_tool_name(request)
-    decoder = StreamDecoder(provider)
-    return AnswerToolDecoder(decoder, answer) if answer is not None else decoder
+    return answer_stream(StreamDecoder(provider), request)
 
 
 # ---------------------------------------------------------------- errors
