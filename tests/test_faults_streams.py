@@ -48,6 +48,19 @@ def after(reply, marker: bytes) -> int:
     return body.index(b"\n\n", body.index(marker)) + 4  # "\n\n" then the chunk's CRLF
 
 
+def start(model, use_async: bool, **kwargs):
+    """Open a stream (sync or async) and close the model; the response is read after."""
+    if use_async:
+        async def main():
+            try:
+                return await model.acall("hi", stream=True, **kwargs)
+            finally:
+                await model.aclose()
+        return asyncio.run(main())
+    with model:
+        return model("hi", stream=True, **kwargs)
+
+
 def consume(model, use_async: bool, **kwargs) -> tuple[list[str], BaseException | None, object]:
     """Read a stream to the end; returns (chunks handed out, error, response)."""
     got: list[str] = []
@@ -327,19 +340,7 @@ def test_tool_call_stream_keeps_the_turns_text_and_reasoning(srv, use_async) -> 
               tool_chunk(0, id="call_1", name="get_weather", arguments='{"city": "Paris"}'),
               chunk(finish="tool_calls"), DONE]
     srv.enqueue(sse_reply(events))
-
-    async def amain():
-        model = openai(srv)
-        try:
-            return await model.acall("hi", stream=True, tool_schemas=WEATHER)
-        finally:
-            await model.aclose()
-
-    if use_async:
-        r = asyncio.run(amain())
-    else:
-        with openai(srv) as model:
-            r = model("hi", stream=True, tool_schemas=WEATHER)
+    r = start(openai(srv), use_async, tool_schemas=WEATHER)
     agg = r.consume()
     assert r.response_type == "tool_call"
     assert (agg.text, agg.reasoning) == ("Let me check.", "Weather needs a tool.")
@@ -369,19 +370,7 @@ def test_tool_call_stream_cut_mid_arguments_keeps_partial_calls(srv, use_async) 
 def test_tool_call_stream_cut_once_is_retried_whole(srv, use_async) -> None:
     reply = tool_stream()
     srv.enqueue(reply.drop_after(after(reply, b'Par"')), tool_stream())
-
-    async def amain():
-        model = openai(srv)
-        try:
-            return await model.acall("hi", stream=True, tool_schemas=WEATHER)
-        finally:
-            await model.aclose()
-
-    if use_async:
-        r = asyncio.run(amain())
-    else:
-        with openai(srv) as model:
-            r = model("hi", stream=True, tool_schemas=WEATHER)
+    r = start(openai(srv), use_async, tool_schemas=WEATHER)
     assert r.response_type == "tool_call"
     [call] = r.consume().get_calls()
     assert call["function"]["arguments"] == {"city": "Paris"}
