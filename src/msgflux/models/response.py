@@ -78,14 +78,10 @@ class ModelResponse:
         return bool(self.reasoning)
 
     def copy(self) -> ModelResponse:
-        """An independent copy (what a cache hit hands out)."""
+        """A copy whose aggregator or dotdict result is independent of this one."""
         data = self.data
         if isinstance(data, ToolCallAggregator | dotdict):
             data = data.copy()
-        elif data is not None and not isinstance(data, str):
-            import copy  # a pydantic model, a dataclass, a list...: mutable results
-
-            data = copy.deepcopy(data)
         return ModelResponse(data, self.response_type, self.metadata.copy(), self.reasoning)
 
     def __repr__(self) -> str:
@@ -443,32 +439,39 @@ class _Partials:
     time the answer's text completes a value, the answer so far (a dotdict, not yet
     validated); last, the validated answer (``response.data``)."""
 
-    __slots__ = ("_make", "_response")
+    __slots__ = ("_last", "_make", "_reader", "_response")
 
     def __init__(self, response: ModelStreamResponse, make: Callable[[], Any]) -> None:
         self._response = response
         self._make = make
 
+    def _start(self) -> None:
+        self._reader = self._make()
+        self._last = None
+
+    def _new(self, chunk: str) -> Any:
+        """The answer so far when ``chunk`` completed a value that changed it, else None."""
+        if self._reader.feed(chunk):
+            snapshot = self._reader.snapshot()
+            if snapshot is not None and snapshot != self._last:
+                self._last = snapshot
+                return snapshot
+        return None
+
     def __iter__(self) -> Iterator[Any]:
-        reader = self._make()
-        last = None
+        self._start()
         for chunk in _Chunks(self._response):
-            if reader.feed(chunk):
-                snapshot = reader.snapshot()
-                if snapshot is not None and snapshot != last:
-                    last = snapshot
-                    yield snapshot
+            snapshot = self._new(chunk)
+            if snapshot is not None:
+                yield snapshot
         yield self._response.data
 
     async def __aiter__(self) -> AsyncIterator[Any]:
-        reader = self._make()
-        last = None
+        self._start()
         async for chunk in _Chunks(self._response):
-            if reader.feed(chunk):
-                snapshot = reader.snapshot()
-                if snapshot is not None and snapshot != last:
-                    last = snapshot
-                    yield snapshot
+            snapshot = self._new(chunk)
+            if snapshot is not None:
+                yield snapshot
         yield self._response.data
 
 
