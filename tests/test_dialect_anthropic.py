@@ -12,8 +12,8 @@ from pathlib import Path
 import msgspec
 import pytest
 
+import recorded
 from msgflux import exceptions as exc
-from msgflux._transport.sse import SSEDecoder
 from msgflux._transport.types import SSEEvent
 from msgflux.models.dialects import anthropic as dialect
 from msgflux.models.dialects.base import Endpoint
@@ -53,26 +53,16 @@ EVENT_OUTPUT = OutputSchema("CalendarEvent", EVENT_SCHEMA,
 
 
 def body(request: ChatRequest, endpoint: Endpoint = ENDPOINT) -> dict:
-    return msgspec.json.decode(dialect.build_request(request, endpoint).body)
+    return recorded.body(dialect, request, endpoint)
 
 
 def events(name: str) -> list[SSEEvent]:
-    decoder = SSEDecoder()
-    out = decoder.feed((DATA / name).read_bytes())
-    return out + decoder.close()
+    return recorded.events(DATA / name)
 
 
 def fold(evs: list[SSEEvent], request: ChatRequest | None = None
          ) -> tuple[StreamAssembler, list[Delta], dialect.StreamDecoder]:
-    decoder = dialect.stream_decoder(request, "anthropic")
-    asm = StreamAssembler()
-    deltas = []
-    for ev in evs:
-        d = decoder.feed(ev)
-        if d is not None:
-            deltas.append(as_delta(d))  # a str stands for a text-only Delta
-            asm.add(d)
-    return asm, deltas, decoder
+    return recorded.fold(dialect.stream_decoder(request, "anthropic"), evs)
 
 
 def sse(obj: dict) -> SSEEvent:

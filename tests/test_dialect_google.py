@@ -12,8 +12,8 @@ from pathlib import Path
 import msgspec
 import pytest
 
+import recorded
 from msgflux import exceptions as exc
-from msgflux._transport.sse import SSEDecoder
 from msgflux._transport.types import SSEEvent
 from msgflux.models.dialects import google as dialect
 from msgflux.models.dialects.base import Endpoint
@@ -46,24 +46,15 @@ WEATHER = {
 
 
 def body(request: ChatRequest, endpoint: Endpoint = ENDPOINT) -> dict:
-    return msgspec.json.decode(dialect.build_request(request, endpoint).body)
+    return recorded.body(dialect, request, endpoint)
 
 
 def events(name: str) -> list[SSEEvent]:
-    decoder = SSEDecoder()
-    return decoder.feed((DATA / name).read_bytes()) + decoder.close()
+    return recorded.events(DATA / name)
 
 
 def fold(evs: list[SSEEvent]) -> tuple[StreamAssembler, list[Delta], dialect.StreamDecoder]:
-    decoder = dialect.stream_decoder(None, "google")
-    asm = StreamAssembler()
-    deltas = []
-    for ev in evs:
-        d = decoder.feed(ev)
-        if d is not None:
-            deltas.append(d)
-            asm.add(d)
-    return asm, deltas, decoder
+    return recorded.fold(dialect.stream_decoder(None, "google"), evs)
 
 
 def reply(obj: dict) -> bytes:

@@ -16,8 +16,8 @@ from pathlib import Path
 import msgspec
 import pytest
 
+import recorded
 from msgflux import exceptions as exc
-from msgflux._transport.sse import SSEDecoder
 from msgflux._transport.types import SSEEvent
 from msgflux.models.dialects import openai_responses as dialect
 from msgflux.models.dialects.base import Endpoint, Quirks
@@ -45,24 +45,15 @@ WEATHER = {"type": "object", "properties": {"location": {"type": "string"}},
 
 
 def body(request: ChatRequest, endpoint: Endpoint = ENDPOINT) -> dict:
-    return msgspec.json.decode(dialect.build_request(request, endpoint).body)
+    return recorded.body(dialect, request, endpoint)
 
 
 def events(name: str) -> list[SSEEvent]:
-    decoder = SSEDecoder()
-    return decoder.feed((DATA / name).read_bytes()) + decoder.close()
+    return recorded.events(DATA / name)
 
 
 def fold(evs: list[SSEEvent]) -> tuple[StreamAssembler, list[Delta], dialect.StreamDecoder]:
-    decoder = dialect.stream_decoder(None, "openai")
-    asm = StreamAssembler()
-    deltas = []
-    for ev in evs:
-        d = decoder.feed(ev)
-        if d is not None:
-            deltas.append(d)
-            asm.add(d)
-    return asm, deltas, decoder
+    return recorded.fold(dialect.stream_decoder(None, "openai"), evs)
 
 
 def event(obj: dict) -> SSEEvent:
