@@ -13,6 +13,8 @@ stalled stream can hang the caller.
 from __future__ import annotations
 
 import socket
+import struct
+import sys
 from collections.abc import Iterator
 from contextlib import suppress
 from time import monotonic
@@ -43,6 +45,20 @@ _READ_SIZE = 65536
 # keeps such bytes from being read as the next response.
 _CHECK_AFTER = 0.0
 _DEFAULT_TIMEOUTS = Timeouts()
+# Kernel-bounded waits on plain sockets (see _Conn): Linux's timeval is two longs.
+_KERNEL_TIMEOUTS = sys.platform == "linux" and struct.calcsize("l") == 8
+
+
+def _timeval(seconds: float | None) -> bytes:
+    """``SO_RCVTIMEO`` / ``SO_SNDTIMEO`` for a wait of ``seconds`` (``None``: forever;
+    a zero timeval also means forever, so a positive wait is at least 1 us)."""
+    if seconds is None:
+        return _FOREVER
+    whole = int(seconds)
+    return struct.pack("ll", whole, max(int((seconds - whole) * 1e6), 0 if whole else 1))
+
+
+_FOREVER = struct.pack("ll", 0, 0)
 
 try:
     from select import POLLIN, poll
@@ -55,9 +71,17 @@ class _StaleConnectionError(Exception):
 
 
 class _Conn:
-    """One socket with its parser; used by one thread at a time."""
+    """One socket with its parser; used by one thread at a time.
 
-    __slots__ = ("_poll", "_timeout", "generation", "idle_since", "parser", "route", "sock")
+    ``kernel_timeouts``: a plain TCP socket on Linux is kept blocking, its waits
+    bounded by the kernel (``SO_RCVTIMEO`` / ``SO_SNDTIMEO``): each read or write is
+    then one system call. A socket in Python's timeout mode polls before every read
+    and write, which doubles the system calls of a call on loopback. TLS sockets keep
+    Python's timeout mode (``ssl`` reads need it to tell "wait" from "closed").
+    """
+
+    __slots__ = ("_poll", "_rcv", "_snd", "generation", "idle_since", "kernel_timeouts",
+                 "parser", "route", "sock")
 
     def __init__(self, sock: socket.socket, route: Route, generation: int) -> None:
         self.sock = sock
@@ -65,26 +89,45 @@ class _Conn:
         self.generation = generation
         self.parser = ResponseParser()
         self.idle_since = 0.0
-        self._timeout: float | None = -1.0
+        self.kernel_timeouts = _KERNEL_TIMEOUTS and type(sock) is socket.socket
+        if self.kernel_timeouts:
+            sock.settimeout(None)  # blocking; the kernel bounds each wait
+        self._rcv: float | None = -1.0  # the read and write limits now set
+        self._snd: float | None = -1.0
         self._poll: Any = None  # made on first reuse, then kept: reuse is the hot path
 
     def settimeout_exactly(self, value: float | None) -> None:
         """For sends: a timeout firing early would be wrong (and unretryable)."""
-        if value != self._timeout:  # settimeout() is an ioctl: skip it when unchanged
-            self.sock.settimeout(value)
-            self._timeout = value
+        if value != self._snd:  # each change is a system call: skip it when unchanged
+            if self.kernel_timeouts:
+                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(value))
+            else:
+                self.sock.settimeout(value)
+                self._rcv = value
+            self._snd = value
 
     def settimeout_at_most(self, value: float | None) -> None:
         """For reads: keep the current timeout when it is not longer than
         needed (nor far shorter); a read that times out early is retried."""
-        current = self._timeout
+        current = self._rcv
         if value is None:
             if current is not None and current > 0:
                 return
         elif current is not None and 0.25 * value <= current <= value:
             return
-        self.sock.settimeout(value)
-        self._timeout = value
+        if self.kernel_timeouts:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(value))
+        else:
+            self.sock.settimeout(value)
+            self._snd = value
+        self._rcv = value
+
+    def recv_nowait(self) -> bytes:
+        """What already arrived (``BlockingIOError`` / ``TimeoutError``: nothing yet)."""
+        if self.kernel_timeouts:
+            return self.sock.recv(_READ_SIZE, socket.MSG_DONTWAIT)
+        self.settimeout_exactly(0.0)
+        return self.sock.recv(_READ_SIZE)
 
     def close(self) -> None:
         with suppress(OSError):
@@ -119,7 +162,7 @@ def _recv(conn: _Conn, attempt: Attempt, kind: str) -> bytes:
             conn.settimeout_at_most(wait)
         try:
             return sock.recv(_READ_SIZE)
-        except TimeoutError:
+        except (TimeoutError, BlockingIOError):  # (the kernel's limit: EAGAIN)
             now = monotonic()  # maybe early (a longer-lived socket timeout): re-check
 
 
@@ -244,7 +287,7 @@ class HTTPTransport(ClientBase):
                 sock.sendall(prep.data)
                 if prep.tail is not None:
                     sock.sendall(prep.tail)
-            except TimeoutError:
+            except (TimeoutError, BlockingIOError):
                 raise attempt.timeout(which) from None
             kind = "first_byte"
             while not p.headers_done:
@@ -525,9 +568,8 @@ def _drain_nowait(conn: _Conn) -> None:
     last event, and then the connection can be reused."""
     p = conn.parser
     try:
-        conn.settimeout_exactly(0.0)
         for _ in range(4):
-            data = conn.sock.recv(_READ_SIZE)
+            data = conn.recv_nowait()
             if not data:
                 return
             p.feed(data)
