@@ -25,6 +25,8 @@ import functools
 import threading
 from typing import TYPE_CHECKING, Any
 
+import msgspec
+
 from msgflux._transport.retry import (
     CallBudget,
     RetryState,
@@ -105,7 +107,7 @@ class Wiring:
     __slots__ = ("_async_transport", "_endpoint", "_lock", "_missing", "_own_async",
                  "_own_sync", "_prices", "_profile", "_transport", "api_key", "base_url", "cache",
                  "client_options", "dialect", "engine_options", "headers", "hooks", "model_id",
-                 "pricing", "provider", "row", "structured_start")
+                 "plain", "pricing", "provider", "row", "structured_start")
 
     def __init__(self, model_id: str, row: Provider, dialect: Dialect, *,
                  api_key: str | None, base_url: str | None, headers: dict[str, Any] | None,
@@ -146,6 +148,8 @@ class Wiring:
         # The structured mode this model's calls start from once a provider refused a
         # better one (set by structured_modes.remember).
         self.structured_start: str | None = None
+        # The request of a plain call, without its messages, per stream flag (prepare).
+        self.plain: dict[bool, ChatRequest] = {}
         if row.engine is None:
             self._endpoint = self._build_endpoint(base_url)
 
@@ -317,6 +321,23 @@ def prepare(wiring: Wiring, settings: opt.ModelSettings, messages: Any, *,
     the request); the tools' names are made valid for every provider by
     :mod:`msgflux.models.tools`.
     """
+    if (tool_schemas is None and generation_schema is None and typed_parser is None
+            and prefilling is None and structured_mode is None and max_validation_retries is None
+            and not sampling and extra_body is None and prompt_cache is None
+            and tool_choice is None):
+        # A plain call (most calls): the model's request with these messages, made from
+        # a template built once per model.
+        template = wiring.plain.get(stream)
+        if template is None:
+            template = wiring.plain[stream] = _plain_template(wiring, settings, bool(stream))
+        request = msgspec.structs.replace(template, messages=to_messages(messages, system_prompt))
+        if check and settings.check_capabilities and wiring.profile is not None:
+            _check_capabilities(wiring, request)
+        return PreparedCall(
+            wiring, request, None, None, None,
+            opt.timeouts(timeout) if timeout is not None else settings.timeouts,
+            opt.retry_policy(max_retries) if max_retries is not None else settings.policy,
+        )
     msgs = to_messages(messages, system_prompt)
     # Tools, schemas and modes load their modules only when a call uses them: a plain
     # call (and the cold start of a first one) does without.
@@ -373,7 +394,7 @@ def prepare(wiring: Wiring, settings: opt.ModelSettings, messages: Any, *,
     )
     mode = plan.modes[0] if plan is not None else None
     request = plan.apply(base, mode) if plan is not None else base
-    if check and settings.get("check_capabilities", True):
+    if check and settings.check_capabilities:
         _check_capabilities(wiring, request)
     return PreparedCall(
         wiring,
@@ -387,6 +408,28 @@ def prepare(wiring: Wiring, settings: opt.ModelSettings, messages: Any, *,
         mode=mode,
         base=base,
         tools=tools,
+    )
+
+
+def _plain_template(wiring: Wiring, settings: opt.ModelSettings, stream: bool) -> ChatRequest:
+    """The request of a plain call to this model, without its messages (see prepare)."""
+    options = settings.sampling()
+    stop = options.get("stop")
+    max_tokens = options.get("max_tokens")
+    if max_tokens is None and wiring.dialect.REQUIRES_MAX_TOKENS:
+        max_tokens = profile_output_limit(wiring)
+    return ChatRequest(
+        model=wiring.model_id,
+        messages=(),
+        temperature=options.get("temperature"),
+        top_p=options.get("top_p"),
+        max_tokens=max_tokens,
+        stop=(stop,) if isinstance(stop, str) else (tuple(stop) if stop else None),
+        seed=options.get("seed"),
+        reasoning_effort=options.get("reasoning_effort"),
+        stream=stream,
+        extra=opt.extra_body(settings.get("extra_body"), None),
+        cache=settings.prompt_cache,
     )
 
 

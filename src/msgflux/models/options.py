@@ -81,8 +81,8 @@ class ModelSettings:
     ``None``) and ``hooks``.
     """
 
-    __slots__ = ("_sampling", "hooks", "options", "policy", "pricing", "prompt_cache",
-                 "timeouts")
+    __slots__ = ("_sampling", "check_capabilities", "hooks", "options", "policy", "pricing",
+                 "prompt_cache", "timeouts")
 
     def __init__(self, kwargs: Mapping[str, Any]) -> None:
         unknown = sorted(set(kwargs) - set(INIT_ARGS))
@@ -100,6 +100,7 @@ class ModelSettings:
         self.prompt_cache = prompt_cache(self.options.get("prompt_cache"),
                                          self.options.get("prompt_cache_retention"))
         self._sampling = {k: v for k in SAMPLING if (v := self.options.get(k)) is not None}
+        self.check_capabilities = bool(self.options.get("check_capabilities", True))
 
     def get(self, name: str, default: Any = None) -> Any:
         return self.options.get(name, default)

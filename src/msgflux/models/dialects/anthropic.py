@@ -859,7 +859,7 @@ def _answer_name(request: ChatRequest | None) -> str | None:
 def parse_response(body: bytes, request: ChatRequest | None = None, provider: str = "anthropic"
                    ) -> Completion:
     wire = decode_wire(_message_decoder, body,
-                       f"{provider} returned a body that is not a Messages response")
+                       "returned a body that is not a Messages response", provider)
     if wire.error is not None or wire.type == "error":
         raise _in_band_error(wire.error, provider, body)
     if wire.content is None:

@@ -81,6 +81,9 @@ class Endpoint(msgspec.Struct, frozen=True):
     headers: tuple[tuple[str, str], ...] = ()
     quirks: Quirks = Quirks()
     api_version: str | None = None
+    # What a dialect derives from the endpoint alone (URLs, headers), kept per kind of
+    # call: a model repeats them on every call, and an endpoint never changes.
+    memo: dict[Any, Any] = msgspec.field(default_factory=dict)
 
     def __repr__(self) -> str:  # never show the key
         key = "set" if self.api_key else "unset"
@@ -278,16 +281,20 @@ def join_url(base: str, path: str) -> str:
     return base.rstrip("/") + path
 
 
-def decode_wire(decoder: msgspec.json.Decoder[T], data: bytes, what: str) -> T:
+def decode_wire(decoder: msgspec.json.Decoder[T], data: bytes, what: str,
+                provider: str | None = None) -> T:
     """Decode provider bytes, or raise ResponseError quoting them.
 
-    ``what`` is the message, e.g. "openai sent a stream chunk that is not valid JSON".
+    ``what`` is the message, e.g. "openai sent a stream chunk that is not valid JSON";
+    with ``provider``, the message is "<provider> <what>" (made only on failure).
     msgspec raises UnicodeDecodeError (not DecodeError) for invalid UTF-8 inside a
     JSON string, so both are caught here, once for every dialect.
     """
     try:
         return decoder.decode(data)
     except (msgspec.DecodeError, UnicodeDecodeError) as e:
+        if provider is not None:
+            what = f"{provider} {what}"
         raise exc.ResponseError(
             f"{what} ({e})", raw=data[:2000].decode("utf-8", "replace")
         ) from None

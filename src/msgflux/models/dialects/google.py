@@ -616,7 +616,7 @@ def _answer_refusal(candidate: _Candidate, provider: str) -> str:
 def parse_response(body: bytes, request: ChatRequest | None = None, provider: str = "google"
                    ) -> Completion:
     wire = decode_wire(_response_decoder, body,
-                       f"{provider} returned a body that is not a generateContent response")
+                       "returned a body that is not a generateContent response", provider)
     if wire.error is not None:
         raise _in_band_error(wire.error, provider, body)
     usage = _usage(wire.usage_metadata) if wire.usage_metadata is not None else None

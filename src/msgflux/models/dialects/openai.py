@@ -29,7 +29,6 @@ from msgflux.models.dialects.base import (
     answer_stream,
     decode_wire,
     http_error,
-    join_url,
     with_answer_tool,
 )
 from msgflux.models.request import (
@@ -62,7 +61,8 @@ _encode = msgspec.json.Encoder().encode
 
 def build_request(request: ChatRequest, endpoint: Endpoint) -> HttpRequest:
     quirks = endpoint.quirks
-    request = with_answer_tool(request, quirks.strict_schema)  # (as it is unless tool mode)
+    if request.output is not None:
+        request = with_answer_tool(request, quirks.strict_schema)  # (as is unless tool mode)
     messages = [_message(m) for m in request.messages]
     if request.prefill is not None:
         prefill: dict[str, Any] = {"role": "assistant", "content": request.prefill}
@@ -119,13 +119,8 @@ def build_request(request: ChatRequest, endpoint: Endpoint) -> HttpRequest:
             body["stream_options"] = {"include_usage": True}
     if request.extra:
         body.update(request.extra)
-    return HttpRequest(
-        "POST",
-        join_url(endpoint.base_url, "/chat/completions"),
-        common.headers(endpoint, request.stream),
-        _encode(body),
-        request.stream,
-    )
+    url, headers = common.route(endpoint, "/chat/completions", request.stream)
+    return HttpRequest("POST", url, headers, _encode(body), request.stream)
 
 
 def count_tokens(request: ChatRequest, endpoint: Endpoint
@@ -342,7 +337,7 @@ def _text(content: str | list[Any] | None) -> str | None:
 def parse_response(body: bytes, request: ChatRequest | None = None, provider: str = "openai"
                    ) -> Completion:
     wire = decode_wire(_response_decoder, body,
-                       f"{provider} returned a body that is not a chat completion")
+                       "returned a body that is not a chat completion", provider)
     if wire.error is not None:
         raise common.in_band_error(wire.error, provider, body)
     if not wire.choices:
@@ -354,8 +349,8 @@ def parse_response(body: bytes, request: ChatRequest | None = None, provider: st
     message = choice.message or _Message()
     calls = tuple(
         ToolCall(c.id or f"call_{i}", c.name or "", c.arguments or "")
-        for i, c in enumerate(_call_deltas(message.tool_calls or []))
-    )
+        for i, c in enumerate(_call_deltas(message.tool_calls))
+    ) if message.tool_calls else ()
     reasoning = message.reasoning_content or message.reasoning
     refusal = message.refusal or None
     completion = Completion(
@@ -370,7 +365,9 @@ def parse_response(body: bytes, request: ChatRequest | None = None, provider: st
         model=wire.model,
         id=wire.id,
     )
-    return answer_from_calls(completion, request)
+    if request is not None and request.output is not None:
+        return answer_from_calls(completion, request)
+    return completion
 
 
 # ---------------------------------------------------------------- stream

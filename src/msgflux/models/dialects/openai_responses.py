@@ -385,7 +385,7 @@ def _failure(error: common.WireError | str | None, provider: str, raw: bytes) ->
 def parse_response(body: bytes, request: ChatRequest | None = None,
                    provider: str = "openai") -> Completion:
     wire = decode_wire(_response_decoder, body,
-                       f"{provider} returned a body that is not a Responses answer")
+                       "returned a body that is not a Responses answer", provider)
     if wire.error is not None or wire.status == "failed":
         raise _failure(wire.error, provider, body)
     if wire.output is None:
