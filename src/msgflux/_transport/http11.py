@@ -211,6 +211,7 @@ class ResponseParser:
     __slots__ = (
         "_body",
         "_decoder",
+        "_done_at",
         "_eof_delimited",
         "_head_only",
         "_header_bytes",
@@ -225,11 +226,17 @@ class ResponseParser:
         "headers",
         "headers_done",
         "keep_alive",
+        "on_body",
         "received",
         "status",
     )
 
     def __init__(self) -> None:
+        # llhttp hands each piece of body to ``on_body``: the list's own append, so a
+        # piece (one per chunk of a stream) costs no Python frame. What the pieces
+        # need (counting, decompressing, bounding) runs once per feed (_took_body).
+        self._body: list[bytes] = []
+        self.on_body = self._body.append
         self._parser = httptools.HttpResponseParser(self)
         # Bare LF line endings come from toy servers: accept them. Content-Length
         # beside Transfer-Encoding stays an error (llhttp's default): it is how
@@ -251,7 +258,8 @@ class ResponseParser:
         self._max_body = max_body
         self._room = max_body
         self._identity = identity
-        self._body: list[bytes] = []
+        self._body.clear()
+        self._done_at = -1  # pieces of this message in _body once it completed
         self._decoder: Decompressor | None = None
         self._eof_delimited = False
         self._header_bytes = 0
@@ -281,7 +289,7 @@ class ResponseParser:
             self.keep_alive = False  # unsolicited bytes: never reuse
             return
         in_body = self.headers_done
-        before = self.body_bytes
+        had = len(self._body)
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -292,8 +300,11 @@ class ResponseParser:
                 # Ctrl-C (or an exit) landed in one of our callbacks: httptools wrapped
                 # it, and it belongs to the caller, not to the protocol.
                 raise cause from None
-            if self.complete:
-                self.keep_alive = False  # garbage after a full response
+            if self._done_at >= 0:  # garbage after a full response: keep the response
+                if len(self._body) != had:
+                    self._took_body(had)
+                self._finish()
+                self.keep_alive = False
                 return
             if isinstance(cause, ProtocolError):
                 raise cause from None
@@ -302,16 +313,57 @@ class ResponseParser:
             if isinstance(cause, DecompressionError):
                 raise ProtocolError(str(cause)) from None
             raise ProtocolError(str(exc) or type(exc).__name__) from None
-        if in_body and not self.complete:
+        got = len(self._body) != had
+        if got:
+            self._took_body(had)
+        if self._done_at >= 0:
+            self._finish()
+        elif in_body and not self.complete:
             # Bytes that carried no body: chunk-size lines, and the trailers after
             # the last chunk. llhttp buffers a trailer whole (growing it by
             # concatenation): bound them like the head.
-            if self.body_bytes != before:
+            if got:
                 self._stalled = 0
             else:
                 self._stalled += len(data)
                 if self._stalled > _MAX_HEADER_BYTES:
                     raise ProtocolError("response trailers (or chunk framing) larger than 256 KiB")
+
+    def _took_body(self, had: int) -> None:
+        """Count, decompress and bound the body pieces llhttp appended from ``had`` on
+        (pieces of a second response after this one ended are dropped)."""
+        body = self._body
+        done = self._done_at
+        if done >= 0:
+            del body[done:]  # a second response nobody asked for (keep_alive is off)
+            if len(body) <= had:
+                return
+        if len(body) - had == 1:
+            piece = body[had]
+            n = len(piece)
+        else:
+            piece = b"".join(body[had:]) if self._decoder is not None else b""
+            n = sum(map(len, body[had:]))
+        self.body_bytes += n
+        decoder = self._decoder
+        if decoder is not None:
+            del body[had:]
+            try:
+                piece = decoder.decompress(piece)
+            except DecompressedTooLargeError as exc:
+                raise LimitExceededError(str(exc)) from None
+            except DecompressionError as exc:
+                raise ProtocolError(str(exc)) from None
+            n = len(piece)
+            if n:
+                body.append(piece)
+        room = self._room
+        if room is not None:
+            room -= n
+            if room < 0:
+                raise LimitExceededError(_too_large(self._max_body))
+            self._room = room
+        self.buffered += n
 
     def feed_eof(self) -> None:
         """The peer closed; end a close-delimited body or raise :class:`IncompleteResponseError`."""
@@ -359,7 +411,7 @@ class ResponseParser:
     # ------------------------------------------------------------ llhttp callbacks
 
     def on_message_begin(self) -> None:
-        if self.complete:
+        if self.complete or self._done_at >= 0:
             self.keep_alive = False  # a second response nobody asked for
 
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -367,7 +419,7 @@ class ResponseParser:
             self.headers.append((name.decode("latin-1").lower(), value.decode("latin-1")))
 
     def on_headers_complete(self) -> None:
-        if self.complete:
+        if self.complete or self._done_at >= 0:
             return
         status = self._parser.get_status_code()
         if 100 <= status < 200:
@@ -406,34 +458,18 @@ class ResponseParser:
                 and length.isdigit() and int(length) > room):
             raise LimitExceededError(_too_large(self._max_body))
 
-    def on_body(self, body: bytes) -> None:
-        if self.complete:
-            return
-        self.body_bytes += len(body)
-        decoder = self._decoder
-        if decoder is not None:
-            body = decoder.decompress(body)
-            if not body:
-                return
-        n = len(body)
-        room = self._room
-        if room is not None:
-            room -= n
-            if room < 0:
-                raise LimitExceededError(_too_large(self._max_body))
-            self._room = room
-        self.buffered += n
-        self._body.append(body)
-
     def on_message_complete(self) -> None:
         if not self.headers_done:
             return  # end of an interim 1xx response
-        if self.complete:
+        if self.complete or self._done_at >= 0:
             return
-        self._finish()
+        # The body's last pieces are counted after feed_data returns (feed); then
+        # the message is complete.
+        self._done_at = len(self._body)
         self.keep_alive = self._parser.should_keep_alive()
 
     def _finish(self) -> None:
+        self._done_at = -1
         decoder = self._decoder
         if decoder is not None:
             tail = decoder.flush()
