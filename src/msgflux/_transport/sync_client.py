@@ -17,6 +17,7 @@ import struct
 import sys
 from collections.abc import Iterator
 from contextlib import suppress
+from itertools import chain
 from time import monotonic
 from typing import TYPE_CHECKING, Any
 
@@ -473,7 +474,8 @@ class SyncStreamResponse:
     (``b""`` normally): non-blank means the stream was cut short.
     """
 
-    __slots__ = ("_attempt", "_conn", "_transport", "headers", "sse_tail", "status", "timings")
+    __slots__ = ("_attempt", "_conn", "_sse", "_transport", "headers", "sse_tail", "status",
+                 "timings")
 
     def __init__(self, transport: HTTPTransport, conn: _Conn, attempt: Attempt) -> None:
         self._transport = transport
@@ -483,6 +485,7 @@ class SyncStreamResponse:
         self.headers: list[tuple[str, str]] = conn.parser.headers
         self.timings = attempt.timings()
         self.sse_tail = b""
+        self._sse: SSEDecoder | None = None
 
     def header(self, name: str) -> str | None:
         """The first value of header ``name`` (lower-case), or ``None``."""
@@ -504,6 +507,9 @@ class SyncStreamResponse:
             data = p.take_body()
         if not data:
             self.close()
+            if self._sse is not None:  # the end of an SSE iteration
+                self._sse.close()
+                self.sse_tail = self._sse.pending
         return data
 
     def iter_bytes(self) -> Iterator[bytes]:
@@ -522,18 +528,9 @@ class SyncStreamResponse:
         return b"".join(self.iter_bytes())
 
     def __iter__(self) -> Iterator[SSEEvent]:
-        decoder = SSEDecoder(self._transport.max_response_bytes)
-        feed = decoder.feed
-        next_chunk = self._next_chunk
-        while True:
-            data = next_chunk()
-            if not data:
-                break
-            events = feed(data)
-            if events:
-                yield from events
-        decoder.close()
-        self.sse_tail = decoder.pending
+        decoder = self._sse = SSEDecoder(self._transport.max_response_bytes)
+        # C-level steps: a Python frame per read (_next_chunk, feed), none per event.
+        return chain.from_iterable(map(decoder.feed, iter(self._next_chunk, b"")))
 
     def close(self) -> None:
         """Release the connection (pooled only if the body was read to the end)."""

@@ -10,7 +10,7 @@ each chunk costs a few attribute lookups, nothing more.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from itertools import takewhile
+from functools import partial
 from typing import TYPE_CHECKING
 
 from msgflux.exceptions import MsgfluxError, StreamError, _redact
@@ -140,8 +140,9 @@ class StreamAssembler:
                            partial_reasoning=self.reasoning or "", partial_tool_calls=calls)
 
 
-def _before_the_end(delta: Delta | str) -> bool:
-    return delta.__class__ is str or not delta.done  # type: ignore[union-attr]
+# The end marker as a sentinel: ``iter(next_delta, _END)`` stops at the first delta
+# equal to it (a C-level comparison, where a predicate would be a Python call per chunk).
+_END = Delta(done=True)
 
 
 class SyncSource:
@@ -160,8 +161,8 @@ class SyncSource:
         self.stream = stream
         self.decoder = decoder
         self.secret = secret  # the API key, masked in errors that quote it
-        self.deltas: Iterator[Delta | str] = takewhile(
-            _before_the_end, filter(None, map(decoder.feed, stream)))
+        self.deltas: Iterator[Delta | str] = iter(
+            partial(next, filter(None, map(decoder.feed, stream))), _END)
 
     def failed(self, error: BaseException) -> None:
         """An error came out of ``deltas``: mask the key an in-band error may quote
