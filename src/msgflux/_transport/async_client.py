@@ -264,10 +264,10 @@ class _Conn(asyncio.Protocol):
         self.error = None
 
     def end_exchange(self) -> None:
-        timer = self.timer
-        if timer is not None:
-            self.timer = None
-            timer.cancel()
+        # The timer stays armed: firing with nobody waiting, it does nothing; until
+        # then, the next exchange on this connection reuses it (it fires early, then
+        # re-arms itself for that exchange's deadline). A timer per exchange would
+        # cost a push and a cancelled entry in the loop's heap (Python comparisons).
         self.attempt = None
         self.streaming = False
         if self.paused:
