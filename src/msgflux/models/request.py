@@ -293,9 +293,14 @@ class ToolCallDelta(msgspec.Struct, gc=False):
     signature: str | None = None
 
 
-def as_delta(value: Delta | str) -> Delta:
-    """A stream decoder's output as a Delta: a plain ``str`` stands for text only."""
-    return Delta(text=value) if value.__class__ is str else value  # type: ignore[return-value]
+def as_delta(value: Delta | str | ToolCallDelta) -> Delta:
+    """A stream decoder's output as a Delta: a plain ``str`` stands for text only, a
+    lone :class:`ToolCallDelta` for one fragment of one call."""
+    if value.__class__ is str:
+        return Delta(text=value)  # type: ignore[arg-type]
+    if value.__class__ is ToolCallDelta:
+        return Delta(tool_calls=(value,))  # type: ignore[arg-type]
+    return value  # type: ignore[return-value]
 
 
 class Delta(msgspec.Struct, gc=False):

@@ -51,15 +51,24 @@ class StreamAssembler:
         self.model: str | None = None
         self.id: str | None = None
 
-    def add(self, delta: Delta | str) -> str | None:
+    def add(self, delta: Delta | str | ToolCallDelta) -> str | None:
         """Fold one Delta; returns its text, if any, for the caller to hand on.
 
-        A plain ``str`` is a Delta that carries only text: decoders return one for
-        the chunks that make up most of a stream, the cheapest path.
+        A plain ``str`` is a Delta that carries only text, a lone ``ToolCallDelta`` one
+        that carries one fragment of one call: decoders return them for the chunks that
+        make up most of a stream, the cheapest paths.
         """
-        if delta.__class__ is str:
+        cls = delta.__class__
+        if cls is str:
             self.text_parts.append(delta)  # type: ignore[arg-type]
             return delta  # type: ignore[return-value]
+        if cls is ToolCallDelta:  # one fragment of one call: the bulk of a tool stream
+            tools = self.tools
+            if tools is None:
+                tools = self.tools = ToolCallAggregator()
+            tools.process(delta.index, delta.id, delta.name, delta.arguments,  # type: ignore[union-attr]
+                          delta.signature)  # type: ignore[union-attr]
+            return None
         text = delta.text  # type: ignore[union-attr]
         if text:
             self.text_parts.append(text)

@@ -57,7 +57,7 @@ from msgflux.exceptions import (
     ToolLoopLimitError,
 )
 from msgflux.models.messages import to_messages
-from msgflux.models.request import Delta, ToolChoice
+from msgflux.models.request import Delta, ToolCallDelta, ToolChoice
 from msgflux.models.response import ModelResponse, ModelStreamResponse
 from msgflux.models.stream import AsyncSource, StreamAssembler, SyncSource
 from msgflux.models.structured_modes import current, stream_call
@@ -471,6 +471,8 @@ def _forward(delta: Delta | str) -> Delta | str | None:
     calls, finish and usage belong to the step)."""
     if delta.__class__ is str:  # text only
         return delta
+    if delta.__class__ is ToolCallDelta:  # a call's fragment only
+        return None
     d: Delta = delta  # type: ignore[assignment]
     if d.text or d.refusal or d.reasoning or d.reasoning_signature is not None \
             or d.reasoning_block is not None:

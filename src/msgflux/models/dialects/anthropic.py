@@ -937,7 +937,7 @@ class StreamDecoder:
         self._lead = _lead_whitespace(request)
         self._start: _Usage | None = None
 
-    def feed(self, event: SSEEvent) -> Delta | str | None:
+    def feed(self, event: SSEEvent) -> Delta | str | ToolCallDelta | None:
         data = event.data
         try:
             ev = _event_decode(data)
@@ -959,7 +959,7 @@ class StreamDecoder:
                 slot = self._calls.get(ev.index)
                 if slot is None:
                     return None
-                return Delta(tool_calls=(ToolCallDelta(slot, arguments=d.partial_json),))
+                return ToolCallDelta(slot, arguments=d.partial_json)  # stands for a Delta
             if dk == "thinking_delta":
                 return Delta(reasoning=d.thinking) if d.thinking else None
             if dk == "signature_delta":

@@ -101,9 +101,10 @@ class StreamDecoder(Protocol):
     done: bool
     has_end_marker: bool
 
-    def feed(self, event: SSEEvent) -> Delta | str | None:
+    def feed(self, event: SSEEvent) -> Delta | str | ToolCallDelta | None:
         """The Delta of one event (``None``: nothing to fold); a ``str`` stands for a
-        Delta with only that text, the cheapest path for the bulk of a stream. The
+        Delta with only that text, a lone ``ToolCallDelta`` for a Delta with only that
+        fragment of one call: the cheapest paths for the bulk of a stream. The
         protocol's end marker is ``Delta(done=True)`` carrying nothing else: readers
         stop there, so whatever a server sends after it never reaches the caller."""
         ...
@@ -253,9 +254,11 @@ class AnswerToolDecoder:
         return self._inner.has_end_marker
 
     def feed(self, event: SSEEvent) -> Delta | str | None:
-        delta = self._inner.feed(event)
+        delta: Any = self._inner.feed(event)
         if delta is None or delta.__class__ is str:  # nothing, or text only
             return delta
+        if delta.__class__ is ToolCallDelta:
+            delta = Delta(tool_calls=(delta,))
         if delta.tool_calls:
             text: list[str] = []
             calls = []

@@ -389,7 +389,7 @@ class StreamDecoder:
         self._named = False
         self._malformed = f"{provider} sent a stream chunk that is not valid JSON"
 
-    def feed(self, event: SSEEvent) -> Delta | str | None:
+    def feed(self, event: SSEEvent) -> Delta | str | ToolCallDelta | None:
         data = event.data
         if data[:6] == b"[DONE]":
             self.done = True
@@ -402,9 +402,17 @@ class StreamDecoder:
         if choices and self._named and chunk.usage is None and chunk.error is None:
             choice = choices[0]
             d = choice.delta
-            if (choice.finish_reason is None and d is not None and not d.tool_calls
+            if (choice.finish_reason is None and d is not None
                     and not d.refusal and not d.reasoning_content and not d.reasoning):
-                return d.content or None
+                calls = d.tool_calls
+                if not calls:
+                    return d.content or None
+                if len(calls) == 1 and not d.content:  # one fragment of one call
+                    c = calls[0]
+                    f = c.function
+                    if f is not None and f.arguments.__class__ is not dict:
+                        return ToolCallDelta(c.index if c.index is not None else 0, c.id,
+                                             f.name, f.arguments)
         if chunk.error is not None:
             raise common.in_band_error(chunk.error, self.provider, data)
         usage = _usage(chunk.usage) if chunk.usage is not None else None
