@@ -214,6 +214,14 @@ class Observation:
         for hook in self.hooks:
             _safely(hook, event)
 
+    def _heard(self, level: int | None) -> bool:
+        """Whether an event logged at ``level`` reaches anybody: when not, it is not
+        built (a stream is observed for its WARNING only, when nobody else listens)."""
+        if self.sinks or self.hooks:
+            return True
+        logger = self.logger
+        return level is not None and logger is not None and logger.isEnabledFor(level)
+
     def _base(self) -> dict[str, Any]:
         return {"call_id": self.call_id, "provider": self.provider, "model": self.model,
                 "stream": self.request.stream}
@@ -228,6 +236,8 @@ class Observation:
         """An attempt is about to send ``http``; the first one starts the call."""
         if not self._sent:
             self._sent = True
+            if not self._heard(DEBUG if self.capture else None):
+                return
             from urllib.parse import urlsplit
 
             url = urlsplit(http.url)  # the path only: a query may hold a key
@@ -285,6 +295,8 @@ class Observation:
 
     def _attempt(self, status: int | None, error: str | None, usage: Usage | None) -> None:
         self._open = False
+        if not self._heard(DEBUG):
+            return
         timings = self.timings
         total = perf_counter() - self._attempt_start
         event = AttemptFinished(
@@ -316,6 +328,8 @@ class Observation:
         tokens), then the answer's (``usage``: the whole call's, as in ``meta``)."""
         self._attempt(self.status, None, last)
         self.output = output
+        if not self._heard(DEBUG):
+            return
         event = ResponseReceived(
             **self._base(), attempts=meta.get("attempts", self.attempts),
             duration=perf_counter() - self.started, usage=usage,
