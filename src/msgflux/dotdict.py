@@ -52,14 +52,19 @@ class dotdict(dict):  # noqa: N801 - the lower-case name is msgflux's public spe
         return _plain(self)
 
 
+# Values that hold no dict: kept as they are, without a call (most values of a result).
+_LEAVES = frozenset({str, int, float, bool, type(None)})
+
+
 def to_dotdict(value: Any) -> Any:
     """Convert dicts (recursively, through lists and tuples) into ``dotdict``."""
     if isinstance(value, dict):
-        return dotdict({k: to_dotdict(v) for k, v in value.items()})
+        return dotdict({k: v if v.__class__ in _LEAVES else to_dotdict(v)
+                        for k, v in value.items()})
     if isinstance(value, list):
-        return [to_dotdict(v) for v in value]
+        return [v if v.__class__ in _LEAVES else to_dotdict(v) for v in value]
     if isinstance(value, tuple):
-        return tuple(to_dotdict(v) for v in value)
+        return tuple(v if v.__class__ in _LEAVES else to_dotdict(v) for v in value)
     return value
 
 
