@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+import msgspec
 
 from msgflux._transport.http11 import encode_head_prefix, finish_head
 from msgflux._transport.proxy import (
@@ -23,7 +23,7 @@ _COALESCE = 65536  # bodies up to this size are sent in the same write as the he
 _MAX_CACHED = 256
 
 
-class Prepared(NamedTuple):
+class Prepared(msgspec.Struct, frozen=True, gc=False):
     """What to write: ``data`` (the head, plus the body when small), then ``tail``."""
 
     target: Target
