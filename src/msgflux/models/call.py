@@ -75,7 +75,8 @@ if TYPE_CHECKING:
     from msgflux.models.structured_modes import Plan
     from msgflux.models.tools import Toolset
 
-__all__ = ["PreparedCall", "StreamCall", "Wiring", "default_transport", "prepare"]
+__all__ = ["PreparedCall", "StreamCall", "Wiring", "default_transport", "prepare",
+           "prepare_plain"]
 
 _UNSET: Any = object()
 
@@ -321,23 +322,6 @@ def prepare(wiring: Wiring, settings: opt.ModelSettings, messages: Any, *,
     the request); the tools' names are made valid for every provider by
     :mod:`msgflux.models.tools`.
     """
-    if (tool_schemas is None and generation_schema is None and typed_parser is None
-            and prefilling is None and structured_mode is None and max_validation_retries is None
-            and not sampling and extra_body is None and prompt_cache is None
-            and tool_choice is None):
-        # A plain call (most calls): the model's request with these messages, made from
-        # a template built once per model.
-        template = wiring.plain.get(stream)
-        if template is None:
-            template = wiring.plain[stream] = _plain_template(wiring, settings, bool(stream))
-        request = msgspec.structs.replace(template, messages=to_messages(messages, system_prompt))
-        if check and settings.check_capabilities and wiring.profile is not None:
-            _check_capabilities(wiring, request)
-        return PreparedCall(
-            wiring, request, None, None, None,
-            opt.timeouts(timeout) if timeout is not None else settings.timeouts,
-            opt.retry_policy(max_retries) if max_retries is not None else settings.policy,
-        )
     msgs = to_messages(messages, system_prompt)
     # Tools, schemas and modes load their modules only when a call uses them: a plain
     # call (and the cold start of a first one) does without.
@@ -408,6 +392,25 @@ def prepare(wiring: Wiring, settings: opt.ModelSettings, messages: Any, *,
         mode=mode,
         base=base,
         tools=tools,
+    )
+
+
+def prepare_plain(wiring: Wiring, settings: opt.ModelSettings, messages: Any,
+                  system_prompt: str | None = None, stream: bool = False, timeout: Any = None,
+                  max_retries: Any = None, check: bool = True) -> PreparedCall:
+    """:func:`prepare` for a plain call (most calls: no tools, schema, prefill or per-call
+    options beside these): the model's request with these messages, made from a
+    template built once per model."""
+    template = wiring.plain.get(stream)
+    if template is None:
+        template = wiring.plain[stream] = _plain_template(wiring, settings, bool(stream))
+    request = msgspec.structs.replace(template, messages=to_messages(messages, system_prompt))
+    if check and settings.check_capabilities and wiring.profile is not None:
+        _check_capabilities(wiring, request)
+    return PreparedCall(
+        wiring, request, None, None, None,
+        opt.timeouts(timeout) if timeout is not None else settings.timeouts,
+        opt.retry_policy(max_retries) if max_retries is not None else settings.policy,
     )
 
 
