@@ -170,3 +170,27 @@ def test_random_streams_and_splits_match_reference(case: tuple[bytes, list[int]]
     bounds = [0, *cuts, len(stream)]
     pieces = [stream[a:b] for a, b in pairwise(bounds)]
     assert decode(*pieces) == reference(stream)
+
+
+@st.composite
+def _data_runs(draw: st.DrawFn) -> tuple[bytes, list[int]]:
+    """Mostly the bulk shape (one-line ``data: X`` events, which the decoder splits at
+    once), with now and then a line of another kind that must send it the long way."""
+    events = draw(st.lists(st.one_of(
+        st.builds(lambda v: b"data: " + v + b"\n\n", _value),
+        st.builds(lambda v: b"data: " + v + b"\n\ndata: \n\n", _value),
+        st.sampled_from([b"\n\n", b"data:x\n\n", b": c\n\n", b"data: a\ndata: b\n\n",
+                         b"event: e\ndata: y\n\n", b"data: z\n\n\n"]),
+    ), max_size=30))
+    stream = b"".join(events)
+    cuts = sorted(draw(st.lists(st.integers(0, len(stream)), max_size=6)))
+    return stream, cuts
+
+
+@settings(max_examples=400, deadline=None)
+@given(_data_runs())
+def test_runs_of_data_events_match_reference_at_any_split(case: tuple[bytes, list[int]]
+                                                          ) -> None:
+    stream, cuts = case
+    bounds = [0, *cuts, len(stream)]
+    assert decode(*[stream[a:b] for a, b in pairwise(bounds)]) == reference(stream)

@@ -35,6 +35,7 @@ __all__ = ["SSEDecoder"]
 _LF = b"\n"
 _BLANK = b"\n\n"
 _DATA = b"data: "
+_NEXT_DATA = b"\n\ndata: "
 _EVENT = b"event: "
 
 
@@ -100,6 +101,19 @@ class SSEDecoder:
             data = b"".join(parts)
             parts.clear()
             self._held = 0
+        # The bulk shape, a run of one-line "data: X" events (OpenAI, Gemini, local
+        # engines), is recognised by counting in C and split at once; anything else
+        # (and a run with other lines in it) takes the loop below.
+        end = data.rfind(_BLANK)
+        if end > 0:
+            stop = end + 2
+            events = data.count(_BLANK, 0, stop)
+            if (data.count(10, 0, stop) == 2 * events and data.startswith(_DATA)
+                    and data.count(_NEXT_DATA, 0, stop) == events - 1):
+                if stop < len(data):
+                    parts.append(data[stop:])  # an unfinished event: wait for more
+                    self._hold(len(data) - stop)
+                return [SSEEvent(p[6:]) for p in data[:end].split(_BLANK)]
         out: list[SSEEvent] = []
         n = len(data)
         pos = 0

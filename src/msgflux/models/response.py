@@ -320,8 +320,17 @@ class ModelStreamResponse:
             return
         source = self._source
         assert isinstance(source, SyncSource)
+        asm = self._asm
+        add, keep = asm.add, asm.text_parts.append
         try:
-            yield from filter(None, map(self._asm.add, source.deltas))
+            for delta in source.deltas:
+                if delta.__class__ is str:  # text only (most chunks): folded here, no call
+                    keep(delta)  # type: ignore[arg-type]
+                    yield delta  # type: ignore[misc]
+                else:
+                    text = add(delta)
+                    if text:
+                        yield text
         except MsgfluxError as e:
             source.failed(e)
             raise self._broke(e) from e
