@@ -194,3 +194,28 @@ def test_runs_of_data_events_match_reference_at_any_split(case: tuple[bytes, lis
     stream, cuts = case
     bounds = [0, *cuts, len(stream)]
     assert decode(*[stream[a:b] for a, b in pairwise(bounds)]) == reference(stream)
+
+
+@st.composite
+def _named_runs(draw: st.DrawFn) -> tuple[bytes, list[int]]:
+    """Mostly Anthropic's shape (``event: E`` then ``data: X``), read at once, with now
+    and then an event of another shape."""
+    events = draw(st.lists(st.one_of(
+        st.builds(lambda e, v: b"event: " + e + b"\ndata: " + v + b"\n\n",
+                  st.sampled_from([b"ping", b"content_block_delta", b"", b"x y"]), _value),
+        st.sampled_from([b"event: a\n\ndata: b\n\n", b"event: a\ndata: b\ndata: c\n\n",
+                         b"event: a\nid: 1\n\n", b"data: only\n\n", b"\n\n",
+                         b"event: a\ndata:b\n\n", b"event: a\n: c\n\n"]),
+    ), max_size=30))
+    stream = b"".join(events)
+    cuts = sorted(draw(st.lists(st.integers(0, len(stream)), max_size=6)))
+    return stream, cuts
+
+
+@settings(max_examples=400, deadline=None)
+@given(_named_runs())
+def test_runs_of_named_events_match_reference_at_any_split(case: tuple[bytes, list[int]]
+                                                           ) -> None:
+    stream, cuts = case
+    bounds = [0, *cuts, len(stream)]
+    assert decode(*[stream[a:b] for a, b in pairwise(bounds)]) == reference(stream)

@@ -37,6 +37,8 @@ _LF = b"\n"
 _BLANK = b"\n\n"
 _DATA = b"data: "
 _NEXT_DATA = b"\n\ndata: "
+_NEXT_EVENT = b"\n\nevent: "
+_LINE_DATA = b"\ndata: "
 _EVENT = b"event: "
 
 
@@ -49,6 +51,19 @@ def _event_name(raw: bytes) -> str:
     if len(_NAMES) < 256:
         _NAMES[raw] = name
     return name
+
+
+def _named_event(block: bytes) -> SSEEvent | None:
+    """``event: E\\ndata: X`` (the caller saw it opens with ``event: ``) as its event;
+    ``None`` for a block of another shape."""
+    raw, found, data = block.partition(_LINE_DATA)
+    if not found:
+        return None
+    raw = raw[7:]
+    if not raw:
+        return SSEEvent(data)  # an empty name is no name
+    name = _NAMES.get(raw)
+    return SSEEvent(data, name if name is not None else _event_name(raw))
 
 
 class SSEDecoder:
@@ -115,6 +130,18 @@ class SSEDecoder:
                     parts.append(data[stop:])  # an unfinished event: wait for more
                     self._hold(len(data) - stop)
                 return [SSEEvent(p[6:]) for p in data[:end].split(_BLANK)]
+            # Anthropic's: "event: E" then "data: X". With one LF per event besides the
+            # blank lines, every event opening with "event: " and holding "\ndata: "
+            # (checked per event: the counts alone cannot tell 3 + 1 lines from 2 + 2),
+            # each is exactly those two lines.
+            if (data.count(10, 0, stop) == 3 * events and data.startswith(_EVENT)
+                    and data.count(_NEXT_EVENT, 0, stop) == events - 1):
+                named = [_named_event(p) for p in data[:end].split(_BLANK)]
+                if None not in named:
+                    if stop < len(data):
+                        parts.append(data[stop:])
+                        self._hold(len(data) - stop)
+                    return named  # type: ignore[return-value]
         out: list[SSEEvent] = []
         n = len(data)
         pos = 0
