@@ -27,6 +27,8 @@ pieces is joined once, not re-scanned per piece.
 
 from __future__ import annotations
 
+from itertools import repeat
+
 from msgflux._transport.errors import too_large
 from msgflux._transport.types import SSEEvent
 from msgflux.exceptions import TransportError
@@ -36,8 +38,6 @@ __all__ = ["SSEDecoder"]
 _LF = b"\n"
 _BLANK = b"\n\n"
 _DATA = b"data: "
-_NEXT_DATA = b"\n\ndata: "
-_NEXT_EVENT = b"\n\nevent: "
 _LINE_DATA = b"\ndata: "
 _EVENT = b"event: "
 
@@ -117,26 +117,26 @@ class SSEDecoder:
             data = b"".join(parts)
             parts.clear()
             self._held = 0
-        # The bulk shape, a run of one-line "data: X" events (OpenAI, Gemini, local
-        # engines), is recognised by counting in C and split at once; anything else
+        # The bulk shapes, a run of one-line "data: X" events (OpenAI, Gemini, local
+        # engines) or of Anthropic's "event: E" + "data: X" pairs, are recognised in C
+        # (a split, a count, a prefix test per event) and read at once; anything else
         # (and a run with other lines in it) takes the loop below.
         end = data.rfind(_BLANK)
-        if end > 0:
+        if end > 0 and (data.startswith(_DATA) or data.startswith(_EVENT)):
             stop = end + 2
-            events = data.count(_BLANK, 0, stop)
-            if (data.count(10, 0, stop) == 2 * events and data.startswith(_DATA)
-                    and data.count(_NEXT_DATA, 0, stop) == events - 1):
+            blocks = data[:end].split(_BLANK)
+            events = len(blocks)
+            lines = data.count(10, 0, stop)  # blank lines included: 2 per event
+            if lines == 2 * events and all(map(bytes.startswith, blocks, repeat(_DATA))):
                 if stop < len(data):
                     parts.append(data[stop:])  # an unfinished event: wait for more
                     self._hold(len(data) - stop)
-                return [SSEEvent(p[6:]) for p in data[:end].split(_BLANK)]
-            # Anthropic's: "event: E" then "data: X". With one LF per event besides the
-            # blank lines, every event opening with "event: " and holding "\ndata: "
-            # (checked per event: the counts alone cannot tell 3 + 1 lines from 2 + 2),
-            # each is exactly those two lines.
-            if (data.count(10, 0, stop) == 3 * events and data.startswith(_EVENT)
-                    and data.count(_NEXT_EVENT, 0, stop) == events - 1):
-                named = [_named_event(p) for p in data[:end].split(_BLANK)]
+                return [SSEEvent(p[6:]) for p in blocks]
+            # With one LF per event besides the blank lines, every event opening with
+            # "event: " and holding "\ndata: " is exactly those two lines (each event is
+            # checked: the counts alone cannot tell 3 + 1 lines from 2 + 2).
+            if lines == 3 * events and all(map(bytes.startswith, blocks, repeat(_EVENT))):
+                named = [_named_event(p) for p in blocks]
                 if None not in named:
                     if stop < len(data):
                         parts.append(data[stop:])
