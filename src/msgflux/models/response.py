@@ -35,6 +35,7 @@ call, or a gateway falling back across models).
 from __future__ import annotations
 
 import sys
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, Literal, Protocol, TypeVar
 
@@ -46,7 +47,7 @@ from msgflux.exceptions import (
     ToolExecutionError,
     ToolLoopLimitError,
 )
-from msgflux.models.request import Delta, Usage
+from msgflux.models.request import Delta, ToolCallDelta, Usage
 from msgflux.models.stream import AsyncSource, StreamAssembler, SyncSource
 from msgflux.models.tool_calls import ToolCallAggregator
 
@@ -193,7 +194,12 @@ class ModelStreamResponse:
     def _attempt_sync(self) -> None:
         source = self._begin(self._call.open_sync())
         try:
-            self._started(source, stopped=any(map(self._prime, source.deltas)))
+            deltas = source.deltas
+            stopped = any(map(self._prime, deltas))
+            if stopped and self._asm.tools is not None:  # a tool-call stream: to its end
+                deque(map(self._fold_call, deltas), 0)
+                stopped = False
+            self._started(source, stopped)
         except BaseException as error:
             source.failed(error)
             raise self._start_failed(error)  # noqa: B904 (the cause is set there)
@@ -206,6 +212,10 @@ class ModelStreamResponse:
                 if self._prime(delta):
                     stopped = True
                     break
+            if stopped and self._asm.tools is not None:  # a tool-call stream: to its end
+                async for delta in source.deltas:
+                    self._fold_call(delta)
+                stopped = False
             self._started(source, stopped)
         except BaseException as error:
             await source.aclose()
@@ -224,13 +234,14 @@ class ModelStreamResponse:
 
     def _prime(self, delta: Delta | str) -> bool:
         """Fold one delta read before the caller sees anything; True once the start is
-        over. A tool-call stream is read to its end."""
+        over, or once a tool call began (the stream is then read to its end with
+        :meth:`_fold_call`)."""
         asm = self._asm
         text = asm.add(delta)
         if text:
             self._pending.append(text)
         if asm.tools is not None:
-            return False
+            return True
         if delta.__class__ is str:  # text only
             return self._call.known_type is not None
         if delta.finish_reason is not None or delta.done:  # type: ignore[union-attr]
@@ -238,6 +249,17 @@ class ModelStreamResponse:
         if self._call.known_type is None:
             return False  # tools on offer: text may precede a call, so hold it back
         return bool(text or delta.reasoning)
+
+    def _fold_call(self, delta: Delta | str | ToolCallDelta) -> None:
+        """Fold one delta of a tool-call stream read to its end (a call's fragment, the
+        bulk of it, goes straight to the calls)."""
+        if delta.__class__ is ToolCallDelta:
+            self._asm.tools.process(delta.index, delta.id, delta.name,  # type: ignore
+                                    delta.arguments, delta.signature)  # type: ignore
+            return
+        text = self._asm.add(delta)
+        if text:
+            self._pending.append(text)
 
     def _started(self, source: SyncSource | AsyncSource, stopped: bool) -> None:
         """The start read its part; a stream already over must have ended properly.
