@@ -187,15 +187,6 @@ def _data_runs(draw: st.DrawFn) -> tuple[bytes, list[int]]:
     return stream, cuts
 
 
-@settings(max_examples=400, deadline=None)
-@given(_data_runs())
-def test_runs_of_data_events_match_reference_at_any_split(case: tuple[bytes, list[int]]
-                                                          ) -> None:
-    stream, cuts = case
-    bounds = [0, *cuts, len(stream)]
-    assert decode(*[stream[a:b] for a, b in pairwise(bounds)]) == reference(stream)
-
-
 @st.composite
 def _named_runs(draw: st.DrawFn) -> tuple[bytes, list[int]]:
     """Mostly Anthropic's shape (``event: E`` then ``data: X``), read at once, with now
@@ -212,10 +203,10 @@ def _named_runs(draw: st.DrawFn) -> tuple[bytes, list[int]]:
     return stream, cuts
 
 
-@settings(max_examples=400, deadline=None)
-@given(_named_runs())
-def test_runs_of_named_events_match_reference_at_any_split(case: tuple[bytes, list[int]]
-                                                           ) -> None:
+@settings(max_examples=600, deadline=None)
+@given(st.one_of(_data_runs(), _named_runs()))
+def test_runs_of_bulk_shapes_match_reference_at_any_split(case: tuple[bytes, list[int]]
+                                                          ) -> None:
     stream, cuts = case
     bounds = [0, *cuts, len(stream)]
     assert decode(*[stream[a:b] for a, b in pairwise(bounds)]) == reference(stream)

@@ -70,6 +70,7 @@ if TYPE_CHECKING:
     from msgflux.models.partial import PartialJSON, PartialXML
     from msgflux.models.profiles.types import ModelCost, ModelProfile
     from msgflux.models.providers.registry import Provider
+    from msgflux.models.request import Message
     from msgflux.models.stream import StreamAssembler
     from msgflux.models.structured import CompiledSchema
     from msgflux.models.structured_modes import Plan
@@ -354,24 +355,12 @@ def prepare(wiring: Wiring, settings: opt.ModelSettings, messages: Any, *,
         parser = plan.parser  # structured_mode="typed_xml" names the parser
         typed_parser = plan.modes[0]
     options = settings.sampling(sampling)
-    stop = options.get("stop")
-    max_tokens = options.get("max_tokens")
-    if max_tokens is None and wiring.dialect.REQUIRES_MAX_TOKENS:
-        max_tokens = profile_output_limit(wiring)
-    base = ChatRequest(
-        model=wiring.model_id,
-        messages=msgs,
-        temperature=options.get("temperature"),
-        top_p=options.get("top_p"),
-        max_tokens=max_tokens,
-        stop=(stop,) if isinstance(stop, str) else (tuple(stop) if stop else None),
-        seed=options.get("seed"),
-        reasoning_effort=options.get("reasoning_effort"),
+    base = _request(
+        wiring, options, msgs, bool(stream),
         tools=tools.wire_specs if tools is not None else (),
         tool_choice=choice,
         parallel_tool_calls=options.get("parallel_tool_calls") if specs else None,
         prefill=prefilling,
-        stream=bool(stream),
         extra=opt.extra_body(settings.get("extra_body"), extra_body),
         cache=(opt.prompt_cache(prompt_cache) if prompt_cache is not None
                else settings.prompt_cache),
@@ -416,14 +405,22 @@ def prepare_plain(wiring: Wiring, settings: opt.ModelSettings, messages: Any,
 
 def _plain_template(wiring: Wiring, settings: opt.ModelSettings, stream: bool) -> ChatRequest:
     """The request of a plain call to this model, without its messages (see prepare)."""
-    options = settings.sampling()
+    return _request(wiring, settings.sampling(), (), stream,
+                    extra=opt.extra_body(settings.get("extra_body"), None),
+                    cache=settings.prompt_cache)
+
+
+def _request(wiring: Wiring, options: dict[str, Any], messages: tuple[Message, ...],
+             stream: bool, **rest: Any) -> ChatRequest:
+    """A request of this model: ``messages``, the sampling ``options`` in force (the
+    profile's output limit where the dialect requires one) and ``rest``."""
     stop = options.get("stop")
     max_tokens = options.get("max_tokens")
     if max_tokens is None and wiring.dialect.REQUIRES_MAX_TOKENS:
         max_tokens = profile_output_limit(wiring)
     return ChatRequest(
         model=wiring.model_id,
-        messages=(),
+        messages=messages,
         temperature=options.get("temperature"),
         top_p=options.get("top_p"),
         max_tokens=max_tokens,
@@ -431,8 +428,7 @@ def _plain_template(wiring: Wiring, settings: opt.ModelSettings, stream: bool) -
         seed=options.get("seed"),
         reasoning_effort=options.get("reasoning_effort"),
         stream=stream,
-        extra=opt.extra_body(settings.get("extra_body"), None),
-        cache=settings.prompt_cache,
+        **rest,
     )
 
 
