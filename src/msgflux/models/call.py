@@ -667,8 +667,9 @@ class PreparedCall:
 
     def _shape(self, completion: Completion, attempts: int = 1) -> ModelResponse:
         refusal = completion.refusal
-        meta = metadata(self.wiring, completion.usage, completion.finish_reason, completion.model,
-                        refusal, completion.id, attempts)
+        meta = functools.partial(metadata, self.wiring, completion.usage,
+                                 completion.finish_reason, completion.model, refusal,
+                                 completion.id, attempts)  # made when read
         if completion.tool_calls:
             calls = completion.tool_calls
             if self.tools is not None and self.tools.renamed:
@@ -677,16 +678,16 @@ class PreparedCall:
             agg.text = completion.text or None
             agg.reasoning = completion.reasoning
             agg.reasoning_blocks = completion.reasoning_blocks
-            return ModelResponse(agg, "tool_call", meta, completion.reasoning)
+            return ModelResponse(agg, "tool_call", None, completion.reasoning, meta)
         text = completion.text or ""
         if refusal is not None:
             text = with_refusal(text, refusal)
         try:
             kind, data = self.decode_text(text, completion.finish_reason, refusal)
         except ResponseError as e:
-            e.metadata = meta  # the usage of a failed attempt still counts
+            e.metadata = meta()  # the usage of a failed attempt still counts
             raise
-        return ModelResponse(data, kind, meta, completion.reasoning)
+        return ModelResponse(data, kind, None, completion.reasoning, meta)
 
     def decode_text(self, text: str, finish_reason: str | None, refusal: str | None
                     ) -> tuple[str, Any]:

@@ -59,14 +59,35 @@ _Source = TypeVar("_Source", SyncSource, AsyncSource)
 class ModelResponse:
     """A complete answer. ``consume()`` returns ``data``."""
 
-    __slots__ = ("data", "metadata", "reasoning", "response_type")
+    __slots__ = ("_make_metadata", "_metadata", "data", "reasoning", "response_type")
 
-    def __init__(self, data: Any, response_type: str, metadata: dotdict,
-                 reasoning: str | None = None) -> None:
+    def __init__(self, data: Any, response_type: str, metadata: dotdict | None,
+                 reasoning: str | None = None,
+                 make_metadata: Callable[[], dotdict] | None = None) -> None:
         self.data = data
         self.response_type = response_type
-        self.metadata = metadata
+        self._metadata = metadata
+        # ``metadata`` made on first read (many callers never read it): a call's usage,
+        # cost and the rest cost more to put in a dict than the rest of shaping it.
+        self._make_metadata = make_metadata
         self.reasoning = reasoning
+
+    @property
+    def metadata(self) -> dotdict:
+        """Usage, finish reason, model, provider, cost, ... (see ``call.metadata``)."""
+        meta = self._metadata
+        if meta is None and self._make_metadata is not None:
+            meta = self._metadata = self._make_metadata()
+            self._make_metadata = None
+        return meta  # type: ignore[return-value]
+
+    @metadata.setter
+    def metadata(self, value: dotdict) -> None:
+        self._metadata = value
+        self._make_metadata = None
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (ModelResponse, (self.data, self.response_type, self.metadata, self.reasoning))
 
     def consume(self) -> Any:
         return self.data
