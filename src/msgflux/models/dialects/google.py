@@ -509,7 +509,19 @@ class _Count(msgspec.Struct, gc=False, rename="camel"):
 
 
 _response_decoder = msgspec.json.Decoder(_Response)
-_response_decode = _response_decoder.decode
+
+
+class _Chunk(_Response, gc=False, rename="camel"):
+    """A streamed response: Gemini repeats ``usageMetadata`` on every chunk, so it is
+    kept raw and decoded only when its bytes changed."""
+
+    usage_metadata: msgspec.Raw = msgspec.Raw()  # type: ignore[assignment]
+
+
+_chunk_decoder = msgspec.json.Decoder(_Chunk)
+_chunk_decode = _chunk_decoder.decode
+_usage_decoder = msgspec.json.Decoder(_UsageMetadata)
+_NULL = msgspec.Raw(b"null")
 _count_decoder = msgspec.json.Decoder(_Count)
 _list_decoder = msgspec.json.Decoder(list[_Response])
 _ratings_decoder = msgspec.json.Decoder(list[_SafetyRating])
@@ -672,20 +684,25 @@ class StreamDecoder:
         self._malformed = f"{provider} sent a stream chunk that is not valid JSON"
         self._calls = 0
         self._named = False
-        self._last_usage: _UsageMetadata | None = None
+        self._last_usage: msgspec.Raw | None = None  # the last usage's bytes
 
     def feed(self, event: SSEEvent) -> Delta | str | None:
         data = event.data
         try:
-            chunk = _response_decode(data)
+            chunk = _chunk_decode(data)
         except (msgspec.DecodeError, UnicodeDecodeError):
-            chunk = decode_wire(_response_decoder, data, self._malformed)  # raises, typed
+            chunk = decode_wire(_chunk_decoder, data, self._malformed)  # raises, typed
         if chunk.error is not None:
             raise _in_band_error(chunk.error, self.provider, data)
-        meta = chunk.usage_metadata
+        seen = chunk.usage_metadata  # (an empty Raw: none sent)
         usage = None
-        if meta is not None and meta != self._last_usage:
-            self._last_usage = meta
+        if seen and seen != self._last_usage and seen != _NULL:
+            self._last_usage = seen
+            try:
+                meta = _usage_decoder.decode(seen)
+            except msgspec.DecodeError:
+                decode_wire(_response_decoder, data, self._malformed)  # raises, typed
+                raise
             usage = _usage(meta)
         if not chunk.candidates:
             feedback = chunk.prompt_feedback
