@@ -12,7 +12,13 @@ from typing import Any
 import msgspec
 
 from msgflux.exceptions import ProviderError
-from msgflux.models.dialects.base import USER_AGENT, Endpoint, error_from_status, join_url
+from msgflux.models.dialects.base import (
+    USER_AGENT,
+    Endpoint,
+    derived,
+    error_from_status,
+    join_url,
+)
 from msgflux.models.request import OutputSchema, ToolSpec
 
 __all__ = ["WireError", "function_fields", "headers", "in_band_error", "route", "schema_fields"]
@@ -22,12 +28,8 @@ def route(endpoint: Endpoint, path: str, stream: bool
           ) -> tuple[str, tuple[tuple[str, str], ...]]:
     """The URL of ``path`` and the headers, made once per endpoint and kind of call
     (the transport caches its request head by them)."""
-    key = (path, stream)
-    found = endpoint.memo.get(key)
-    if found is None:
-        found = endpoint.memo[key] = (join_url(endpoint.base_url, path),
-                                      headers(endpoint, stream))
-    return found
+    return derived(endpoint, (path, stream),
+                   lambda: (join_url(endpoint.base_url, path), headers(endpoint, stream)))
 
 
 def headers(endpoint: Endpoint, stream: bool) -> tuple[tuple[str, str], ...]:

@@ -54,6 +54,7 @@ from msgflux.models.dialects.base import (
     USER_AGENT,
     Endpoint,
     decode_wire,
+    derived,
     error_from_status,
     http_error,
     join_url,
@@ -183,8 +184,11 @@ def _takes_xhigh(version: tuple[int, int] | None) -> bool:
 
 def build_request(request: ChatRequest, endpoint: Endpoint) -> HttpRequest:
     body, betas = _body(request)
-    return HttpRequest("POST", _url(endpoint.base_url), _headers(request, endpoint, betas),
-                       _encode(body), request.stream)
+    stream = request.stream
+    url, headers = derived(endpoint, (stream, *sorted(betas)),
+                           lambda: (_url(endpoint.base_url),
+                                    _headers(request, endpoint, betas)))
+    return HttpRequest("POST", url, headers, _encode(body), stream)
 
 
 # What /v1/messages/count_tokens takes of a Messages body (it refuses the rest).

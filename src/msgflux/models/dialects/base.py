@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import Any, Literal, Protocol, TypeVar
 
 import msgspec
@@ -278,6 +278,15 @@ class AnswerToolDecoder:
         if delta.finish_reason == "tool_calls" and not self._calls and self._answer is not None:
             delta.finish_reason = "stop"
         return delta
+
+
+def derived(endpoint: Endpoint, key: Any, make: Callable[[], T]) -> T:
+    """What a dialect derives from ``endpoint`` alone (a URL, headers), made once per
+    ``key`` and kept on the endpoint: a model repeats it on every call."""
+    found = endpoint.memo.get(key)
+    if found is None:
+        found = endpoint.memo[key] = make()
+    return found
 
 
 def join_url(base: str, path: str) -> str:

@@ -66,6 +66,7 @@ from msgflux.models.dialects.base import (
     answer_from_calls,
     answer_stream,
     decode_wire,
+    derived,
     error_from_status,
     with_answer_tool,
 )
@@ -133,9 +134,11 @@ def gemini_version(model: str) -> tuple[int, int] | None:
 
 
 def build_request(request: ChatRequest, endpoint: Endpoint) -> HttpRequest:
-    return HttpRequest("POST", _url(endpoint, request.model, request.stream),
-                       _headers(request.stream, endpoint), _encode(_body(request)),
-                       request.stream)
+    stream = request.stream
+    url, headers = derived(endpoint, (request.model, stream),
+                           lambda: (_url(endpoint, request.model, stream),
+                                    _headers(stream, endpoint)))
+    return HttpRequest("POST", url, headers, _encode(_body(request)), stream)
 
 
 def count_tokens(request: ChatRequest, endpoint: Endpoint

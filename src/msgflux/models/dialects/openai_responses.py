@@ -51,7 +51,6 @@ from msgflux.models.dialects.base import (
     answer_stream,
     decode_wire,
     http_error,
-    join_url,
     with_answer_tool,
 )
 from msgflux.models.request import (
@@ -141,13 +140,8 @@ def build_request(request: ChatRequest, endpoint: Endpoint) -> HttpRequest:
         body["stream"] = True
     if request.extra:
         body.update(request.extra)
-    return HttpRequest(
-        "POST",
-        join_url(endpoint.base_url, "/responses"),
-        common.headers(endpoint, request.stream),
-        _encode(body),
-        request.stream,
-    )
+    url, headers = common.route(endpoint, "/responses", request.stream)
+    return HttpRequest("POST", url, headers, _encode(body), request.stream)
 
 
 def _refuse_what_the_api_lacks(request: ChatRequest) -> None:
