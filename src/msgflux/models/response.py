@@ -272,12 +272,7 @@ class ModelStreamResponse:
         return bool(text or delta.reasoning)
 
     def _fold_call(self, delta: Delta | str | ToolCallDelta) -> None:
-        """Fold one delta of a tool-call stream read to its end (a call's fragment, the
-        bulk of it, goes straight to the calls)."""
-        if delta.__class__ is ToolCallDelta:
-            self._asm.tools.process(delta.index, delta.id, delta.name,  # type: ignore
-                                    delta.arguments, delta.signature)  # type: ignore
-            return
+        """Fold one delta of a tool-call stream read to its end."""
         text = self._asm.add(delta)
         if text:
             self._pending.append(text)
@@ -364,11 +359,11 @@ class ModelStreamResponse:
         source = self._source
         assert isinstance(source, SyncSource)
         asm = self._asm
-        add, keep = asm.add, asm.text_parts.append
+        add, add_text = asm.add, asm.add_text
         try:
             for delta in source.deltas:
-                if delta.__class__ is str:  # text only (most chunks): folded here, no call
-                    keep(delta)  # type: ignore[arg-type]
+                if delta.__class__ is str:  # text only (most chunks): no Python frame
+                    add_text(delta)  # type: ignore[arg-type]
                     yield delta  # type: ignore[misc]
                 else:
                     text = add(delta)

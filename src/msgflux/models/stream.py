@@ -35,11 +35,15 @@ __all__ = ["AsyncSource", "Replay", "StreamAssembler", "SyncSource"]
 class StreamAssembler:
     """Accumulates one streamed answer."""
 
-    __slots__ = ("_block_text", "blocks", "finish_reason", "id", "model", "native_finish_reason",
-                 "reasoning_parts", "refusal_parts", "text_parts", "tools", "usage")
+    __slots__ = ("_block_text", "add_text", "blocks", "finish_reason", "id", "model",
+                 "native_finish_reason", "reasoning_parts", "refusal_parts", "text_parts",
+                 "tools", "usage")
 
     def __init__(self) -> None:
         self.text_parts: list[str] = []
+        # The whole fold of a text-only delta (a plain ``str``): a reader on the hot
+        # path may call it instead of :meth:`add`, which calls it too.
+        self.add_text = self.text_parts.append
         self.reasoning_parts: list[str] = []
         self.refusal_parts: list[str] = []
         self._block_text: list[str] = []
@@ -60,7 +64,7 @@ class StreamAssembler:
         """
         cls = delta.__class__
         if cls is str:
-            self.text_parts.append(delta)  # type: ignore[arg-type]
+            self.add_text(delta)  # type: ignore[arg-type]
             return delta  # type: ignore[return-value]
         if cls is ToolCallDelta:  # one fragment of one call: the bulk of a tool stream
             tools = self.tools
