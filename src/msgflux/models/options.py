@@ -130,6 +130,15 @@ def call_sampling(kwargs: Mapping[str, Any], extra: tuple[str, ...] = ()) -> dic
     return check_sampling(given)
 
 
+def _integer(opts: Mapping[str, Any], name: str, low: int) -> None:
+    """``opts[name]``, when given, is an int (not a bool) of at least ``low``."""
+    value = opts.get(name)
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise InvalidParameterError(f"{name} must be an int >= {low}, got {value!r}")
+
+
 def check_sampling(opts: dict[str, Any]) -> dict[str, Any]:
     """Check the sampling options in ``opts`` (others are left alone); returns ``opts``."""
 
@@ -142,17 +151,10 @@ def check_sampling(opts: dict[str, Any]) -> dict[str, Any]:
             raise InvalidParameterError(
                 f"{name} must be a number between {low} and {high}, got {value!r}")
 
-    def integer(name: str, low: int) -> None:
-        value = opts.get(name)
-        if value is None:
-            return
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise InvalidParameterError(f"{name} must be an int >= {low}, got {value!r}")
-
     number("temperature", 0, 2)
     number("top_p", 0, 1)
-    integer("max_tokens", 1)
-    integer("seed", -(2**63))
+    _integer(opts, "max_tokens", 1)
+    _integer(opts, "seed", -(2**63))
     value = opts.get("parallel_tool_calls")
     if value is not None and not isinstance(value, bool):
         raise InvalidParameterError(f"parallel_tool_calls must be True or False, got {value!r}")
@@ -173,18 +175,11 @@ def _checked(kwargs: Mapping[str, Any]) -> dict[str, Any]:
     opts.pop("api_key", None)
     check_sampling(opts)
 
-    def integer(name: str, low: int) -> None:
-        value = opts.get(name)
-        if value is None:
-            return
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise InvalidParameterError(f"{name} must be an int >= {low}, got {value!r}")
-
     retry_policy(opts.get("max_retries"))
-    integer("cache_size", 1)
-    integer("n_threads", 1)
-    integer("n_ctx", 256)
-    integer("n_parallel", 1)
+    _integer(opts, "cache_size", 1)
+    _integer(opts, "n_threads", 1)
+    _integer(opts, "n_ctx", 256)
+    _integer(opts, "n_parallel", 1)
     for name in ("enable_cache", "check_capabilities"):
         value = opts.get(name)
         if value is not None and not isinstance(value, bool):
