@@ -404,3 +404,103 @@ def test_a_type_only_pydantic_knows_goes_through_a_type_adapter() -> None:
     compiled = compile_schema(list[Item])
     result = decode_structured(compiled, '{"value": [{"sku": "xy", "qty": 2, "tags": []}]}')
     assert isinstance(result[0], Item) and result[0].sku == "XY"
+
+
+# ---------------------------------------------------------------- dotdict per type
+
+
+class _Leaf(msgspec.Struct):
+    a: int
+    b: str = "x"
+
+
+class _Renamed(msgspec.Struct, rename="camel", omit_defaults=True):
+    inner_value: Optional[_Leaf] = None  # noqa: UP045 - read at runtime on 3.10
+    some_list: list[_Leaf] = []
+
+
+class _Tree(msgspec.Struct):
+    label: str
+    children: list[_Tree] = []
+
+
+class _Cat(msgspec.Struct, tag=True):
+    name: str
+
+
+class _Dog(msgspec.Struct, tag=True):
+    name: str
+    friend: Optional[_Leaf] = None  # noqa: UP045
+
+
+class _Pair(msgspec.Struct, array_like=True):
+    left: _Leaf
+    right: int
+
+
+class _Mixed(msgspec.Struct):
+    leaf: _Leaf
+    maybe: Optional[_Leaf]  # noqa: UP045
+    many: list[_Leaf]
+    kinds: set[int]
+    frozen: frozenset[str]
+    pets: list[_Cat | _Dog]
+    by_name: dict[str, _Leaf]
+    fixed: tuple[_Leaf, int]
+    var: tuple[_Leaf, ...]
+    anything: Any
+    pair: _Pair
+    renamed: _Renamed
+    tree: _Tree
+
+
+def _same_shape(a: Any, b: Any) -> None:
+    """Equal, and the same container classes all the way down (dotdict is not dict)."""
+    assert type(a) is type(b), (a, b)
+    if isinstance(a, dict):
+        assert a.keys() == b.keys()
+        for k in a:
+            _same_shape(a[k], b[k])
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b)
+        for x, y in zip(a, b, strict=True):
+            _same_shape(x, y)
+    else:
+        assert a == b
+
+
+_MIXED = _Mixed(
+    leaf=_Leaf(1), maybe=None, many=[_Leaf(2), _Leaf(3, "y")], kinds={1, 2},
+    frozen=frozenset({"z"}), pets=[_Cat("c"), _Dog("d", _Leaf(4))],
+    by_name={"k": _Leaf(5)}, fixed=(_Leaf(6), 7), var=(_Leaf(8),),
+    anything={"free": [{"form": 1}]}, pair=_Pair(_Leaf(9), 10),
+    renamed=_Renamed(inner_value=_Leaf(11)),
+    tree=_Tree("root", [_Tree("kid", [_Tree("grandkid")])]),
+)
+
+
+@pytest.mark.parametrize("value", [
+    _MIXED,
+    msgspec.structs.replace(_MIXED, maybe=_Leaf(12), renamed=_Renamed(some_list=[_Leaf(13)]),
+                            anything=None, many=[]),
+    _Leaf(1),
+    _Tree("alone"),
+])
+def test_the_dotdict_plan_of_a_type_converts_as_the_generic_walk_does(value: Any) -> None:
+    from msgflux.dotdict import dotdict, to_dotdict, to_dotdict_for
+
+    builtins = msgspec.to_builtins(value)
+    planned = to_dotdict_for(type(value))(msgspec.to_builtins(value))
+    _same_shape(planned, to_dotdict(builtins))
+    assert isinstance(planned, dotdict)
+
+
+def test_a_struct_answer_comes_back_as_dotdicts_through_the_plan() -> None:
+    compiled = compile_schema(_Mixed)
+    text = msgspec.json.encode(_MIXED)
+    got = decode_structured(compiled, text)
+    from msgflux.dotdict import to_dotdict
+
+    _same_shape(got, to_dotdict(msgspec.to_builtins(msgspec.json.decode(text, type=_Mixed))))
+    assert got.tree.children[0].children[0].label == "grandkid"
+    assert got.renamed.innerValue.a == 11

@@ -8,9 +8,10 @@ converted once, on construction.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-__all__ = ["dotdict", "to_dotdict"]
+__all__ = ["dotdict", "to_dotdict", "to_dotdict_for"]
 
 
 class dotdict(dict):  # noqa: N801 - the lower-case name is msgflux's public spelling
@@ -66,6 +67,64 @@ def to_dotdict(value: Any) -> Any:
     if isinstance(value, tuple):
         return tuple(v if v.__class__ in _LEAVES else to_dotdict(v) for v in value)
     return value
+
+
+def to_dotdict_for(type_: Any) -> Callable[[Any], Any]:
+    """:func:`to_dotdict` for the builtins of one type (``msgspec.to_builtins`` of an
+    instance): the same result, with the type read once instead of every value looked
+    at on every call. Only dict-holding fields are visited; what the plan cannot tell
+    apart (unions, mappings, ``Any``) goes through :func:`to_dotdict`."""
+    import msgspec.inspect as mi
+
+    return _plan(mi.type_info(type_), set()) or to_dotdict
+
+
+# Types whose builtins never hold a dict (to_builtins turns them into str, int, ...).
+_LEAF_TYPES = ("StrType", "IntType", "FloatType", "BoolType", "NoneType", "LiteralType",
+               "EnumType", "DateTimeType", "DateType", "TimeType", "TimeDeltaType", "UUIDType",
+               "DecimalType", "BytesType", "ByteArrayType", "MemoryViewType")
+
+
+def _plan(t: Any, seen: set[type]) -> Callable[[Any], Any] | None:
+    """How to convert the builtins of ``t`` (``None``: they hold no dict)."""
+    import msgspec.inspect as mi
+
+    if isinstance(t, tuple(getattr(mi, name) for name in _LEAF_TYPES)):
+        return None
+    if isinstance(t, mi.StructType) and not t.array_like and t.cls not in seen:
+        seen = seen | {t.cls}  # a recursive type visits itself through to_dotdict
+        fields = tuple((f.encode_name, conv) for f in t.fields
+                       if (conv := _plan(f.type, seen)) is not None)
+        return _struct(fields) if fields else dotdict
+    if isinstance(t, (mi.ListType, mi.SetType, mi.FrozenSetType)):  # builtins: a list
+        item = _plan(t.item_type, seen)
+        return None if item is None else _items(item)
+    if isinstance(t, mi.UnionType):
+        if all(_plan(k, seen) is None for k in t.types):  # str | int, Literal | None
+            return None
+        kinds = [k for k in t.types if not isinstance(k, mi.NoneType)]
+        if len(kinds) == 1:  # Optional[X]
+            inner = _plan(kinds[0], seen)
+            return None if inner is None else _optional(inner)
+    return to_dotdict
+
+
+def _struct(fields: tuple[tuple[str, Callable[[Any], Any]], ...]) -> Callable[[Any], Any]:
+    def convert(value: Any) -> Any:
+        out = dotdict(value)
+        for name, conv in fields:
+            if name in out:  # omitted defaults are absent
+                out[name] = conv(out[name])
+        return out
+    return convert
+
+
+def _items(item: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    return lambda values: [item(v) for v in values]
+
+
+def _optional(inner: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    return lambda value: None if value is None else inner(value)
 
 
 def _plain(value: Any) -> Any:

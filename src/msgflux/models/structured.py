@@ -44,7 +44,7 @@ from typing import Any
 
 import msgspec
 
-from msgflux.dotdict import to_dotdict
+from msgflux.dotdict import to_dotdict, to_dotdict_for
 from msgflux.exceptions import (
     InvalidParameterError,
     MissingDependencyError,
@@ -65,7 +65,7 @@ class CompiledSchema:
     shapes; ``needs_restore``: whether the strict shape differs from the type's.
     """
 
-    __slots__ = ("_adapter", "_decode", "_validator", "kind", "lowered", "name",
+    __slots__ = ("_adapter", "_decode", "_dotted", "_validator", "kind", "lowered", "name",
                  "needs_restore", "output", "schema", "type")
 
     def __init__(self, type_: Any, kind: str, name: str, lowered: LoweredSchema,
@@ -83,8 +83,10 @@ class CompiledSchema:
                                    description=doc if isinstance(doc, str) else None)
         self._adapter = adapter  # a pydantic TypeAdapter, for types only pydantic knows
         self._validator = validator  # a jsonschema validator, for JSON Schema dicts
-        # The typed JSON decoder of a Struct, made once (the hot path of decode_fast).
+        # The typed JSON decoder of a Struct and the dotdict conversion of its builtins,
+        # made once (the hot path of decode_fast).
         self._decode = msgspec.json.Decoder(type_).decode if kind == "struct" else None
+        self._dotted = to_dotdict_for(type_) if kind == "struct" else to_dotdict
 
     def __repr__(self) -> str:
         return f"CompiledSchema({self.kind}: {self.name})"
@@ -96,8 +98,8 @@ class CompiledSchema:
         typed XML is)."""
         kind = self.kind
         if kind == "struct" or kind == "typeddict":
-            return to_dotdict(msgspec.to_builtins(msgspec.convert(value, self.type,
-                                                                  strict=not lax)))
+            return self._dotted(msgspec.to_builtins(msgspec.convert(value, self.type,
+                                                                    strict=not lax)))
         if kind == "pydantic":
             if self._adapter is not None:
                 return self._adapter.validate_python(value)
@@ -112,7 +114,7 @@ class CompiledSchema:
     def decode_fast(self, text: str | bytes) -> Any:
         """The result straight from JSON text when no restoring is needed (the hot path)."""
         if self._decode is not None:  # a Struct
-            return to_dotdict(msgspec.to_builtins(self._decode(text)))
+            return self._dotted(msgspec.to_builtins(self._decode(text)))
         if self.kind == "pydantic" and self._adapter is None:
             return self.type.model_validate_json(text)
         return self.result(msgspec.json.decode(text))
