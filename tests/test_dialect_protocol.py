@@ -49,3 +49,27 @@ def test_the_optional_protocol_declares_what_counting_uses() -> None:
 def test_unknown_dialect() -> None:
     with pytest.raises(ValueError, match="unknown dialect"):
         get_dialect("soap")
+
+
+def test_an_output_schema_is_encoded_once_per_schema_and_dialect_shape() -> None:
+    import msgspec
+
+    from msgflux.models.dialects import base
+
+    schema = {"type": "object", "properties": {"a": {"type": "integer"}}}
+    made: list[dict] = []
+
+    def reshape(s: dict) -> dict:
+        made.append(s)
+        return {**s, "additionalProperties": False}
+
+    plain = base.schema_json(schema)
+    assert msgspec.json.decode(plain) == schema
+    assert base.schema_json(schema) is plain  # the second call reuses the bytes
+    shaped = base.schema_json(schema, "x", reshape)
+    assert base.schema_json(schema, "x", reshape) is shaped
+    assert made == [schema]  # reshaped once, and kept apart from the plain JSON
+    assert msgspec.json.decode(shaped) == {**schema, "additionalProperties": False}
+    twin = {"type": "object", "properties": {"a": {"type": "integer"}}}
+    assert base.schema_json(twin) is not plain  # per object, not per value
+    assert msgspec.json.decode(base.schema_json(twin)) == schema

@@ -18,6 +18,7 @@ from msgflux.models.dialects.base import (
     derived,
     error_from_status,
     join_url,
+    schema_json,
 )
 from msgflux.models.request import OutputSchema, ToolSpec
 
@@ -69,10 +70,10 @@ def schema_fields(output: OutputSchema, strict: bool) -> dict[str, Any]:
     if output.description:
         fields["description"] = output.description
     if strict:
-        fields["schema"] = output.strict_schema
+        fields["schema"] = schema_json(output.strict_schema)
         fields["strict"] = True
     else:
-        fields["schema"] = output.schema
+        fields["schema"] = schema_json(output.schema)
     return fields
 
 

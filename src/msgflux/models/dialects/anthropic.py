@@ -58,6 +58,7 @@ from msgflux.models.dialects.base import (
     error_from_status,
     http_error,
     join_url,
+    schema_json,
     unique_tool_name,
 )
 from msgflux.models.request import (
@@ -275,13 +276,14 @@ def _body(request: ChatRequest) -> tuple[dict[str, Any], set[str]]:
     if out is not None and out.mode != "json_object":  # no JSON mode: the prompt asks
         if native and out.mode == "json_schema":
             output_config["format"] = {"type": "json_schema",
-                                       "schema": _native_schema(out.strict_schema)}
+                                       "schema": schema_json(out.strict_schema, "anthropic",
+                                                             _native_schema)}
         else:
             name = _answer_tool(request)
             tools.append({
                 "name": name,
                 "description": out.description or "Give the answer as this tool's input.",
-                "input_schema": out.schema,
+                "input_schema": schema_json(out.schema),
             })
             choice = _answer_choice(request, name, thinking is not None)
     if _caching(request, tools, system, messages):

@@ -289,6 +289,24 @@ def derived(endpoint: Endpoint, key: Any, make: Callable[[], T]) -> T:
     return found
 
 
+_SCHEMA_JSON: dict[tuple[int, Any], tuple[object, msgspec.Raw]] = {}
+
+
+def schema_json(schema: dict[str, Any], key: Any = None,
+                make: Callable[[dict[str, Any]], Any] | None = None) -> msgspec.Raw:
+    """An output schema as its JSON (``make(schema)``'s, when a dialect reshapes it),
+    encoded once per schema and ``key``. The schemas of a structured call are its
+    compiled type's, which msgflux never changes, and a model sends the same one on
+    every call. An entry holds its schema, so no other object takes its id."""
+    found = _SCHEMA_JSON.get((id(schema), key))
+    if found is None:
+        if len(_SCHEMA_JSON) >= 1024:  # more schemas than any program cycles through
+            _SCHEMA_JSON.clear()
+        raw = msgspec.Raw(msgspec.json.encode(schema if make is None else make(schema)))
+        found = _SCHEMA_JSON[(id(schema), key)] = (schema, raw)
+    return found[1]
+
+
 def join_url(base: str, path: str) -> str:
     return base.rstrip("/") + path
 

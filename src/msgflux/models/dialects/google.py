@@ -68,6 +68,7 @@ from msgflux.models.dialects.base import (
     decode_wire,
     derived,
     error_from_status,
+    schema_json,
     with_answer_tool,
 )
 from msgflux.models.request import (
@@ -199,7 +200,8 @@ def _body(request: ChatRequest) -> dict[str, Any]:
     if request.output is not None:
         config["responseMimeType"] = "application/json"
         if request.output.mode == "json_schema":  # json_object: the schema is in the prompt
-            config["responseJsonSchema"] = gemini_schema(request.output.schema)
+            config["responseJsonSchema"] = schema_json(request.output.schema, "google",
+                                                       gemini_schema)
     if request.reasoning_effort is not None:
         config["thinkingConfig"] = _thinking(request.reasoning_effort, version)
     if config:
