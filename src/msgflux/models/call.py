@@ -109,7 +109,7 @@ class Wiring:
     __slots__ = ("_async_transport", "_endpoint", "_lock", "_missing", "_own_async",
                  "_own_sync", "_prices", "_profile", "_transport", "api_key", "base_url", "cache",
                  "client_options", "dialect", "engine_options", "headers", "hooks", "model_id",
-                 "plain", "pricing", "provider", "row", "structured_start")
+                 "plain", "plans", "pricing", "provider", "row", "structured_start")
 
     def __init__(self, model_id: str, row: Provider, dialect: Dialect, *,
                  api_key: str | None, base_url: str | None, headers: dict[str, Any] | None,
@@ -152,8 +152,26 @@ class Wiring:
         self.structured_start: str | None = None
         # The request of a plain call, without its messages, per stream flag (prepare).
         self.plain: dict[bool, ChatRequest] = {}
+        # The plan of a call with a schema alone, per schema and starting mode (plan).
+        self.plans: dict[tuple[CompiledSchema, str | None], tuple[Plan, str]] = {}
         if row.engine is None:
             self._endpoint = self._build_endpoint(base_url)
+
+    def plan(self, compiled: CompiledSchema) -> tuple[Plan, str]:
+        """The plan of a call that asks for ``compiled`` and nothing else about its
+        answer, and its first mode: made once per schema and starting mode (a refused
+        mode moves ``structured_start``, and with it the plan)."""
+        key = (compiled, self.structured_start)
+        found = self.plans.get(key)
+        if found is None:
+            from msgflux.models.structured_modes import plan_structured
+
+            plan = plan_structured(self, compiled, None, None, None, None)
+            assert plan is not None  # a schema always has a plan
+            if len(self.plans) >= 256:  # more schemas than one model is asked for
+                self.plans.clear()
+            found = self.plans[key] = (plan, plan.modes[0])
+        return found
 
     # -------------------------------------------------------------- endpoint
 
@@ -386,20 +404,31 @@ def prepare(wiring: Wiring, settings: opt.ModelSettings, messages: Any, *,
 
 def prepare_plain(wiring: Wiring, settings: opt.ModelSettings, messages: Any,
                   system_prompt: str | None = None, stream: bool = False, timeout: Any = None,
-                  max_retries: Any = None, check: bool = True) -> PreparedCall:
-    """:func:`prepare` for a plain call (most calls: no tools, schema, prefill or per-call
-    options beside these): the model's request with these messages, made from a
-    template built once per model."""
+                  max_retries: Any = None, schema: Any = None, check: bool = True
+                  ) -> PreparedCall:
+    """:func:`prepare` for a plain call (most calls: no tools, prefill or per-call options
+    beside these): the model's request with these messages, made from a template built
+    once per model. With a ``schema`` alone, the structured plan is the model's for
+    that schema (see :meth:`Wiring.plan`)."""
     template = wiring.plain.get(stream)
     if template is None:
         template = wiring.plain[stream] = _plain_template(wiring, settings, bool(stream))
     request = msgspec.structs.replace(template, messages=to_messages(messages, system_prompt))
+    compiled = plan = mode = None
+    base = request
+    if schema is not None:
+        from msgflux.models.structured import compile_schema
+
+        compiled = compile_schema(schema)
+        plan, mode = wiring.plan(compiled)
+        request = plan.apply(base, mode)
     if check and settings.check_capabilities and wiring.profile is not None:
         _check_capabilities(wiring, request)
     return PreparedCall(
-        wiring, request, None, None, None,
+        wiring, request, compiled, None, None,
         opt.timeouts(timeout) if timeout is not None else settings.timeouts,
         opt.retry_policy(max_retries) if max_retries is not None else settings.policy,
+        plan=plan, mode=mode, base=base,
     )
 
 

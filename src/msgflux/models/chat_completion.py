@@ -178,13 +178,14 @@ class ChatCompletionModel:
                  extra_body: Any, timeout: Any, max_retries: Any, prompt_cache: Any,
                  structured_mode: Any, max_validation_retries: Any, sampling: dict[str, Any],
                  extra: tuple[str, ...]) -> PreparedCall:
-        if (generation_schema is None and tool_schemas is None and prefilling is None
+        if (tool_schemas is None and prefilling is None
                 and typed_parser is None and tool_choice is None and extra_body is None
                 and prompt_cache is None and structured_mode is None
                 and max_validation_retries is None and not sampling):
-            # A plain call (most calls) takes the short way (the same request).
+            # A plain call (most calls), or one with a schema alone, takes the short way
+            # (the same request).
             return prepare_plain(self._wiring, self._settings, messages, system_prompt, stream,
-                                 timeout, max_retries)
+                                 timeout, max_retries, generation_schema)
         return prepare(self._wiring, self._settings, messages, system_prompt=system_prompt,
                        prefilling=prefilling, stream=stream,
                        generation_schema=generation_schema, typed_parser=typed_parser,

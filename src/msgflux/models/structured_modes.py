@@ -61,7 +61,7 @@ from msgflux.exceptions import (
     StructuredOutputError,
     TypedParserError,
 )
-from msgflux.models.request import ChatRequest, Message, TextPart
+from msgflux.models.request import ChatRequest, Message, OutputSchema, TextPart
 from msgflux.models.response import ModelResponse, ModelStreamResponse
 
 __all__ = ["DEFAULT_VALIDATION_RETRIES", "JSON_MODES", "Plan", "StructuredStreamCall", "aanswer",
@@ -86,7 +86,7 @@ class Plan:
     """How one structured call is asked for: the modes to try in order, whether one was
     forced, how many times a failed validation is asked again."""
 
-    __slots__ = ("compiled", "forced", "modes", "parser", "retries")
+    __slots__ = ("_outputs", "compiled", "forced", "modes", "parser", "retries")
 
     def __init__(self, compiled: Any, parser: Any, modes: tuple[str, ...], forced: bool,
                  retries: int) -> None:
@@ -95,6 +95,7 @@ class Plan:
         self.modes = modes
         self.forced = forced
         self.retries = retries
+        self._outputs: dict[str, OutputSchema] = {}  # per mode (a model keeps its plans)
 
     def __repr__(self) -> str:
         return f"Plan(modes={self.modes}, retries={self.retries})"
@@ -112,7 +113,9 @@ class Plan:
         if compiled is None or mode is None:
             return request  # a typed parser alone: the caller's prompt asks for its format
         if mode in ("json_schema", "tool", "json_object"):
-            output = msgspec.structs.replace(compiled.output, mode=mode)
+            output = self._outputs.get(mode)
+            if output is None:
+                output = self._outputs[mode] = msgspec.structs.replace(compiled.output, mode=mode)
             request = msgspec.structs.replace(request, output=output)
         if mode in ("json_object", "prompt"):
             return _with_instruction(request, _json_instruction(compiled))
