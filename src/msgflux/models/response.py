@@ -37,6 +37,7 @@ from __future__ import annotations
 import sys
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from functools import partial
 from typing import Any, Literal, Protocol, TypeVar
 
 from msgflux.dotdict import dotdict
@@ -54,6 +55,12 @@ from msgflux.models.tool_calls import ToolCallAggregator
 __all__ = ["ModelResponse", "ModelStreamResponse", "StreamCall"]
 
 _Source = TypeVar("_Source", SyncSource, AsyncSource)
+
+
+def _amended(make: Callable[[], dotdict], fields: dict[str, Any]) -> dotdict:
+    meta = make()
+    meta.update(fields)
+    return meta
 
 
 class ModelResponse:
@@ -85,6 +92,14 @@ class ModelResponse:
     def metadata(self, value: dotdict) -> None:
         self._metadata = value
         self._make_metadata = None
+
+    def amend_metadata(self, fields: dict[str, Any]) -> None:
+        """Set ``fields`` in ``metadata``: now if it is made, else when it is."""
+        make = self._make_metadata
+        if self._metadata is None and make is not None:
+            self._make_metadata = partial(_amended, make, fields)
+        else:
+            self.metadata.update(fields)
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (ModelResponse, (self.data, self.response_type, self.metadata, self.reasoning))

@@ -471,10 +471,20 @@ class _Attempts:
 
     def finish(self, call: Any, meta: Any) -> None:
         """``meta`` of the answer: the mode, the attempts and the usage of all of them."""
-        meta["structured_mode"] = call.mode
-        meta["attempts"] = len(self.raws) + 1
+        meta.update(self._named(call))
         if self.raws:
             call.wiring.set_usage(meta, call.wiring.usage_of(meta, self.usage))
+
+    def finish_response(self, call: Any, response: ModelResponse) -> None:
+        """:meth:`finish` for a complete answer, whose metadata a first attempt leaves
+        to be made when read."""
+        if self.raws:
+            self.finish(call, response.metadata)
+        else:
+            response.amend_metadata(self._named(call))
+
+    def _named(self, call: Any) -> dict[str, Any]:
+        return {"structured_mode": call.mode, "attempts": len(self.raws) + 1}
 
 
 _RETRIED = (StructuredOutputError, TypedParserError)
@@ -495,7 +505,7 @@ def answer(call: Any) -> ModelResponse | ModelStreamResponse:
         except _RETRIED as e:
             call = state.invalid(call, e)
             continue
-        state.finish(call, response.metadata)
+        state.finish_response(call, response)
         return response
 
 
@@ -513,7 +523,7 @@ async def aanswer(call: Any) -> ModelResponse | ModelStreamResponse:
         except _RETRIED as e:
             call = state.invalid(call, e)
             continue
-        state.finish(call, response.metadata)
+        state.finish_response(call, response)
         return response
 
 
