@@ -26,8 +26,8 @@ def _modules() -> dict[str, Path]:
 
 def _imports(path: Path, name: str, modules: dict[str, Path]) -> set[str]:
     """Every msgflux module ``path`` imports, wherever the import stands (module level,
-    ``TYPE_CHECKING`` blocks, inside functions): a cycle through a lazy import is
-    still a knot in the design."""
+    ``TYPE_CHECKING`` blocks, inside functions, ``_lazy.module("...")``): a cycle
+    through a lazy import is still a knot in the design."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
@@ -42,6 +42,10 @@ def _imports(path: Path, name: str, modules: dict[str, Path]) -> set[str]:
             # ``from pkg import sub`` imports the submodule ``pkg.sub``.
             targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base
                        for a in node.names]
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+              and node.func.id == "module" and node.args
+              and isinstance(node.args[0], ast.Constant)):
+            targets = [node.args[0].value]  # msgflux._lazy.module("msgflux....")
         else:
             continue
         found.update(t for t in targets if t in modules and t != name)

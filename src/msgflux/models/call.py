@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from msgflux._lazy import module
 from msgflux._transport.retry import (
     CallBudget,
     RetryState,
@@ -346,9 +347,7 @@ def prepare(wiring: Wiring, settings: opt.ModelSettings, messages: Any, *,
     # call (and the cold start of a first one) does without.
     tools = None
     if tool_schemas is not None:
-        from msgflux.models.tools import toolset
-
-        tools = toolset(tool_schemas)
+        tools = module("msgflux.models.tools").toolset(tool_schemas)
     specs = tools.specs if tools is not None else ()
     choice = opt.tool_choice(tool_choice, specs)
     if tools is not None and tools.renamed:
@@ -417,9 +416,7 @@ def prepare_plain(wiring: Wiring, settings: opt.ModelSettings, messages: Any,
     compiled = plan = mode = None
     base = request
     if schema is not None:
-        from msgflux.models.structured import compile_schema
-
-        compiled = compile_schema(schema)
+        compiled = module("msgflux.models.structured").compile_schema(schema)
         plan, mode = wiring.plan(compiled)
         request = plan.apply(base, mode)
     if check and settings.check_capabilities and wiring.profile is not None:
@@ -477,12 +474,9 @@ def _check_capabilities(wiring: Wiring, request: ChatRequest) -> None:
     profile = wiring.profile
     if profile is None:
         return
-    from msgflux.models import tokens
-    from msgflux.models.profiles import check_request
-
-    prompt_tokens, images = tokens.lower_bound(request)
+    prompt_tokens, images = module("msgflux.models.tokens").lower_bound(request)
     output = request.output
-    check_request(
+    module("msgflux.models.profiles").check_request(
         profile,
         has_tools=bool(request.tools) or (output is not None and output.mode == "tool"),
         has_schema=output is not None and output.mode == "json_schema",
@@ -548,16 +542,12 @@ class PreparedCall:
         """Run the call as calling the model does (see the class doc)."""
         if self.plan is None:
             return self.run()
-        from msgflux.models.structured_modes import answer
-
-        return answer(self)
+        return module("msgflux.models.structured_modes").answer(self)
 
     async def aanswer(self) -> ModelResponse | ModelStreamResponse:
         if self.plan is None:
             return await self.arun()
-        from msgflux.models.structured_modes import aanswer
-
-        return await aanswer(self)
+        return await module("msgflux.models.structured_modes").aanswer(self)
 
     def http_request(self) -> HttpRequest:
         return self.wiring.dialect.build_request(self.request, self.wiring.endpoint)
@@ -645,10 +635,8 @@ class PreparedCall:
         cache = self.wiring.cache
         if cache is None:
             return None, None
-        from msgflux.models.cache.base import cache_key
-
-        key = cache_key(self.wiring.provider, self.wiring.endpoint.base_url, self.request,
-                        self.parser_name)
+        key = module("msgflux.models.cache.base").cache_key(
+            self.wiring.provider, self.wiring.endpoint.base_url, self.request, self.parser_name)
         return key, cache.get(key)
 
     async def _alookup(self) -> tuple[bytes | None, Completion | None]:
@@ -734,14 +722,13 @@ class PreparedCall:
                     "The structured answer was cut off at the token limit "
                     "(finish_reason 'length'); raise max_tokens.", raw=text,
                 )
-            from msgflux.models.structured import decode_structured, validate_value
-
+            structured = module("msgflux.models.structured")
             mode = self.mode
             if self.parser is None:  # a JSON mode; a prompted one may wrap the JSON in prose
-                return "structured", decode_structured(
+                return "structured", structured.decode_structured(
                     compiled, text, lenient=mode == "prompt" or mode == "json_object")
-            return "structured", validate_value(compiled, self.parser.decode(text), text,
-                                                lax=True)
+            return "structured", structured.validate_value(compiled, self.parser.decode(text),
+                                                           text, lax=True)
         if finish_reason == "length" and self.request.max_tokens is None:
             _warn_cut(self.wiring)
         if self.parser is not None:

@@ -32,6 +32,7 @@ from typing import Any
 import msgspec
 
 from msgflux.exceptions import InvalidParameterError, ToolCallArgumentsError
+from msgflux.models.options import tool_spec
 from msgflux.models.request import Message, ToolCall, ToolSpec
 
 __all__ = ["FunctionTool", "Toolset", "parse_docstring", "safe_tool_name", "toolset"]
@@ -123,8 +124,6 @@ def toolset(tool_schemas: Any) -> Toolset | None:
             "tool_schemas must be a list of functions or tool dicts like "
             '{"type": "function", "function": {"name": ..., "parameters": {...}}}'
         )
-    from msgflux.models.options import tool_spec
-
     specs: list[ToolSpec] = []
     functions: dict[str, FunctionTool] = {}
     for i, tool in enumerate(tool_schemas):
