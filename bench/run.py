@@ -95,6 +95,11 @@ class Config:
     httpx_calls: int = 200
     httpx_trials: int = 7
     rss: bool = True
+    # Where the server and this process run (see Pinning): "off" lets the scheduler
+    # choose; "shared" puts both on one CPU for the request-and-answer figures, so
+    # each is the sum of both sides' work with no cross-CPU wakeup in it, and moves
+    # this process to another CPU for the async batches; "split" keeps them apart.
+    pin: str = "off"
     # Untimed child runs that fill the bytecode cache first (see _child_env). Only the
     # smoke test turns them off: its figures are never read as measurements.
     warmup: bool = True
@@ -125,13 +130,15 @@ def have(module: str) -> bool:
 class Server:
     """The canned server in a child process; always stopped (terminate, then kill)."""
 
-    def __init__(self, cfg: Config) -> None:
+    def __init__(self, cfg: Config, cpu: int | None = None) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, str(SERVER), "--port", "0", "--chunks", str(cfg.chunks),
              "--fragments", str(cfg.fragments)],
             stdout=subprocess.PIPE, text=True,
         )
         try:
+            if cpu is not None:
+                os.sched_setaffinity(self.proc.pid, {cpu})
             assert self.proc.stdout is not None
             ready, _, _ = select.select([self.proc.stdout], [], [], 15)
             line = self.proc.stdout.readline() if ready else ""
@@ -175,9 +182,41 @@ def fetch_last(port: int, model: str) -> bytes:
     return body
 
 
+class Pinning:
+    """The CPUs of ``cfg.pin``: the server's, and this process's for the request-and-answer
+    figures and for the async batches; :meth:`client` moves this process, and
+    :meth:`restore` undoes it (the smoke test runs the bench inside pytest)."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.server = self.serial = self.batches = None
+        self.before: set[int] | None = None
+        if cfg.pin not in ("off", "shared", "split"):
+            raise SystemExit(f"--pin takes off, shared or split, not {cfg.pin!r}")
+        cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_setaffinity") else []
+        if cfg.pin == "off" or len(cpus) < 2:
+            return
+        self.before = set(cpus)
+        self.server, self.batches = cpus[0], cpus[1]
+        self.serial = cpus[0] if cfg.pin == "shared" else cpus[1]
+
+    def describe(self) -> str:
+        if self.server is None:
+            return "off (the scheduler places the server and the client)"
+        return (f"server on cpu {self.server}; client on cpu {self.serial} for calls and "
+                f"streams, on cpu {self.batches} for async batches")
+
+    def client(self, cpu: int | None) -> None:
+        if cpu is not None:
+            os.sched_setaffinity(0, {cpu})
+
+    def restore(self) -> None:
+        if self.before is not None:
+            os.sched_setaffinity(0, self.before)
+
+
 @contextlib.contextmanager
-def running_server(cfg: Config) -> Iterator[Server]:
-    server = Server(cfg)
+def running_server(cfg: Config, pinning: Pinning | None = None) -> Iterator[Server]:
+    server = Server(cfg, pinning.server if pinning is not None else None)
     try:
         yield server
     finally:
@@ -884,6 +923,7 @@ def print_report(fig: dict[str, Any], out: Any = sys.stdout) -> None:
           f"({info['usable_cpus']} usable), {info['implementation']} {info['python']}, "
           f"load average {' '.join(f'{x:.2f}' for x in info['loadavg'])} at start, "
           f"{' '.join(f'{x:.2f}' for x in fig['loadavg_end'])} at end", file=out)
+    print(f"pinned: {info.get('pinned', 'off')}", file=out)
     print("versions: " + ", ".join(f"{k} {v}" for k, v in info["versions"].items()), file=out)
     print(f"config: {fig['config']}", file=out)
     cold = fig["cold"]
@@ -939,6 +979,8 @@ def _fmt(d: dict[str, float]) -> str:
 def run_all(cfg: Config, *, profile: bool = False, log: Any = sys.stderr) -> dict[str, Any]:
     """Every figure, in one run against one server. Returns the figures dict."""
     fig: dict[str, Any] = {"machine": machine_info(), "config": asdict(cfg), "paths": {}}
+    pinning = Pinning(cfg)
+    fig["machine"]["pinned"] = pinning.describe()
     os.environ["NO_PROXY"] = "127.0.0.1,localhost"
     peers = cfg.peers and have("openai")
     for mod in ("httpx", "aiohttp"):
@@ -948,7 +990,9 @@ def run_all(cfg: Config, *, profile: bool = False, log: Any = sys.stderr) -> dic
     def step(msg: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=log, flush=True)
 
-    with running_server(cfg) as server, contextlib.ExitStack() as closing:
+    with running_server(cfg, pinning) as server, contextlib.ExitStack() as closing:
+        closing.callback(pinning.restore)
+        pinning.client(pinning.serial)
         wires = {p: WIRES[p]() for p in cfg.paths}
         sides: dict[str, Msgflux] = {}
         bodies: dict[str, dict[str, bytes]] = {}
@@ -990,6 +1034,8 @@ def run_all(cfg: Config, *, profile: bool = False, log: Any = sys.stderr) -> dic
                 closing.callback(backend.close)
                 data["httpx_backend"] = httpx_section(backend, refs["httpx"], cfg)
 
+        pinning.client(pinning.batches)
+
         async def all_async() -> None:
             for path, wire in wires.items():
                 step(f"{path}: async")
@@ -1016,6 +1062,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--peers", action=argparse.BooleanOptionalAction, default=None,
                     help="the openai SDK column (default: on, off with --quick; skipped when "
                     "openai is not installed)")
+    ap.add_argument("--pin", choices=("off", "shared", "split"), default="off",
+                    help="CPU placement of the server and the client (see Config.pin); "
+                    "'shared' gives the tightest spreads for calls on a busy machine")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--worker-config", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -1025,6 +1074,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = Config.quick() if args.quick else Config()
     if args.peers is not None:
         cfg.peers = args.peers
+    cfg.pin = args.pin
     t0 = time.monotonic()
     fig = run_all(cfg, profile=args.profile)
     fig["elapsed_s"] = time.monotonic() - t0

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import io
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -49,7 +50,12 @@ TARGETS = [
 def test_bench_produces_every_figure() -> None:
     bench = _load_bench()
     cfg = bench.Config.tiny()  # type: ignore[attr-defined]
+    cfg.pin = "shared"  # the placement code runs too (and must give the CPUs back)
+    before = os.sched_getaffinity(0)
     fig = bench.run_all(cfg, log=io.StringIO())  # type: ignore[attr-defined]
+    assert os.sched_getaffinity(0) == before
+    if len(before) >= 2:
+        assert fig["machine"]["pinned"].startswith("server on cpu")
 
     cold = fig["cold"]
     names = ["python", "socket", "http.client", *(f"{side}:{path}" for path in PATHS
