@@ -413,20 +413,19 @@ def prepare_plain(wiring: Wiring, settings: opt.ModelSettings, messages: Any,
     if template is None:
         template = wiring.plain[stream] = _plain_template(wiring, settings, bool(stream))
     request = msgspec.structs.replace(template, messages=to_messages(messages, system_prompt))
-    compiled = plan = mode = None
-    base = request
-    if schema is not None:
-        compiled = module("msgflux.models.structured").compile_schema(schema)
-        plan, mode = wiring.plan(compiled)
-        request = plan.apply(base, mode)
+    timeouts = opt.timeouts(timeout) if timeout is not None else settings.timeouts
+    policy = opt.retry_policy(max_retries) if max_retries is not None else settings.policy
+    if schema is None:
+        if check and settings.check_capabilities and wiring.profile is not None:
+            _check_capabilities(wiring, request)
+        return PreparedCall(wiring, request, None, None, None, timeouts, policy)
+    compiled = module("msgflux.models.structured").compile_schema(schema)
+    plan, mode = wiring.plan(compiled)
+    shaped = plan.apply(request, mode)
     if check and settings.check_capabilities and wiring.profile is not None:
-        _check_capabilities(wiring, request)
-    return PreparedCall(
-        wiring, request, compiled, None, None,
-        opt.timeouts(timeout) if timeout is not None else settings.timeouts,
-        opt.retry_policy(max_retries) if max_retries is not None else settings.policy,
-        plan=plan, mode=mode, base=base,
-    )
+        _check_capabilities(wiring, shaped)
+    return PreparedCall(wiring, shaped, compiled, None, None, timeouts, policy, plan=plan,
+                        mode=mode, base=request)
 
 
 def _plain_template(wiring: Wiring, settings: opt.ModelSettings, stream: bool) -> ChatRequest:
