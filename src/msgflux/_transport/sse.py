@@ -28,6 +28,7 @@ pieces is joined once, not re-scanned per piece.
 from __future__ import annotations
 
 from itertools import repeat
+from operator import itemgetter
 
 from msgflux._transport.errors import too_large
 from msgflux._transport.types import SSEEvent
@@ -42,28 +43,34 @@ _LINE_DATA = b"\ndata: "
 _EVENT = b"event: "
 
 
-# Event names repeat (content_block_delta, ...): decode each once.
-_NAMES: dict[bytes, str] = {}
+# Event names repeat (content_block_delta, ...): each "event: E" line is decoded once.
+# An empty name is no name.
+_NAMES: dict[bytes, str | None] = {_EVENT: None}
+_UNSEEN = object()  # not in _NAMES yet (None is a name: the empty one)
+_head, _found, _tail = itemgetter(0), itemgetter(1), itemgetter(2)
 
 
-def _event_name(raw: bytes) -> str:
-    name = raw.decode("utf-8", "replace")
-    if len(_NAMES) < 256:
-        _NAMES[raw] = name
-    return name
+def _event_name(line: bytes) -> str | None:
+    """The name on an ``event: E`` line."""
+    name = _NAMES.get(line, _UNSEEN)
+    if name is _UNSEEN:
+        name = line[7:].decode("utf-8", "replace")
+        if len(_NAMES) < 256:
+            _NAMES[line] = name
+    return name  # type: ignore[return-value]
 
 
-def _named_event(block: bytes) -> SSEEvent | None:
-    """``event: E\\ndata: X`` (the caller saw it opens with ``event: ``) as its event;
-    ``None`` for a block of another shape."""
-    raw, found, data = block.partition(_LINE_DATA)
-    if not found:
+def _named_events(blocks: list[bytes]) -> list[SSEEvent] | None:
+    """Blocks of two lines, each opening with ``event: `` (the caller checked), as
+    their events; ``None`` when a second line is not ``data: X``. The names are looked
+    up in C; a run with a name not seen yet decodes it first."""
+    heads = list(map(bytes.partition, blocks, repeat(_LINE_DATA)))
+    if not all(map(_found, heads)):
         return None
-    raw = raw[7:]
-    if not raw:
-        return SSEEvent(data)  # an empty name is no name
-    name = _NAMES.get(raw)
-    return SSEEvent(data, name if name is not None else _event_name(raw))
+    names = list(map(_NAMES.get, map(_head, heads), repeat(_UNSEEN)))
+    if _UNSEEN in names:
+        names = list(map(_event_name, map(_head, heads)))
+    return list(map(SSEEvent, map(_tail, heads), names))
 
 
 class SSEDecoder:
@@ -136,12 +143,12 @@ class SSEDecoder:
             # "event: " and holding "\ndata: " is exactly those two lines (each event is
             # checked: the counts alone cannot tell 3 + 1 lines from 2 + 2).
             if lines == 3 * events and all(map(bytes.startswith, blocks, repeat(_EVENT))):
-                named = [_named_event(p) for p in blocks]
-                if None not in named:
+                named = _named_events(blocks)
+                if named is not None:
                     if stop < len(data):
                         parts.append(data[stop:])
                         self._hold(len(data) - stop)
-                    return named  # type: ignore[return-value]
+                    return named
         out: list[SSEEvent] = []
         n = len(data)
         pos = 0
@@ -162,11 +169,7 @@ class SSEDecoder:
                 if nl > pos + 7 and data.startswith(_DATA, nl + 1):
                     end = data.find(10, nl + 1)
                     if 0 < end < n - 1 and data[end + 1] == 10:
-                        raw = data[pos + 7 : nl]
-                        name = _NAMES.get(raw)
-                        if name is None:
-                            name = _event_name(raw)
-                        out.append(SSEEvent(data[nl + 7 : end], name))
+                        out.append(SSEEvent(data[nl + 7 : end], _event_name(data[pos:nl])))
                         pos = end + 2
                         continue
             end = data.find(_BLANK, pos)
