@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from msgflux import exceptions as exc
-from msgflux.models.request import ToolCall
+from msgflux.models.request import ToolCall, ToolCallDelta
 from msgflux.models.tool_calls import ToolCallAggregator
 
 
@@ -135,3 +137,25 @@ def test_reasoning_blocks_of_every_kind_survive_the_message_round_trip() -> None
     assert messages[0]["thinking_blocks"][2] == {
         "type": "reasoning", "id": "rs_1", "thinking": "summary", "encrypted_content": "gAAAA"}
     assert to_messages(messages)[0].reasoning == blocks
+
+
+_FRAGMENTS = st.lists(st.builds(
+    ToolCallDelta,
+    index=st.integers(0, 2),
+    id=st.sampled_from([None, "", "a", "b"]),
+    name=st.sampled_from([None, "", "f", "g"]),
+    arguments=st.sampled_from([None, "", "{", "1", "}"]),
+    signature=st.sampled_from([None, "", "s"]),
+), max_size=12)
+
+
+@given(_FRAGMENTS)
+def test_folding_a_fragment_is_processing_it(fragments: list[ToolCallDelta]) -> None:
+    """fold() skips process()'s checks for a begun call's arguments: same calls, same order."""
+    folded, processed = ToolCallAggregator(), ToolCallAggregator()
+    for d in fragments:
+        folded.fold(d)
+        processed.process(d.index, d.id, d.name, d.arguments, d.signature)
+    assert folded.tool_calls == processed.tool_calls
+    assert [(c.name, c.arguments, c.signature) for c in folded.to_calls()] == [
+        (c.name, c.arguments, c.signature) for c in processed.to_calls()]

@@ -35,7 +35,6 @@ call, or a gateway falling back across models).
 from __future__ import annotations
 
 import sys
-from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from functools import partial
 from typing import Any, Literal, Protocol, TypeVar
@@ -48,7 +47,7 @@ from msgflux.exceptions import (
     ToolExecutionError,
     ToolLoopLimitError,
 )
-from msgflux.models.request import Delta, ToolCallDelta, Usage
+from msgflux.models.request import Delta, Usage
 from msgflux.models.stream import AsyncSource, StreamAssembler, SyncSource
 from msgflux.models.tool_calls import ToolCallAggregator
 
@@ -233,7 +232,8 @@ class ModelStreamResponse:
             deltas = source.deltas
             stopped = any(map(self._prime, deltas))
             if stopped and self._asm.tools is not None:  # a tool-call stream: to its end
-                deque(map(self._fold_call, deltas), 0)
+                # In C from delta to fold: the texts among them (rare) are kept.
+                self._pending.extend(filter(None, map(self._asm.add, deltas)))
                 stopped = False
             self._started(source, stopped)
         except BaseException as error:
@@ -249,8 +249,11 @@ class ModelStreamResponse:
                     stopped = True
                     break
             if stopped and self._asm.tools is not None:  # a tool-call stream: to its end
+                add, pending = self._asm.add, self._pending
                 async for delta in source.deltas:
-                    self._fold_call(delta)
+                    text = add(delta)
+                    if text:
+                        pending.append(text)
                 stopped = False
             self._started(source, stopped)
         except BaseException as error:
@@ -270,8 +273,8 @@ class ModelStreamResponse:
 
     def _prime(self, delta: Delta | str) -> bool:
         """Fold one delta read before the caller sees anything; True once the start is
-        over, or once a tool call began (the stream is then read to its end with
-        :meth:`_fold_call`)."""
+        over, or once a tool call began (the stream is then read to its end, each
+        delta folded by the assembler)."""
         asm = self._asm
         text = asm.add(delta)
         if text:
@@ -285,12 +288,6 @@ class ModelStreamResponse:
         if self._call.known_type is None:
             return False  # tools on offer: text may precede a call, so hold it back
         return bool(text or delta.reasoning)
-
-    def _fold_call(self, delta: Delta | str | ToolCallDelta) -> None:
-        """Fold one delta of a tool-call stream read to its end."""
-        text = self._asm.add(delta)
-        if text:
-            self._pending.append(text)
 
     def _started(self, source: SyncSource | AsyncSource, stopped: bool) -> None:
         """The start read its part; a stream already over must have ended properly.

@@ -70,8 +70,7 @@ class StreamAssembler:
             tools = self.tools
             if tools is None:
                 tools = self.tools = ToolCallAggregator()
-            tools.process(delta.index, delta.id, delta.name, delta.arguments,  # type: ignore[union-attr]
-                          delta.signature)  # type: ignore[union-attr]
+            tools.fold(delta)  # type: ignore[arg-type]
             return None
         text = delta.text  # type: ignore[union-attr]
         if text:

@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 
 from msgflux.exceptions import MessageFormatError, ToolCallArgumentsError
-from msgflux.models.request import ReasoningBlock, ToolCall
+from msgflux.models.request import ReasoningBlock, ToolCall, ToolCallDelta
 
 __all__ = ["ToolCallAggregator"]
 
@@ -91,6 +91,17 @@ class ToolCallAggregator:
             entry.arguments.append(arguments)
         if signature is not None:
             entry.signature = signature
+
+    def fold(self, delta: ToolCallDelta) -> None:
+        """:meth:`process` of one fragment; arguments alone for a call begun (the bulk
+        of a tool stream) are appended without the checks a call's first one needs."""
+        entry = self._current.get(delta.index)
+        if (entry is not None and delta.id is None and delta.name is None
+                and delta.signature is None):
+            if delta.arguments:
+                entry.arguments.append(delta.arguments)
+            return
+        self.process(delta.index, delta.id, delta.name, delta.arguments, delta.signature)
 
     def rename(self, name: Callable[[str], str]) -> None:
         """Give every call the name ``name(its name)`` (tool names as the caller gave them)."""
