@@ -140,6 +140,7 @@ _CLAUDE = re.compile(
 
 
 @functools.lru_cache(maxsize=256)
+@functools.lru_cache(maxsize=256)  # a model sends its id on every call
 def claude_version(model: str) -> tuple[int, int] | None:
     """``(major, minor)`` of a Claude model id in either naming scheme, else ``None``.
 
@@ -561,6 +562,8 @@ def _caching(request: ChatRequest, tools: list[dict[str, Any]], system: list[dic
     blocks = [*tools, *system, *(b for t in turns for b in t["content"])]
     marked = [b for b in blocks if "cache_control" in b]
     policy = request.cache
+    if not marked and (policy is None or not policy.auto):
+        return False  # no breakpoint, none to place
     if policy is not None and policy.auto:
         hint = CacheHint(policy.ttl)
         wanted = []
