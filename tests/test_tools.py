@@ -254,3 +254,30 @@ def test_pydantic_parameters() -> None:
     assert tool.invoke({"query": {"text": "ab"}}) == "ab:3"
     with pytest.raises(exc.ToolCallArgumentsError):
         tool.arguments({"query": {"text": "a"}})
+
+
+def test_a_function_is_read_once_across_calls() -> None:
+    """A model is handed the same functions on every call: each is read once."""
+    first = toolset([get_weather, lookup]).functions
+    again = toolset([get_weather, lookup]).functions
+    assert first.keys() == again.keys()
+    for name in first:
+        assert first[name] is again[name]
+
+    class Unhashable:
+        __hash__ = None  # type: ignore[assignment]
+
+        def __call__(self, city: str) -> str:
+            """Weather.
+
+            Args:
+                city: where
+            """
+            return city
+
+    spec = toolset([Unhashable()]).specs[0]  # read each time, still a tool
+    assert spec.name == "Unhashable"
+    with pytest.raises(exc.InvalidParameterError):  # a bad function fails every time
+        toolset([lambda x: x])
+    with pytest.raises(exc.InvalidParameterError):
+        toolset([lambda x: x])
