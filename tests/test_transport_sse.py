@@ -203,8 +203,24 @@ def _named_runs(draw: st.DrawFn) -> tuple[bytes, list[int]]:
     return stream, cuts
 
 
+@st.composite
+def _crlf_runs(draw: st.DrawFn) -> tuple[bytes, list[int]]:
+    """Mostly Gemini's shape (``data: X`` ended by CRLF CRLF), read as it comes, with now
+    and then a line end or an event of another kind; cuts fall between CR and LF too."""
+    events = draw(st.lists(st.one_of(
+        st.builds(lambda v: b"data: " + v + b"\r\n\r\n", _value),
+        st.sampled_from([b"\r\n\r\n", b"data: a\r\ndata: b\r\n\r\n", b"data: x\n\n",
+                         b"data: y\r\r", b": c\r\n\r\n", b"event: e\r\ndata: f\r\n\r\n",
+                         b"data: z\r\n\r\n\r\n", b"\r", b"\n", b"data:q\r\n\r\n",
+                         b"data: w\r\r\n\r\n", b"data: l\n\r\n\r\n", b"data: m\r\n\n\r\n"]),
+    ), max_size=30))
+    stream = b"".join(events)
+    cuts = sorted(draw(st.lists(st.integers(0, len(stream)), max_size=6)))
+    return stream, cuts
+
+
 @settings(max_examples=600, deadline=None)
-@given(st.one_of(_data_runs(), _named_runs()))
+@given(st.one_of(_data_runs(), _named_runs(), _crlf_runs()))
 def test_runs_of_bulk_shapes_match_reference_at_any_split(case: tuple[bytes, list[int]]
                                                           ) -> None:
     stream, cuts = case

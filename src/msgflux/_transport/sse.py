@@ -18,7 +18,8 @@
 nothing here. A leading UTF-8 BOM is not stripped (LLM APIs never send one).
 
 Speed: a run of one-line ``data: {...}`` events (most streams) is recognised by
-counting bytes in C and split at once, a slice per event; Anthropic's
+counting bytes in C and split at once, a slice per event (in CRLF too, as Gemini
+sends it, without rewriting the line ends first); Anthropic's
 ``event: x\\ndata: {...}\\n\\n`` costs a ``startswith``, a ``find`` and a slice per
 event; the general line parser runs only for other shapes. Bytes
 are kept unparsed until a blank line arrives, so a large event fed in small
@@ -38,6 +39,8 @@ __all__ = ["SSEDecoder"]
 
 _LF = b"\n"
 _BLANK = b"\n\n"
+_CRLF = b"\r\n"
+_CRLF_BLANK = b"\r\n\r\n"
 _DATA = b"data: "
 _LINE_DATA = b"\ndata: "
 _EVENT = b"event: "
@@ -71,6 +74,28 @@ def _named_events(blocks: list[bytes]) -> list[SSEEvent] | None:
     if _UNSEEN in names:
         names = list(map(_event_name, map(_head, heads)))
     return list(map(SSEEvent, map(_tail, heads), names))
+
+
+def _crlf_run(data: bytes) -> tuple[list[SSEEvent], bytes] | None:
+    """A run of one-line ``data: X`` events in CRLF (Gemini), read as it came, and what
+    follows it: split at the blank lines without rewriting the line ends first, when
+    every CR and LF up to the last blank line is one of the two CRLFs that end each
+    event (counted in C) and what follows holds no line end. ``None``: another shape,
+    for the normalising path (two ``replace`` passes over the whole read)."""
+    end = data.rfind(_CRLF_BLANK)
+    if end <= 0 or not data.startswith(_DATA):
+        return None
+    stop = end + 4
+    tail = data[stop:]
+    if 13 in tail or 10 in tail:  # more than the start of one line: normalise it all
+        return None
+    blocks = data[:end].split(_CRLF_BLANK)
+    pairs = data.count(_CRLF, 0, stop)
+    if (pairs != 2 * len(blocks) or data.count(13, 0, stop) != pairs
+            or data.count(10, 0, stop) != pairs
+            or not all(map(bytes.startswith, blocks, repeat(_DATA)))):
+        return None
+    return [SSEEvent(p[6:]) for p in blocks], tail
 
 
 class SSEDecoder:
@@ -108,6 +133,19 @@ class SSEDecoder:
                 data = data[1:]
         # "13 in data" is a memchr; b"\r" in data would be a slower substring search.
         if 13 in data:
+            parts = self._parts
+            # What an earlier read left is the start of one line (no line end in it):
+            # with this read it may be a run of CRLF events still.
+            if not parts or (len(parts) == 1 and 10 not in parts[0]):
+                run = _crlf_run(parts[0] + data if parts else data)
+                if run is not None:
+                    events, tail = run
+                    parts.clear()
+                    self._held = 0
+                    if tail:  # the start of the next event's line: wait for more
+                        parts.append(tail)
+                        self._hold(len(tail))
+                    return events
             self._skip_lf = data[-1] == 13
             data = data.replace(b"\r\n", _LF).replace(b"\r", _LF)
         if not data:
