@@ -516,18 +516,20 @@ def _conversation(request: ChatRequest
     return system, turns, betas
 
 
+_PLAIN = frozenset(("type", "text"))  # the keys of a plain text block
+
+
 def _collapse(system: list[dict[str, Any]], turns: list[dict[str, Any]]
               ) -> str | list[dict[str, Any]] | None:
     """Plain text as strings (the shortest body): a turn of one plain text block, and a
     system prompt of plain text blocks. Returns the ``system`` value."""
     for turn in turns:
         content = turn["content"]
-        if len(content) == 1 and content[0].keys() == {"type", "text"} and (
-                content[0]["type"] == "text"):
+        if len(content) == 1 and content[0].keys() == _PLAIN and content[0]["type"] == "text":
             turn["content"] = content[0]["text"]
     if not system:
         return None
-    if all(b.keys() == {"type", "text"} for b in system):
+    if all(b.keys() == _PLAIN for b in system):
         return "\n\n".join(b["text"] for b in system)
     return system
 
@@ -559,7 +561,9 @@ def _caching(request: ChatRequest, tools: list[dict[str, Any]], system: list[dic
     The prompt is read tools → system → messages; the API takes at most
     MAX_CACHE_BREAKPOINTS, and a 1-hour breakpoint may not follow a 5-minute one.
     """
-    blocks = [*tools, *system, *(b for t in turns for b in t["content"])]
+    blocks = tools + system
+    for turn in turns:
+        blocks += turn["content"]
     marked = [b for b in blocks if "cache_control" in b]
     policy = request.cache
     if not marked and (policy is None or not policy.auto):
