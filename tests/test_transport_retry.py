@@ -13,11 +13,14 @@ import pytest
 
 from msgflux._transport.retry import (
     RETRYABLE_STATUS,
+    CallBudget,
     RetryPolicy,
+    RetryState,
     acall_with_retries,
     call_with_retries,
     retry_after_from_headers,
 )
+from msgflux._transport.types import Timeouts
 from msgflux.exceptions import (
     APIConnectionError,
     AuthenticationError,
@@ -236,3 +239,54 @@ async def test_async_driver_really_sleeps_by_default() -> None:
     t0 = asyncio.get_running_loop().time()
     assert await acall_with_retries(attempt, RetryPolicy()) == "ok"
     assert asyncio.get_running_loop().time() - t0 >= 0.04
+
+
+def test_a_first_attempt_made_by_the_caller_counts_as_one() -> None:
+    """failed=: the caller ran the first attempt itself; the driver decides on its error
+    first, and the retries it then makes are the ones the policy leaves."""
+    slept: list[float] = []
+    state = RetryState(RetryPolicy(max_retries=2))
+    first = RateLimitError("slow", status=429, retry_after=1.5)
+    fn = Script(APIConnectionError("reset"))
+    assert call_with_retries(fn, state, sleep=slept.append, failed=first) == "ok"
+    assert fn.calls == 2 and state.retries == 2 and slept[0] == 1.5
+
+    boom = ServerError("boom", status=500)
+    fn = Script(boom)
+    ended = ServerError("first", status=500)
+    with pytest.raises(ServerError) as info:  # one retry left after the caller's attempt
+        call_with_retries(fn, RetryPolicy(max_retries=1), sleep=slept.append, failed=ended)
+    assert fn.calls == 1 and info.value is boom  # the last error propagates
+
+    fn = Script()
+    refused = BadRequestError("no", status=400)
+    with pytest.raises(BadRequestError) as info:  # not retryable: raised, nothing called
+        call_with_retries(fn, RetryPolicy(max_retries=2), sleep=slept.append, failed=refused)
+    assert info.value is refused and fn.calls == 0
+
+    async def attempt() -> str:
+        return "ok"
+
+    slept.clear()
+
+    async def asleep(wait: float) -> None:
+        slept.append(wait)
+
+    state = RetryState(RetryPolicy(max_retries=2))
+    assert asyncio.run(acall_with_retries(attempt, state, sleep=asleep, failed=first)) == "ok"
+    assert state.retries == 1 and slept == [1.5]
+    with pytest.raises(BadRequestError):
+        asyncio.run(acall_with_retries(attempt, RetryPolicy(), sleep=asleep, failed=refused))
+
+
+def test_a_budget_begun_earlier_counts_from_its_start() -> None:
+    """CallBudget(started=...): made after a first attempt, it gives a retry what is left
+    of the call's time since that start, never the call's whole limits again."""
+    limits = Timeouts(total=10.0)
+    began = time.monotonic() - 4.0  # the first attempt took 4 s
+    budget = CallBudget(limits, False, began)
+    assert budget.deadline == pytest.approx(began + 10.0)
+    left = budget.timeouts().total
+    assert left is not None and 5.0 < left <= 6.0
+    fresh = CallBudget(limits, False)
+    assert fresh.timeouts() is limits  # without a start: the first attempt's own limits

@@ -114,17 +114,20 @@ class CallBudget:
     :meth:`timeouts` gives each attempt its limits: the first one the call's own,
     a retry what is left of the budget. So the worst case of a call is its
     budget, not the attempts times their limits. ``deadline`` is on
-    ``time.monotonic()``.
+    ``time.monotonic()``. ``started``: the ``time.monotonic()`` at which the call
+    began, when its first attempt already ran (a call makes its budget only once an
+    attempt failed); the budget then counts from there.
     """
 
     __slots__ = ("budget", "deadline", "limits", "started", "stream")
 
-    def __init__(self, limits: Timeouts, stream: bool) -> None:
+    def __init__(self, limits: Timeouts, stream: bool, started: float | None = None) -> None:
         self.limits = limits
         self.stream = stream
         self.budget = limits.budget()
-        self.deadline = time.monotonic() + self.budget if self.budget is not None else None
-        self.started = False
+        begun = time.monotonic() if started is None else started
+        self.deadline = begun + self.budget if self.budget is not None else None
+        self.started = started is not None
 
     def timeouts(self) -> Timeouts:
         if not self.started or self.deadline is None:
@@ -179,13 +182,20 @@ def call_with_retries(
     sleep: Callable[[float], object] = time.sleep,
     on_retry: Callable[[int, MsgfluxError, float], object] | None = None,
     deadline: float | None = None,
+    failed: MsgfluxError | None = None,
 ) -> T:
     """Call ``attempt_fn()``; retry retryable msgflux errors as :class:`RetryState` says.
 
     The last error propagates unchanged when retries (or the time to ``deadline``) run
     out. Pass a :class:`RetryState` instead of a policy to read ``retries`` afterwards.
+    ``failed``: the error of a first attempt the caller made itself (a call that
+    succeeds at once then makes no retry state); the driver starts from it.
     """
     state = policy if isinstance(policy, RetryState) else RetryState(policy, on_retry, deadline)
+    if failed is not None:
+        wait = _after_first(state, failed)
+        if wait > 0:
+            sleep(wait)
     while True:
         try:
             return attempt_fn()
@@ -197,12 +207,22 @@ def call_with_retries(
             sleep(wait)
 
 
+def _after_first(state: RetryState, failed: MsgfluxError) -> float:
+    """The wait after a first attempt the caller made; ``failed`` is raised when no
+    retry follows it."""
+    wait = state.after(failed)
+    if wait is None:
+        raise failed
+    return wait
+
+
 async def acall_with_retries(
     attempt_fn: Callable[[], Awaitable[T]],
     policy: RetryPolicy | RetryState,
     sleep: Callable[[float], Awaitable[object]] | None = None,
     on_retry: Callable[[int, MsgfluxError, float], object] | None = None,
     deadline: float | None = None,
+    failed: MsgfluxError | None = None,
 ) -> T:
     """Async :func:`call_with_retries`; ``sleep`` defaults to ``asyncio.sleep``."""
     if sleep is None:
@@ -210,6 +230,10 @@ async def acall_with_retries(
 
         sleep = asyncio.sleep
     state = policy if isinstance(policy, RetryState) else RetryState(policy, on_retry, deadline)
+    if failed is not None:
+        wait = _after_first(state, failed)
+        if wait > 0:
+            await sleep(wait)
     while True:
         try:
             return await attempt_fn()

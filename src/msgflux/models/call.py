@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import threading
+from time import monotonic
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -566,11 +567,16 @@ class PreparedCall:
             return self._shape(hit)
         http = self.http_request()
         obs = self.wiring.observe(self.request, self.policy)
-        budget = CallBudget(self.timeouts, False)  # retries included
-        state = RetryState(self.policy, obs and obs.retried, budget.deadline)
         send = self._send if obs is None else obs.attempt(self._send)
+        started = monotonic()
+        state: RetryState | None = None  # made once an attempt failed
         try:
-            response = call_with_retries(lambda: send(http, obs, budget.timeouts()), state)
+            try:
+                response = send(http, obs, self.timeouts)  # the first attempt: its own limits
+            except MsgfluxError as error:
+                budget, state = self._retries(started, obs)
+                response = call_with_retries(lambda: send(http, obs, budget.timeouts()), state,
+                                             failed=error)
             completion, result = self._answer(response.body, state, obs)
         except BaseException as error:
             _failed(error, state, obs)
@@ -590,11 +596,16 @@ class PreparedCall:
             return self._shape(hit)
         http = self.http_request()
         obs = self.wiring.observe(self.request, self.policy)
-        budget = CallBudget(self.timeouts, False)  # retries included
-        state = RetryState(self.policy, obs and obs.retried, budget.deadline)
         send = self._asend if obs is None else obs.aattempt(self._asend)
+        started = monotonic()
+        state: RetryState | None = None  # made once an attempt failed
         try:
-            response = await acall_with_retries(lambda: send(http, obs, budget.timeouts()), state)
+            try:
+                response = await send(http, obs, self.timeouts)
+            except MsgfluxError as error:
+                budget, state = self._retries(started, obs)
+                response = await acall_with_retries(
+                    lambda: send(http, obs, budget.timeouts()), state, failed=error)
             completion, result = self._answer(response.body, state, obs)
         except BaseException as error:
             _failed(error, state, obs)
@@ -602,6 +613,13 @@ class PreparedCall:
         if key is not None:
             await self._astore(key, completion)
         return result
+
+    def _retries(self, started: float, obs: _observation.Observation | None
+                 ) -> tuple[CallBudget, RetryState]:
+        """The budget and the retry state of a call whose first attempt (begun at
+        ``started``) failed: retries get what is left of the call's time."""
+        budget = CallBudget(self.timeouts, False, started)
+        return budget, RetryState(self.policy, obs and obs.retried, budget.deadline)
 
     def _send(self, http: HttpRequest, obs: _observation.Observation | None,
               timeouts: Timeouts) -> HttpResponse:
@@ -661,8 +679,8 @@ class PreparedCall:
         else:
             self.store(key, completion)
 
-    def _answer(self, body: bytes, state: RetryState, obs: _observation.Observation | None
-                ) -> tuple[Completion, ModelResponse]:
+    def _answer(self, body: bytes, state: RetryState | None,
+                obs: _observation.Observation | None) -> tuple[Completion, ModelResponse]:
         """Decode and shape the answer (an answer that does not shape is not cached)."""
         wiring = self.wiring
         try:
@@ -673,7 +691,7 @@ class PreparedCall:
         prefill = self.request.prefill
         if prefill is not None and not wiring.row.quirks.prefill_echoed(stream=False):
             completion.text = prefill + (completion.text or "")  # as the caller sees it
-        result = self._shape(completion, state.retries + 1)
+        result = self._shape(completion, 1 if state is None else state.retries + 1)
         if obs is not None:
             obs.answered(result.metadata, completion.usage, completion.usage, completion.id,
                          result.data)
@@ -794,11 +812,11 @@ def add_spent(meta: dotdict, call: StreamCall) -> None:
     meta["cost_breakdown"] = None  # one breakdown cannot hold two models' prices
 
 
-def _failed(error: BaseException, state: RetryState, obs: _observation.Observation | None
-            ) -> None:
+def _failed(error: BaseException, state: RetryState | None,
+            obs: _observation.Observation | None) -> None:
     """A call raised: say how many attempts it made (a gateway sums them), and report it."""
     if isinstance(error, MsgfluxError):
-        error.attempts = state.retries + 1
+        error.attempts = 1 if state is None else state.retries + 1
     if obs is not None:
         obs.failed(error)
 
