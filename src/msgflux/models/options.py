@@ -397,15 +397,19 @@ def retry_policy(max_retries: Any) -> RetryPolicy:
 # ---------------------------------------------------------------- tools
 
 
+# A dict first: isinstance then answers without the Mapping ABC's check (a Python call).
+MAPPING = (dict, Mapping)
+
+
 def tool_spec(tool: Any, i: int) -> ToolSpec:
     """``tool_schemas[i]`` given as an OpenAI-shaped function tool dict → a neutral ToolSpec."""
-    if not isinstance(tool, Mapping):
+    if not isinstance(tool, MAPPING):
         raise InvalidParameterError(
             f"tool_schemas[{i}] must be a function or a tool dict, got {type(tool).__name__}"
         )
     function = tool.get("function", tool) if tool.get("type", "function") == "function" \
         else None
-    if not isinstance(function, Mapping):
+    if not isinstance(function, MAPPING):
         raise InvalidParameterError(
             f"tool_schemas[{i}] must be a function tool: "
             '{"type": "function", "function": {"name": ..., "parameters": {...}}}'
@@ -414,7 +418,7 @@ def tool_spec(tool: Any, i: int) -> ToolSpec:
     if not isinstance(name, str) or not name:
         raise InvalidParameterError(f"tool_schemas[{i}] has no function name")
     params = function.get("parameters")
-    if params is not None and (not isinstance(params, Mapping)
+    if params is not None and (not isinstance(params, MAPPING)
                                or params.get("type", "object") != "object"):
         raise InvalidParameterError(
             f"tool {name!r}: parameters must be a JSON Schema object "

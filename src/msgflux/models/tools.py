@@ -32,7 +32,7 @@ from typing import Any
 import msgspec
 
 from msgflux.exceptions import InvalidParameterError, ToolCallArgumentsError
-from msgflux.models.options import tool_spec
+from msgflux.models.options import MAPPING, tool_spec
 from msgflux.models.request import Message, ToolCall, ToolSpec
 
 __all__ = ["FunctionTool", "Toolset", "parse_docstring", "safe_tool_name", "toolset"]
@@ -127,7 +127,7 @@ def toolset(tool_schemas: Any) -> Toolset | None:
     specs: list[ToolSpec] = []
     functions: dict[str, FunctionTool] = {}
     for i, tool in enumerate(tool_schemas):
-        if isinstance(tool, FunctionTool) or (callable(tool) and not isinstance(tool, Mapping)):
+        if isinstance(tool, FunctionTool) or (callable(tool) and not isinstance(tool, MAPPING)):
             function = tool if isinstance(tool, FunctionTool) else _function_tool(tool)
             spec = function.spec
             functions[spec.name] = function
