@@ -63,6 +63,10 @@ CORPUS = [
     b"data: [DONE]\n\n",
     b"data: trailing unterminated",
     b"data: done\n\ndata: cut\n",
+    # CRLF runs with a lone LF before or inside a blank line (the CRLF path must refuse them)
+    b"data: l\n\r\n\r\ndata: k\r\n\r\n",
+    b"data: m\r\n\n\r\ndata: k\r\n\r\n",
+    b"data: w\r\r\n\r\ndata: k\r\n\r\n",
 ]
 
 
@@ -172,55 +176,48 @@ def test_random_streams_and_splits_match_reference(case: tuple[bytes, list[int]]
     assert decode(*pieces) == reference(stream)
 
 
-@st.composite
-def _data_runs(draw: st.DrawFn) -> tuple[bytes, list[int]]:
-    """Mostly the bulk shape (one-line ``data: X`` events, which the decoder splits at
-    once), with now and then a line of another kind that must send it the long way."""
-    events = draw(st.lists(st.one_of(
-        st.builds(lambda v: b"data: " + v + b"\n\n", _value),
-        st.builds(lambda v: b"data: " + v + b"\n\ndata: \n\n", _value),
-        st.sampled_from([b"\n\n", b"data:x\n\n", b": c\n\n", b"data: a\ndata: b\n\n",
-                         b"event: e\ndata: y\n\n", b"data: z\n\n\n"]),
-    ), max_size=30))
-    stream = b"".join(events)
-    cuts = sorted(draw(st.lists(st.integers(0, len(stream)), max_size=6)))
-    return stream, cuts
+def _cut_runs(events: st.SearchStrategy[bytes]) -> st.SearchStrategy[tuple[bytes, list[int]]]:
+    """Up to 30 events drawn from ``events`` as one stream, and up to 6 places to cut it."""
+    @st.composite
+    def runs(draw: st.DrawFn) -> tuple[bytes, list[int]]:
+        stream = b"".join(draw(st.lists(events, max_size=30)))
+        return stream, sorted(draw(st.lists(st.integers(0, len(stream)), max_size=6)))
+
+    return runs()
 
 
-@st.composite
-def _named_runs(draw: st.DrawFn) -> tuple[bytes, list[int]]:
-    """Mostly Anthropic's shape (``event: E`` then ``data: X``), read at once, with now
-    and then an event of another shape."""
-    events = draw(st.lists(st.one_of(
-        st.builds(lambda e, v: b"event: " + e + b"\ndata: " + v + b"\n\n",
-                  st.sampled_from([b"ping", b"content_block_delta", b"", b"x y"]), _value),
-        st.sampled_from([b"event: a\n\ndata: b\n\n", b"event: a\ndata: b\ndata: c\n\n",
-                         b"event: a\nid: 1\n\n", b"data: only\n\n", b"\n\n",
-                         b"event: a\ndata:b\n\n", b"event: a\n: c\n\n"]),
-    ), max_size=30))
-    stream = b"".join(events)
-    cuts = sorted(draw(st.lists(st.integers(0, len(stream)), max_size=6)))
-    return stream, cuts
+# Mostly the bulk shape (one-line "data: X" events, which the decoder splits at once),
+# with now and then a line of another kind that must send it the long way.
+_data_runs = _cut_runs(st.one_of(
+    st.builds(lambda v: b"data: " + v + b"\n\n", _value),
+    st.builds(lambda v: b"data: " + v + b"\n\ndata: \n\n", _value),
+    st.sampled_from([b"\n\n", b"data:x\n\n", b": c\n\n", b"data: a\ndata: b\n\n",
+                     b"event: e\ndata: y\n\n", b"data: z\n\n\n"]),
+))
 
+# Mostly Anthropic's shape ("event: E" then "data: X"), read at once, with now and then
+# an event of another shape.
+_named_runs = _cut_runs(st.one_of(
+    st.builds(lambda e, v: b"event: " + e + b"\ndata: " + v + b"\n\n",
+              st.sampled_from([b"ping", b"content_block_delta", b"", b"x y"]), _value),
+    st.sampled_from([b"event: a\n\ndata: b\n\n", b"event: a\ndata: b\ndata: c\n\n",
+                     b"event: a\nid: 1\n\n", b"data: only\n\n", b"\n\n",
+                     b"event: a\ndata:b\n\n", b"event: a\n: c\n\n"]),
+))
 
-@st.composite
-def _crlf_runs(draw: st.DrawFn) -> tuple[bytes, list[int]]:
-    """Mostly Gemini's shape (``data: X`` ended by CRLF CRLF), read as it comes, with now
-    and then a line end or an event of another kind; cuts fall between CR and LF too."""
-    events = draw(st.lists(st.one_of(
-        st.builds(lambda v: b"data: " + v + b"\r\n\r\n", _value),
-        st.sampled_from([b"\r\n\r\n", b"data: a\r\ndata: b\r\n\r\n", b"data: x\n\n",
-                         b"data: y\r\r", b": c\r\n\r\n", b"event: e\r\ndata: f\r\n\r\n",
-                         b"data: z\r\n\r\n\r\n", b"\r", b"\n", b"data:q\r\n\r\n",
-                         b"data: w\r\r\n\r\n", b"data: l\n\r\n\r\n", b"data: m\r\n\n\r\n"]),
-    ), max_size=30))
-    stream = b"".join(events)
-    cuts = sorted(draw(st.lists(st.integers(0, len(stream)), max_size=6)))
-    return stream, cuts
+# Mostly Gemini's shape ("data: X" ended by CRLF CRLF), read as it comes, with now and
+# then a line end or an event of another kind; cuts fall between CR and LF too.
+_crlf_runs = _cut_runs(st.one_of(
+    st.builds(lambda v: b"data: " + v + b"\r\n\r\n", _value),
+    st.sampled_from([b"\r\n\r\n", b"data: a\r\ndata: b\r\n\r\n", b"data: x\n\n",
+                     b"data: y\r\r", b": c\r\n\r\n", b"event: e\r\ndata: f\r\n\r\n",
+                     b"data: z\r\n\r\n\r\n", b"\r", b"\n", b"data:q\r\n\r\n",
+                     b"data: w\r\r\n\r\n", b"data: l\n\r\n\r\n", b"data: m\r\n\n\r\n"]),
+))
 
 
 @settings(max_examples=600, deadline=None)
-@given(st.one_of(_data_runs(), _named_runs(), _crlf_runs()))
+@given(st.one_of(_data_runs, _named_runs, _crlf_runs))
 def test_runs_of_bulk_shapes_match_reference_at_any_split(case: tuple[bytes, list[int]]
                                                           ) -> None:
     stream, cuts = case
