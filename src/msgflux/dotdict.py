@@ -89,7 +89,7 @@ def _plan(t: Any, seen: set[type]) -> Callable[[Any], Any] | None:
     """How to convert the builtins of ``t`` (``None``: they hold no dict)."""
     import msgspec.inspect as mi
 
-    if isinstance(t, tuple(getattr(mi, name) for name in _LEAF_TYPES)):
+    if type(t).__name__ in _LEAF_TYPES:
         return None
     if isinstance(t, mi.StructType) and not t.array_like and t.cls not in seen:
         seen = seen | {t.cls}  # a recursive type visits itself through to_dotdict
@@ -100,12 +100,11 @@ def _plan(t: Any, seen: set[type]) -> Callable[[Any], Any] | None:
         item = _plan(t.item_type, seen)
         return None if item is None else _items(item)
     if isinstance(t, mi.UnionType):
-        if all(_plan(k, seen) is None for k in t.types):  # str | int, Literal | None
+        plans = [_plan(k, seen) for k in t.types if not isinstance(k, mi.NoneType)]
+        if not any(plans):  # str | int, Literal | None
             return None
-        kinds = [k for k in t.types if not isinstance(k, mi.NoneType)]
-        if len(kinds) == 1:  # Optional[X]
-            inner = _plan(kinds[0], seen)
-            return None if inner is None else _optional(inner)
+        if len(plans) == 1:  # Optional[X]
+            return _optional(plans[0])  # type: ignore[arg-type]
     return to_dotdict
 
 
