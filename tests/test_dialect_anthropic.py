@@ -11,6 +11,8 @@ from pathlib import Path
 
 import msgspec
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import recorded
 from msgflux import exceptions as exc
@@ -19,6 +21,7 @@ from msgflux.models.dialects import anthropic as dialect
 from msgflux.models.dialects.base import Endpoint
 from msgflux.models.request import (
     AudioPart,
+    CacheHint,
     ChatRequest,
     Delta,
     FilePart,
@@ -719,3 +722,45 @@ def test_parse_error_other_shapes() -> None:
     err = dialect.parse_error(400, [], b'{"type":"error","error":{"type":"invalid_request_error",'
                                       b'"message":"bad"},"request_id":"req_9"}', "minimax")
     assert err.request_id == "req_9" and err.provider == "minimax"
+
+
+# ---------------------------------------------------------------- plain conversations
+
+_TURN = st.builds(
+    Message,
+    role=st.sampled_from(["system", "user", "assistant", "tool"]),
+    content=st.one_of(st.sampled_from(["", "Hi", "two\nlines"]), st.none(),
+                      st.just((TextPart("a part"),))),
+    tool_calls=st.sampled_from([(), (ToolCall("c1", "f", "{}"),)]),
+    tool_call_id=st.just("c1"),
+    reasoning=st.sampled_from([(), (ReasoningBlock("t", signature="s"),)]),
+    cache=st.sampled_from([None, None, None, CacheHint()]),
+)
+
+
+def _needs_blocks(messages: list[Message]) -> bool:
+    """What the plain-text path leaves to the block path (see _plain_conversation)."""
+    last = None
+    for m in messages:
+        if (not isinstance(m.content, str) or m.cache is not None or m.tool_calls
+                or m.reasoning or m.role == "tool"):
+            return True
+        if m.role == "system" or (m.role == "assistant" and not m.content):
+            continue
+        if m.role == last:
+            return True
+        last = m.role
+    return False
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_TURN, max_size=6))
+def test_a_plain_conversation_is_built_as_the_block_path_collapses_it(messages) -> None:
+    # Plain text turns skip the blocks: the same system value and turns as building
+    # blocks and collapsing them, and every other conversation still takes the blocks.
+    plain = dialect._plain_conversation(tuple(messages))
+    assert (plain is None) == _needs_blocks(messages)
+    if plain is not None:
+        system, turns, betas = dialect._conversation(ChatRequest(model="claude-x",
+                                                                 messages=tuple(messages)))
+        assert plain == (dialect._collapse(system, turns), turns) and not betas

@@ -242,37 +242,44 @@ def _body(request: ChatRequest) -> tuple[dict[str, Any], set[str]]:
             "in the prompt, or use generation_schema for JSON."
         )
     native = _native_output(version)
-    system, messages, betas = _conversation(request)
-    body: dict[str, Any] = {"model": request.model}
-    body["messages"] = messages
+    policy = request.cache
+    plain = (_plain_conversation(request.messages)
+             if request.prefill is None and (policy is None or not policy.auto) else None)
+    if plain is None:
+        system, messages, betas = _conversation(request)
+    else:
+        system_text, messages = plain
+        betas = set()
     max_tokens = request.max_tokens
     thinking, effort, max_tokens = _thinking(request.reasoning_effort, request.model, version,
                                              max_tokens)
-    body["max_tokens"] = max_tokens
+    fields: dict[str, Any] = {"max_tokens": max_tokens}
     if thinking is not None:
-        body["thinking"] = thinking
+        fields["thinking"] = thinking
     if request.temperature is not None:
-        body["temperature"] = request.temperature
+        fields["temperature"] = request.temperature
     if request.top_p is not None:
-        body["top_p"] = request.top_p
+        fields["top_p"] = request.top_p
     if request.stop:
-        body["stop_sequences"] = list(request.stop)
+        fields["stop_sequences"] = list(request.stop)
     # seed: the Messages API has none; there is nothing to map it to.
     output_config: dict[str, Any] = {}
     if effort is not None:
         output_config["effort"] = effort
-    tools = [_tool(t, native) for t in request.tools]
+    tools = [_tool(t, native) for t in request.tools] if request.tools else []
     choice = _tool_choice(request)
-    # The API refuses tool_use/tool_result blocks in a request that defines no tools, and
-    # the guide's tool loop ends with a call without tool_schemas: the tools the history
-    # called are declared by name, with an open schema, and no further call is asked for.
-    defined = {t.name for t in request.tools}
-    called = [name for name in _called_tools(request) if name not in defined]
-    if called:
-        tools.extend({"name": name, "description": "Called earlier in this conversation.",
-                      "input_schema": {"type": "object"}} for name in called)
-        if not request.tools:
-            choice = {"type": "none"}
+    if plain is None:
+        # The API refuses tool_use/tool_result blocks in a request that defines no tools,
+        # and the guide's tool loop ends with a call without tool_schemas: the tools the
+        # history called are declared by name, with an open schema, and no further call
+        # is asked for.
+        defined = {t.name for t in request.tools}
+        called = [name for name in _called_tools(request) if name not in defined]
+        if called:
+            tools.extend({"name": name, "description": "Called earlier in this conversation.",
+                          "input_schema": {"type": "object"}} for name in called)
+            if not request.tools:
+                choice = {"type": "none"}
     out = request.output
     if out is not None and out.mode != "json_object":  # no JSON mode: the prompt asks
         if native and out.mode == "json_schema":
@@ -287,11 +294,19 @@ def _body(request: ChatRequest) -> tuple[dict[str, Any], set[str]]:
                 "input_schema": schema_json(out.schema),
             })
             choice = _answer_choice(request, name, thinking is not None)
-    if _caching(request, tools, system, messages):
-        betas.add(_HOUR_CACHE_BETA)
-    system_value = _collapse(system, messages)
+    if plain is None:
+        if _caching(request, tools, system, messages):
+            betas.add(_HOUR_CACHE_BETA)
+        system_value = _collapse(system, messages)
+    else:  # only the tools can carry breakpoints
+        if tools and _caching(request, tools, [], []):
+            betas.add(_HOUR_CACHE_BETA)
+        system_value = system_text
+    body: dict[str, Any] = {"model": request.model}
     if system_value is not None:
-        body = {"model": body["model"], "system": system_value, **body}
+        body["system"] = system_value
+    body["messages"] = messages
+    body.update(fields)
     if tools:
         body["tools"] = tools
         if choice is not None:
@@ -514,6 +529,37 @@ def _conversation(request: ChatRequest
             else:
                 turns.append({"role": "assistant", "content": [block]})
     return system, turns, betas
+
+
+def _plain_conversation(messages: tuple[Message, ...]
+                        ) -> tuple[str | None, list[dict[str, Any]]] | None:
+    """``(system text, turns)`` of a conversation of plain text turns (most calls), built
+    as strings straight away: what :func:`_conversation` then :func:`_collapse` make of
+    it. ``None`` when a turn needs blocks: parts, tool calls or results, reasoning, a
+    cache breakpoint, or two turns of one role in a row (they merge into blocks)."""
+    system: list[str] = []
+    turns: list[dict[str, Any]] = []
+    last = None
+    for message in messages:
+        content = message.content
+        if (type(content) is not str or message.cache is not None or message.tool_calls
+                or message.reasoning):
+            return None
+        role = message.role
+        if role == "system":
+            if content:
+                system.append(content)
+            continue
+        if role == "assistant":
+            if not content:
+                continue  # an empty assistant turn says nothing and the API rejects it
+        elif role != "user":
+            return None
+        if role == last:
+            return None
+        turns.append({"role": role, "content": content})
+        last = role
+    return ("\n\n".join(system) if system else None), turns
 
 
 _PLAIN = frozenset(("type", "text"))  # the keys of a plain text block
