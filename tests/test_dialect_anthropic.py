@@ -607,6 +607,23 @@ def test_stream_redacted_thinking_citations_and_cumulative_usage() -> None:
         25, 64, 0, 0)
 
 
+def test_stream_usage_without_a_start_count_is_the_final_one() -> None:
+    # A compatible server may leave message_start without usage: the final
+    # message_delta's counts stand alone, cache reads and writes added back.
+    asm, _, _ = fold([
+        sse({"type": "message_start", "message": {"id": "m1", "model": "c"}}),
+        sse({"type": "content_block_delta", "index": 0,
+             "delta": {"type": "text_delta", "text": "ok"}}),
+        sse({"type": "message_delta", "delta": {"stop_reason": "end_turn"},
+             "usage": {"input_tokens": 7, "output_tokens": 2, "cache_read_input_tokens": 3}}),
+        sse({"type": "message_stop"}),
+    ])
+    u = asm.usage
+    assert u is not None
+    assert (u.prompt_tokens, u.completion_tokens, u.total_tokens, u.cached_tokens) == (
+        10, 2, 12, 3)
+
+
 def test_stream_error_event_is_typed() -> None:
     evs = events("overloaded_midstream.sse")
     decoder = dialect.stream_decoder(None, "anthropic")

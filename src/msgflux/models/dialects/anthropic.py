@@ -35,6 +35,7 @@ import functools
 import re
 import warnings
 from collections.abc import Generator
+from operator import attrgetter
 from typing import Any
 
 import msgspec
@@ -876,20 +877,26 @@ def _refusal(reason: str | None, provider: str) -> str | None:
     return f"{provider} refused to continue this answer (stop_reason 'refusal')."
 
 
+_COUNTS = attrgetter("input_tokens", "output_tokens", "cache_read_input_tokens",
+                     "cache_creation_input_tokens", "cache_creation")
+
+
 def _usage(start: _Usage | None, end: _Usage | None = None) -> Usage:
-    """Anthropic's ``input_tokens`` excludes cache reads and writes: add them back."""
+    """Anthropic's ``input_tokens`` excludes cache reads and writes: add them back.
 
-    def pick(name: str) -> int | None:
-        value = getattr(end, name) if end is not None else None
-        if value is None and start is not None:
-            value = getattr(start, name)
-        return value
-
-    read = pick("cache_read_input_tokens")
-    write = pick("cache_creation_input_tokens")
-    prompt = (pick("input_tokens") or 0) + (read or 0) + (write or 0)
-    completion = pick("output_tokens") or 0
-    by_ttl = pick("cache_creation")
+    A stream's counts are its ``message_delta``'s (``end``), each one missing there
+    taken from its ``message_start``'s (``start``).
+    """
+    if end is None:
+        counts = _COUNTS(start) if start is not None else (None,) * 5
+    elif start is None:
+        counts = _COUNTS(end)
+    else:
+        counts = tuple(s if e is None else e for e, s in zip(_COUNTS(end), _COUNTS(start),
+                                                              strict=True))
+    given, completion, read, write, by_ttl = counts
+    prompt = (given or 0) + (read or 0) + (write or 0)
+    completion = completion or 0
     hour = by_ttl.ephemeral_1h_input_tokens if by_ttl is not None else None
     return Usage(prompt_tokens=prompt, completion_tokens=completion,
                  total_tokens=prompt + completion, cached_tokens=read, cache_write_tokens=write,
