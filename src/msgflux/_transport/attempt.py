@@ -74,7 +74,7 @@ class Attempt:
 
         Raises the total timeout when the deadline already passed.
         """
-        limit = self.limit(kind)
+        limit = getattr(self.timeouts, kind)  # (never "total" here)
         if self.deadline == INF:
             return limit, kind
         remaining = self.deadline - now

@@ -429,22 +429,19 @@ class ResponseParser:
             return
         self.status = status
         self.headers_done = True
-        fields = dict(self.headers)
-        framed = (
-            "content-length" in fields or "chunked" in fields.get("transfer-encoding", "").lower()
-        )
-        encoding = fields.get("content-encoding")
-        no_body = self._head_only or status in (204, 304)
-        self._eof_delimited = not framed and not no_body
-        if not no_body:
-            self._setup_body(encoding, fields.get("content-length"))
         if self._head_only:
             # llhttp cannot know this answers HEAD and would wait for the
             # Content-Length bytes; end here and never reuse the connection.
             self._finish()
             self.keep_alive = False
-
-    def _setup_body(self, encoding: str | None, length: str | None) -> None:
+            return
+        if status == 204 or status == 304:
+            return  # no body
+        fields = dict(self.headers)
+        length = fields.get("content-length")
+        self._eof_delimited = length is None and (
+            "chunked" not in fields.get("transfer-encoding", "").lower())
+        encoding = fields.get("content-encoding")
         if encoding is not None:
             decoder = new_decompressor(encoding, self._max_body)
             if decoder is not None and self._identity:

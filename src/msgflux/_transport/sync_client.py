@@ -15,7 +15,7 @@ from __future__ import annotations
 import socket
 import struct
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import suppress
 from itertools import chain
 from time import monotonic
@@ -41,10 +41,6 @@ if TYPE_CHECKING:
 __all__ = ["SyncStreamResponse", "HTTPTransport"]
 
 _READ_SIZE = 65536
-# Seconds idle before a pooled socket is probed (one poll, ~1 us) for a FIN or
-# unsolicited bytes such as a 408 sent before an idle close. Always probing
-# keeps such bytes from being read as the next response.
-_CHECK_AFTER = 0.0
 _DEFAULT_TIMEOUTS = Timeouts()
 # Kernel-bounded waits on plain sockets (see _Conn): Linux's timeval is two longs.
 _KERNEL_TIMEOUTS = sys.platform == "linux" and struct.calcsize("l") == 8
@@ -81,8 +77,8 @@ class _Conn:
     Python's timeout mode (``ssl`` reads need it to tell "wait" from "closed").
     """
 
-    __slots__ = ("_poll", "_rcv", "_snd", "generation", "idle_since", "kernel_timeouts",
-                 "parser", "route", "sock")
+    __slots__ = ("_rcv", "_snd", "generation", "idle_since", "kernel_timeouts", "parser",
+                 "readable", "route", "sock")
 
     def __init__(self, sock: socket.socket, route: Route, generation: int) -> None:
         self.sock = sock
@@ -95,7 +91,12 @@ class _Conn:
             sock.settimeout(None)  # blocking; the kernel bounds each wait
         self._rcv: float | None = -1.0  # the read and write limits now set
         self._snd: float | None = -1.0
-        self._poll: Any = None  # made on first reuse, then kept: reuse is the hot path
+        # ``readable(0)``: what a pooled socket is probed with before reuse (see _checkout).
+        self.readable: Callable[[int], list[Any]] = _never
+        if poll is not None:
+            probe = poll()
+            probe.register(sock, POLLIN)
+            self.readable = probe.poll
 
     def settimeout_exactly(self, value: float | None) -> None:
         """For sends: a timeout firing early would be wrong (and unretryable)."""
@@ -134,21 +135,15 @@ class _Conn:
         with suppress(OSError):
             self.sock.close()
 
-    def looks_dead(self) -> bool:
-        """An idle keep-alive socket that is readable was closed (or spoke out of turn)."""
-        if poll is None:  # pragma: no cover
-            return False
-        p = self._poll
-        if p is None:
-            p = self._poll = poll()
-            p.register(self.sock, POLLIN)
-        return bool(p.poll(0))
+
+def _never(timeout: int) -> list[Any]:  # (no poll, as on Windows: no probe)
+    return []
 
 
 def _recv(conn: _Conn, attempt: Attempt, kind: str) -> bytes:
     """One read, bounded by timeout ``kind`` (from now) and the total deadline."""
     now = monotonic()
-    limit = attempt.limit(kind)
+    limit = getattr(attempt.timeouts, kind)
     deadline, which = (now + limit, kind) if limit is not None else (INF, kind)
     if attempt.deadline <= deadline:
         deadline, which = attempt.deadline, "total"
@@ -372,8 +367,10 @@ class HTTPTransport(ClientBase):
                 if not pool:
                     return None
                 conn = pool.pop()
-            idle = monotonic() - conn.idle_since
-            if idle > self._idle_expiry or (idle >= _CHECK_AFTER and conn.looks_dead()):
+            # An idle keep-alive socket that is readable was closed, or spoke out of
+            # turn (a 408 sent before an idle close): one poll, about 1 us, on every
+            # reuse keeps such bytes from being read as the next response.
+            if monotonic() - conn.idle_since > self._idle_expiry or conn.readable(0):
                 conn.close()
                 continue
             return conn
