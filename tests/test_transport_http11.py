@@ -195,6 +195,10 @@ def test_interim_1xx_responses_are_skipped() -> None:
     p = parse(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok")
     assert p.status == 201 and p.complete and body_of(p) == b"ok"
     assert p.headers == [("content-length", "2")]
+    # An interim response's headers never frame the final body.
+    p = parse(b"HTTP/1.1 103 Early Hints\r\nContent-Encoding: gzip\r\nContent-Length: 9\r\n\r\n"
+              b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nplain", eof=True)
+    assert p.complete and body_of(p) == b"plain"
 
 
 def test_no_body_statuses_and_head() -> None:

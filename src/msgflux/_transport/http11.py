@@ -212,14 +212,17 @@ class ResponseParser:
         "_body",
         "_decoder",
         "_done_at",
+        "_encoding",
         "_eof_delimited",
         "_head_only",
         "_header_bytes",
         "_identity",
+        "_length",
         "_max_body",
         "_parser",
         "_room",
         "_stalled",
+        "_transfer",
         "body_bytes",
         "buffered",
         "complete",
@@ -268,6 +271,7 @@ class ResponseParser:
         self.buffered = 0  # decoded body bytes waiting in take_body()
         self.status = 0
         self.headers: list[tuple[str, str]] = []
+        self._no_framing()
         self.headers_done = False
         self.complete = False
         self.keep_alive = False
@@ -416,7 +420,22 @@ class ResponseParser:
 
     def on_header(self, name: bytes, value: bytes) -> None:
         if not self.headers_done:  # trailers are dropped (nothing we read is in them)
-            self.headers.append((name.decode("latin-1").lower(), value.decode("latin-1")))
+            key = name.decode("latin-1").lower()
+            text = value.decode("latin-1")
+            self.headers.append((key, text))
+            if key == "content-length":
+                self._length = text
+            elif key == "transfer-encoding":
+                self._transfer = text
+            elif key == "content-encoding":
+                self._encoding = text
+
+    def _no_framing(self) -> None:
+        """Forget the framing headers: on_header notes them as they pass (the last of a
+        name counts), cheaper than a dict of every header made to look them up."""
+        self._length: str | None = None
+        self._transfer = ""
+        self._encoding: str | None = None
 
     def on_headers_complete(self) -> None:
         if self.complete or self._done_at >= 0:
@@ -426,6 +445,7 @@ class ResponseParser:
             if status == 101:
                 raise ProtocolError("unexpected 101 Switching Protocols")
             self.headers = []  # interim response (100 Continue, 103 Early Hints): skip
+            self._no_framing()
             return
         self.status = status
         self.headers_done = True
@@ -437,11 +457,9 @@ class ResponseParser:
             return
         if status == 204 or status == 304:
             return  # no body
-        fields = dict(self.headers)
-        length = fields.get("content-length")
-        self._eof_delimited = length is None and (
-            "chunked" not in fields.get("transfer-encoding", "").lower())
-        encoding = fields.get("content-encoding")
+        length = self._length
+        self._eof_delimited = length is None and "chunked" not in self._transfer.lower()
+        encoding = self._encoding
         if encoding is not None:
             decoder = new_decompressor(encoding, self._max_body)
             if decoder is not None and self._identity:
