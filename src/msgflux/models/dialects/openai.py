@@ -391,12 +391,14 @@ class StreamDecoder:
 
     def feed(self, event: SSEEvent) -> Delta | str | ToolCallDelta | None:
         data = event.data
-        if data[:6] == b"[DONE]":
-            self.done = True
-            return Delta(done=True)
         try:
             chunk = _chunk_decode(data)
         except (msgspec.DecodeError, UnicodeDecodeError):
+            # The end marker is no JSON object: looked for once decoding failed, not
+            # on every chunk.
+            if data[:6] == b"[DONE]":
+                self.done = True
+                return Delta(done=True)
             chunk = decode_wire(_chunk_decoder, data, self._malformed)  # raises, typed
         choices = chunk.choices
         if choices and self._named and chunk.usage is None and chunk.error is None:
