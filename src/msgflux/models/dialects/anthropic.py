@@ -1016,7 +1016,10 @@ class StreamDecoder:
                 return None
             dk = d.type
             if dk == "text_delta":
-                return self._text(d.text)
+                text = d.text
+                if text and not self._lead:
+                    return text  # the bulk of a stream: no frame for _text
+                return self._text(text)
             if dk == "input_json_delta":
                 if not d.partial_json:
                     return None
