@@ -216,7 +216,7 @@ class ChatRequest(msgspec.Struct, frozen=True):
 # ---------------------------------------------------------------- response
 
 
-class Usage(msgspec.Struct):
+class Usage(msgspec.Struct, gc=False):
     """Token counts. ``prompt_tokens`` includes ``cached_tokens`` (read from cache)
     and ``cache_write_tokens`` (written to cache), which includes
     ``cache_write_1h_tokens`` (written for an hour, a dearer write where the
@@ -268,7 +268,7 @@ def with_refusal(text: str, refusal: str) -> str:
     return text + REFUSAL_BREAK + refusal if text else refusal
 
 
-class Completion(msgspec.Struct):
+class Completion(msgspec.Struct, gc=False):
     """A finished (non-streamed) answer; ``refusal`` is set when the provider refused."""
 
     text: str | None = None

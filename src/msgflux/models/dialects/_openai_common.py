@@ -77,7 +77,7 @@ def schema_fields(output: OutputSchema, strict: bool) -> dict[str, Any]:
     return fields
 
 
-class WireError(msgspec.Struct):
+class WireError(msgspec.Struct, gc=False):
     """The error object: ``{"message", "type", "code"}`` (``code`` a str, or a status)."""
 
     message: str | None = None

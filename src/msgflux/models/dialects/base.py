@@ -401,13 +401,13 @@ _IN_BAND_ERRORS: dict[str, type[exc.ProviderError]] = {
 }
 
 
-class _WireError(msgspec.Struct):
+class _WireError(msgspec.Struct, gc=False):
     message: str | None = None
     type: str | None = None
     code: str | int | None = None
 
 
-class _ErrorBody(msgspec.Struct):
+class _ErrorBody(msgspec.Struct, gc=False):
     error: _WireError | str | None = None
     message: str | None = None
     detail: Any = None

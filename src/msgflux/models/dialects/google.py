@@ -786,7 +786,7 @@ _STATUS = {
 }
 
 
-class _ErrorBody(msgspec.Struct):
+class _ErrorBody(msgspec.Struct, gc=False):
     error: _Error | str | None = None
 
 

@@ -233,7 +233,7 @@ def _part(part: Part) -> dict[str, Any]:
 # ---------------------------------------------------------------- wire structs
 
 
-class _Part(msgspec.Struct):
+class _Part(msgspec.Struct, gc=False):
     """A content or summary part: ``output_text``, ``refusal``, ``summary_text``,
     ``reasoning_text``…"""
 
@@ -242,7 +242,7 @@ class _Part(msgspec.Struct):
     refusal: str | None = None
 
 
-class _Item(msgspec.Struct):
+class _Item(msgspec.Struct, gc=False):
     """An output item: ``message``, ``reasoning``, ``function_call`` (others are skipped)."""
 
     type: str = ""
@@ -255,15 +255,15 @@ class _Item(msgspec.Struct):
     arguments: str | dict[str, Any] | None = None  # some compatible servers send an object
 
 
-class _InputDetails(msgspec.Struct):
+class _InputDetails(msgspec.Struct, gc=False):
     cached_tokens: int | None = None
 
 
-class _OutputDetails(msgspec.Struct):
+class _OutputDetails(msgspec.Struct, gc=False):
     reasoning_tokens: int | None = None
 
 
-class _Usage(msgspec.Struct):
+class _Usage(msgspec.Struct, gc=False):
     input_tokens: int | None = None
     output_tokens: int | None = None
     total_tokens: int | None = None
@@ -271,11 +271,11 @@ class _Usage(msgspec.Struct):
     output_tokens_details: _OutputDetails | None = None
 
 
-class _Incomplete(msgspec.Struct):
+class _Incomplete(msgspec.Struct, gc=False):
     reason: str | None = None
 
 
-class _Status(msgspec.Struct):
+class _Status(msgspec.Struct, gc=False):
     """A response without its output: what a stream's lifecycle events need (the
     output already came as deltas, so the final event's copy is not decoded)."""
 
