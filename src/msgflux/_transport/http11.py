@@ -246,6 +246,12 @@ class ResponseParser:
         # responses are smuggled or split, and RFC 9112 section 6.3 has the
         # connection closed after such a message in any case.
         self._parser.set_dangerous_leniencies(lenient_optional_cr_before_lf=True)
+        # The framing headers, noted by on_header as they pass (the last of a name
+        # counts) and taken by on_headers_complete: cheaper than a dict of every
+        # header made to look them up.
+        self._length: str | None = None
+        self._transfer = ""
+        self._encoding: str | None = None
         self.start()
 
     def start(self, *, head_only: bool = False, max_body: int | None = None,
@@ -271,7 +277,6 @@ class ResponseParser:
         self.buffered = 0  # decoded body bytes waiting in take_body()
         self.status = 0
         self.headers: list[tuple[str, str]] = []
-        self._no_framing()
         self.headers_done = False
         self.complete = False
         self.keep_alive = False
@@ -430,14 +435,10 @@ class ResponseParser:
             elif key == "content-encoding":
                 self._encoding = text
 
-    def _no_framing(self) -> None:
-        """Forget the framing headers: on_header notes them as they pass (the last of a
-        name counts), cheaper than a dict of every header made to look them up."""
-        self._length: str | None = None
-        self._transfer = ""
-        self._encoding: str | None = None
-
     def on_headers_complete(self) -> None:
+        length, transfer, encoding = self._length, self._transfer, self._encoding
+        self._length = self._encoding = None  # taken: the next head notes its own
+        self._transfer = ""
         if self.complete or self._done_at >= 0:
             return
         status = self._parser.get_status_code()
@@ -445,7 +446,6 @@ class ResponseParser:
             if status == 101:
                 raise ProtocolError("unexpected 101 Switching Protocols")
             self.headers = []  # interim response (100 Continue, 103 Early Hints): skip
-            self._no_framing()
             return
         self.status = status
         self.headers_done = True
@@ -457,9 +457,7 @@ class ResponseParser:
             return
         if status == 204 or status == 304:
             return  # no body
-        length = self._length
-        self._eof_delimited = length is None and "chunked" not in self._transfer.lower()
-        encoding = self._encoding
+        self._eof_delimited = length is None and "chunked" not in transfer.lower()
         if encoding is not None:
             decoder = new_decompressor(encoding, self._max_body)
             if decoder is not None and self._identity:
