@@ -188,7 +188,7 @@ def _takes_xhigh(version: tuple[int, int] | None) -> bool:
 def build_request(request: ChatRequest, endpoint: Endpoint) -> HttpRequest:
     body, betas = _body(request)
     stream = request.stream
-    url, headers = derived(endpoint, (stream, *sorted(betas)),
+    url, headers = derived(endpoint, (stream, *sorted(betas)) if betas else stream,
                            lambda: (_url(endpoint.base_url),
                                     _headers(request, endpoint, betas)))
     return HttpRequest("POST", url, headers, _encode(body), stream)
@@ -268,7 +268,7 @@ def _body(request: ChatRequest) -> tuple[dict[str, Any], set[str]]:
     if effort is not None:
         output_config["effort"] = effort
     tools = [_tool(t, native) for t in request.tools] if request.tools else []
-    choice = _tool_choice(request)
+    choice = _tool_choice(request) if request.tools or request.tool_choice is not None else None
     if plain is None:
         # The API refuses tool_use/tool_result blocks in a request that defines no tools,
         # and the guide's tool loop ends with a call without tool_schemas: the tools the
